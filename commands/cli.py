@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from maa import __version__
-from maa.commands import caption, eval as eval_cmd, generate, mel, reprogram, train_ldm, train_vae
+from maa.commands import caption, eval as eval_cmd, generate, mel, reprogram, train_clap, train_ldm, train_vae
 
 app = typer.Typer(
     name="maa",
@@ -36,6 +36,7 @@ app.command("reprogram", help=reprogram.HELP)(reprogram.main)
 app.command("caption", help=caption.HELP)(caption.main)
 app.command("train-vae", help=train_vae.HELP)(train_vae.main)
 app.command("train-ldm", help=train_ldm.HELP)(train_ldm.main)
+app.command("train-clap", help=train_clap.HELP)(train_clap.main)
 app.command("generate", help=generate.HELP)(generate.main)
 app.command("eval", help=eval_cmd.HELP)(eval_cmd.main)
 

@@ -1,11 +1,103 @@
-"""`maa caption`: not built yet (see its issue)."""
+"""`maa caption`: captions for language-free audio, chosen among expert candidates by audio-text score."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import typer
 
-from maa.commands.common import not_implemented
+from maa.commands.common import friendly, info, progress_bar, warn
 
-HELP = "Write captions for language-free audio (expert candidates, best by audio-text score). (not implemented yet)"
+HELP = """Caption clips: experts propose candidates, the audio-text scorer keeps the best.
+
+Experts: `labels` (the clip's labels in several phrasings: "the sound of dog", ...),
+`retrieval` (the --top-k captions of a caption bank nearest to the clip; --bank is a text
+file with one caption per line, or a JSONL manifest whose captions are used) and `captioner`
+(a local transformers audio-captioning model folder, --captioner). Every candidate is scored
+with --scorer; the output row gets `caption`, `caption_source` (the expert), `caption_score`
+and `candidates` (all of them, best first). Clips that have a caption keep it unless
+--overwrite. Reruns continue where an interrupted run stopped (OUT.partial).
+
+Examples:
+
+  maa caption clips/ -o captioned.jsonl --scorer maa-clap:runs/clap/clap --bank data/demo/train.jsonl
+
+  maa caption new.jsonl -o new_captioned.jsonl --scorer laion-clap:630k-audioset-best.pt --bank captions.txt
+
+  maa caption data.jsonl -o - --scorer runs/clap/clap --experts labels --overwrite | jq -r .caption
+
+  maa caption clips/ -o out.jsonl --scorer runs/clap/clap --captioner models/whisper-audiocaps --device cuda
+"""
 
 
-def main(args: list[str] = typer.Argument(None, help="Arguments (ignored until the command exists).")):
-    not_implemented("caption")
+@friendly
+def main(
+    src: str = typer.Argument(..., help="Manifest (JSONL, CSV, TSV), folder of audio, or - for JSONL on stdin."),
+    out: str = typer.Option(..., "-o", "--out", help="Output JSONL manifest, or - for stdout."),
+    scorer: str = typer.Option(None, "--scorer", "-s", help="maa-clap:DIR (from `maa train-clap`) or laion-clap:CKPT. Env MAA_SCORER is the default."),
+    experts: str = typer.Option("labels,retrieval,captioner", "--experts", "-e", help="Comma-separated experts to ask: labels, retrieval, captioner (those without their input are skipped)."),
+    bank: Path = typer.Option(None, "--bank", help="Caption bank for retrieval: text file (one caption per line) or JSONL with `caption`."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Retrieval candidates per clip."),
+    captioner: Path = typer.Option(None, "--captioner", help="Local transformers audio-captioning model folder (speech seq2seq)."),
+    num_captions: int = typer.Option(3, "--num-captions", min=1, help="Captions the captioner proposes per clip (beams)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Re-caption clips that already have a caption."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1),
+    max_seconds: float = typer.Option(10.0, "--max-seconds", help="Seconds of each clip that are scored."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
+    seed: int = typer.Option(0, "--seed", help="Seed (scoring is deterministic; this fixes any sampling in a captioner)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    import torch
+
+    from maa.caption import EXPERTS, CaptionJob, HFCaptioner, caption_rows, read_bank
+    from maa.clap import load_scorer
+    from maa.errors import MaaError
+    from maa.manifest import read_manifest, write_manifest
+
+    torch.manual_seed(seed)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MaaError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    wanted = tuple(e.strip() for e in experts.split(",") if e.strip())
+    for e in wanted:
+        if e not in EXPERTS:
+            raise MaaError(f"--experts: unknown expert {e!r}; choose from {', '.join(EXPERTS)}")
+    spec = scorer or os.environ.get("MAA_SCORER")
+    if not spec:
+        raise MaaError("--scorer is required: maa-clap:RUN/clap (train one with `maa train-clap`) or laion-clap:CKPT")
+
+    problems: list[dict] = []
+    rows = read_manifest(src, on_problem=problems.append)
+    for p in problems:
+        warn(p["reason"])
+    if not rows:
+        raise MaaError(f"{src}: no clips to caption")
+    bank_entries = read_bank(bank) if bank and "retrieval" in wanted else None
+    if "retrieval" in wanted and not bank:
+        info("no --bank given: the retrieval expert is skipped")
+    cap = HFCaptioner(captioner, device=device, num_captions=num_captions) if captioner and "captioner" in wanted else None
+    if not any(r.get("labels") for r in rows) and not bank_entries and cap is None:
+        raise MaaError(f"{src}: the clips have no labels and neither --bank nor --captioner is given; "
+                       "no expert can propose a caption")
+    s = load_scorer(spec, device=device)
+    job = CaptionJob(experts=wanted, bank=bank_entries, captioner=cap, top_k=top_k, overwrite=overwrite,
+                     batch_size=batch_size, max_seconds=max_seconds)
+
+    out_path = None if out == "-" else Path(out)
+    with progress_bar(len(rows), "caption", disable=quiet) as bar:
+        result = caption_rows(rows, s, job, out_path=out_path, progress=bar.update)
+    failed = [r for r in result if r.get("caption_error")]
+    for r in failed:
+        warn(r["caption_error"])
+    write_manifest(out, result)
+    if out_path is not None:
+        Path(str(out_path) + ".partial").unlink(missing_ok=True)
+    new = [r for r in result if r.get("candidates")]
+    by = {}
+    for r in new:
+        by[r["caption_source"]] = by.get(r["caption_source"], 0) + 1
+    kept = sum(1 for r in result if r.get("caption_source") == "given")
+    info(f"captioned {len(new)} clips ({', '.join(f'{k} {v}' for k, v in sorted(by.items())) or 'none'}), "
+         f"kept {kept} existing captions, failed {len(failed)}; scorer {s.name}")
+    if failed and not new and not kept:
+        raise MaaError(f"{src}: no clip could be captioned")

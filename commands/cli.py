@@ -6,6 +6,7 @@ import typer
 
 from maa import __version__
 from maa.commands import caption, eval as eval_cmd, generate, mel, reprogram, train_clap, train_ldm, train_vae
+from maa.commands import train_vocoder
 
 app = typer.Typer(
     name="maa",
@@ -39,6 +40,7 @@ app.command("train-ldm", help=train_ldm.HELP)(train_ldm.main)
 app.command("train-clap", help=train_clap.HELP)(train_clap.main)
 app.command("generate", help=generate.HELP)(generate.main)
 app.command("eval", help=eval_cmd.HELP)(eval_cmd.main)
+app.command("train-vocoder", help=train_vocoder.HELP)(train_vocoder.main)
 
 
 def main():

@@ -1,11 +1,83 @@
-"""`maa eval`: not built yet (see its issue)."""
+"""`maa eval`: score generated clips against reference clips (FD, FAD, KL, IS, CLAP score)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 import typer
 
-from maa.commands.common import not_implemented
+from maa.commands.common import console, friendly, info, progress_bar, warn
 
-HELP = "Score generated audio against references (FD, FAD, KL, IS, CLAP). (not implemented yet)"
+HELP = """Score GENERATED clips against REFERENCE clips; every number names its extractor.
+
+Each argument is a folder of audio or a manifest. Per extractor: FD (Fréchet distance of Gaussian fits; FAD for vggish), IS and KL (where the extractor has a classifier head; KL over clips paired by id or file name) and CLAP score (clap extractors; prompts from the GENERATED manifest's `caption`). Paired clips also get mel L1 and log-spectral distance. A table goes to stderr, JSON to -o. Embeddings are cached by file content (~/.cache/maa/embeddings).
+
+Extractors: aisfx (offline, default), panns-cnn14:Cnn14_16k_mAP=0.438.pth, vggish:vggish-10086976.pth, maa-clap:RUN/clap, laion-clap:CKPT.
+
+Examples:
+
+  maa eval gen/ data/demo/test.jsonl -o metrics.json
+
+  maa eval gen.jsonl ref.jsonl -e aisfx -e maa-clap:runs/clap -o metrics.json
+
+  maa eval gen/ ref/ -e panns-cnn14:Cnn14_16k_mAP=0.438.pth -e vggish:vggish-10086976.pth
+
+  maa eval recon/ originals/ -o - | jq .spectral    # paired mel L1, LSD
+"""
 
 
-def main(args: list[str] = typer.Argument(None, help="Arguments (ignored until the command exists).")):
-    not_implemented("eval")
+@friendly
+def main(
+    generated: str = typer.Argument(..., help="Generated clips: folder of audio or manifest (JSONL/CSV/TSV)."),
+    reference: str = typer.Argument(..., help="Reference clips: folder of audio or manifest."),
+    out: str = typer.Option(None, "-o", "--out", help="Write metrics JSON here (- for stdout). Default: only the table."),
+    extractor: list[str] = typer.Option(["aisfx"], "--extractor", "-e",
+                                        help="Repeatable: aisfx, panns-cnn14:FILE, vggish:FILE, maa-clap:DIR, laion-clap:FILE."),
+    duration: float = typer.Option(10.0, "--duration", "-d", help="Seconds of each clip used (crops; shorter clips stay short)."),
+    full: bool = typer.Option(False, "--full", help="Use whole clips instead of --duration."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Embedding cache folder (default ~/.cache/maa/embeddings, or $MAA_CACHE)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write cached embeddings."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave unreadable clips out (listed in the JSON) instead of stopping."),
+    is_splits: int = typer.Option(1, "--is-splits", min=1, help="Inception score over this many chunks (mean and std); audioldm_eval uses 10."),
+    no_spectral: bool = typer.Option(False, "--no-spectral", help="Skip mel L1 / LSD on paired clips."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    from maa.errors import MaaError
+    from maa.evaluate import EvalConfig, default_cache_dir, evaluate, table_rows
+    from maa.io import write_json_atomic
+
+    if not full and duration <= 0:
+        raise MaaError(f"--duration {duration}: must be positive (or use --full)")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MaaError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    cfg = EvalConfig(extractors=list(extractor), duration=None if full else duration, device=device,
+                     cache_dir=None if no_cache else (cache_dir or default_cache_dir()), batch_size=batch_size,
+                     skip_bad=skip_bad, is_splits=is_splits, spectral=not no_spectral)
+    result = evaluate(generated, reference, cfg, make_bar=lambda n, desc: progress_bar(n, desc, disable=quiet))
+    for w in result["warnings"]:
+        warn(w)
+    for label, block in result["extractors"].items():
+        for note in block.get("notes", []):
+            info(f"{label}: {note}")
+
+    from rich.table import Table
+
+    table = Table(title=f"{generated}  vs  {reference}", title_justify="left")
+    for col in ("extractor", "metric", "value", "n"):
+        table.add_column(col, justify="right" if col in ("value", "n") else "left")
+    for row in table_rows(result):
+        table.add_row(*row)
+    console.print(table)
+
+    if out == "-":
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    elif out:
+        write_json_atomic(out, result)
+        info(f"wrote {out}")

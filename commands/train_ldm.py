@@ -1,11 +1,164 @@
-"""`maa train-ldm`: not built yet (see its issue)."""
+"""`maa train-ldm`: train the text-conditioned latent diffusion model on a manifest."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 import typer
 
-from maa.commands.common import not_implemented
+from maa.commands.common import friendly, info, progress_bar, warn
 
-HELP = "Train the text-conditioned latent diffusion model. (not implemented yet)"
+HELP = """Train the text-conditioned latent diffusion UNet on top of a trained VAE.
+
+Reads a manifest whose rows have a caption (or labels) and a `mel` (from `maa mel`) or an
+`audio` path; trains on random crops of --duration seconds; writes RUN/ldm/ (config.json +
+unet.safetensors, the EMA weights) and copies the VAE to RUN/vae/, so RUN is a model folder
+for `maa generate --model RUN`. Also RUN/metrics.jsonl and RUN/trainer_state.pt (--resume).
+The latent scale factor (1 / std of the training latents) is measured at the start and stored.
+
+Examples:
+
+  maa train-ldm data/mels/manifest.jsonl --vae runs/demo/vae -o runs/demo --preset small --duration 4
+
+  maa train-ldm mels.jsonl --vae runs/vae/vae -o runs/ldm --cache-latents --reprogram-prob 0.3
+
+  maa train-ldm mels.jsonl --vae runs/vae/vae -o runs/ldm --steps 100000 --resume
+
+  torchrun --nproc-per-node 8 .venv/bin/maa train-ldm mels.jsonl --vae runs/vae/vae -o runs/ldm --preset base --device cuda
+"""
 
 
-def main(args: list[str] = typer.Argument(None, help="Arguments (ignored until the command exists).")):
-    not_implemented("train-ldm")
+@friendly
+def main(
+    manifest: str = typer.Argument(..., help="Manifest with captions/labels and `mel` (from `maa mel`) or `audio` paths."),
+    vae_dir: Path = typer.Option(..., "--vae", help="VAE folder written by `maa train-vae` (RUN/vae)."),
+    out_dir: Path = typer.Option(..., "-o", "--out-dir", help="Run folder: RUN/ldm/ gets the UNet, RUN/vae/ a copy of the VAE."),
+    preset: str = typer.Option("small", "--preset", "-p", help="UNet size: tiny (tests), small (CPU, ~15 M), base (the paper's, 320 channels)."),
+    text_encoder: str = typer.Option("minilm", "--text-encoder", help="minilm (offline, 384-d), laion-clap:CKPT or hf:PATH."),
+    prediction: str = typer.Option("eps", "--prediction", help="What the UNet predicts: eps (the paper's) or v."),
+    steps: int = typer.Option(20000, "--steps", min=1, help="Total optimizer steps (counting steps done before --resume)."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Clips per step (per GPU under torchrun)."),
+    lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate (the paper: 1e-5 at batch 32 with 10k warm-up steps)."),
+    warmup: int = typer.Option(0, "--warmup", help="Linear learning-rate warm-up steps."),
+    duration: float = typer.Option(10.0, "--duration", "-d", help="Training crop in seconds, rounded to whole latent frames (10 s = 624 mel frames)."),
+    cond_drop: float = typer.Option(0.1, "--cond-drop", help="Share of captions replaced by \"\" (for classifier-free guidance)."),
+    reprogram_prob: float = typer.Option(0.0, "--reprogram-prob", help="Share of examples replaced by fresh compositions of 2-3 training clips (dynamic reprogramming)."),
+    cache_latents: bool = typer.Option(False, "--cache-latents", help="Encode every clip with the VAE once, up front, instead of at every step."),
+    val: str = typer.Option(None, "--val", help="Held-out manifest. Default: hold out --val-fraction of MANIFEST."),
+    val_fraction: float = typer.Option(0.05, "--val-fraction", help="Share held out when --val is not given (0: none)."),
+    ema: float = typer.Option(0.999, "--ema", help="EMA decay of the exported weights (0: off; 0.9999 for long runs)."),
+    grad_clip: float = typer.Option(1.0, "--grad-clip", help="Gradient-norm clip (0: off; the paper's is 1)."),
+    ckpt_every: int = typer.Option(1000, "--ckpt-every", min=1),
+    val_every: int = typer.Option(500, "--val-every", min=1),
+    log_every: int = typer.Option(50, "--log-every", min=1),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/trainer_state.pt exactly."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ... (under torchrun each process takes its LOCAL_RANK GPU)."),
+    bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast on CUDA (ignored on CPU)."),
+    grad_checkpoint: bool = typer.Option(False, "--grad-checkpoint", help="Recompute activations in backward (less GPU memory)."),
+    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Data loader processes."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0: torch's default)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    import torch
+
+    from maa.diffusion import DiffusionConfig
+    from maa.errors import MaaError
+    from maa.ldm import (CaptionedMels, LDMSetup, LDMTask, copy_vae, encode_latents, frames_for_duration,
+                         measure_scale, seconds_for_frames)
+    from maa.manifest import caption_of, read_manifest
+    from maa.text import load_text_encoder
+    from maa.trainer import STATE_FILE, TrainConfig, dist_info, read_config, resolve_device, seed_everything, train
+    from maa.unet import UNetConfig, num_params
+    from maa.unet import preset as unet_preset
+    from maa.vae import load_vae
+
+    if threads:
+        torch.set_num_threads(threads)
+    if not 0.0 <= reprogram_prob <= 1.0:
+        raise MaaError(f"--reprogram-prob {reprogram_prob}: must lie in [0, 1]")
+    if not 0.0 <= cond_drop < 1.0:
+        raise MaaError(f"--cond-drop {cond_drop}: must lie in [0, 1)")
+    d = dist_info()
+    seed_everything(seed)
+
+    def captioned(src):
+        rows = read_manifest(src)
+        good = [r for r in rows if caption_of(r)]
+        if len(good) < len(rows) and d.main:
+            warn(f"{src}: {len(rows) - len(good)} rows have neither caption nor labels; skipped "
+                 "(caption them with `maa caption`)")
+        if not good:
+            raise MaaError(f"{src}: no row has a caption or labels; the LDM learns from text-audio pairs")
+        return good
+
+    rows = captioned(manifest)
+    if val:
+        val_rows = captioned(val)
+    elif val_fraction > 0 and len(rows) >= 4:
+        k = max(2, round(1 / val_fraction))
+        val_rows, rows = rows[::k], [r for i, r in enumerate(rows) if i % k]
+    else:
+        val_rows = []
+
+    frames = frames_for_duration(duration)
+    dev = resolve_device(device, d)
+    vae = load_vae(vae_dir, dev)
+    text = load_text_encoder(text_encoder, device=str(dev))
+    unet_cfg = unet_preset(preset, context_dim=text.dim, in_channels=vae.cfg.z_channels, out_channels=vae.cfg.z_channels,
+                           grad_checkpoint=grad_checkpoint)
+    dcfg = DiffusionConfig(prediction=prediction, cond_drop=cond_drop)
+    saved = None
+    if resume and (out_dir / STATE_FILE).exists() and (out_dir / "ldm" / "config.json").exists():
+        saved = read_config(out_dir / "ldm")  # the run's own settings win over the options
+        unet_cfg = UNetConfig.from_dict(saved["unet"])
+        dcfg = DiffusionConfig.from_dict(saved["diffusion"])
+        frames = saved.get("train_frames", frames)
+        if saved.get("text_encoder") != text_encoder:
+            raise MaaError(f"--resume: the run was trained with --text-encoder {saved.get('text_encoder')}; pass that")
+
+    reprogrammer = None
+    if reprogram_prob > 0:
+        try:
+            from maa.reprogram import ComposeConfig, Reprogrammer, load_events
+        except ImportError:
+            raise MaaError("--reprogram-prob: maa.reprogram is not available in this install; use --reprogram-prob 0") from None
+        problems = []
+        with progress_bar(len(rows), "load events", disable=quiet or not d.main) as bar:
+            events = load_events(rows, on_problem=problems.append, progress=bar.update)
+        for p in problems[:5]:
+            warn(p["reason"])
+        reprogrammer = Reprogrammer(events, ComposeConfig(duration=seconds_for_frames(frames)))
+
+    latent_shape = (vae.cfg.z_channels, vae.cfg.n_mels // vae.factor)
+    train_set = CaptionedMels(rows, frames, latent_shape=latent_shape, reprogrammer=reprogrammer,
+                              reprogram_prob=reprogram_prob)
+    val_set = CaptionedMels(val_rows, frames, latent_shape=latent_shape) if val_rows else None
+    if cache_latents:
+        with progress_bar(len(rows), "encode latents", disable=quiet or not d.main) as bar:
+            train_set.latents = encode_latents(vae, [train_set.mel(i) for i in range(len(rows))], frames,
+                                               progress=bar.update)
+            train_set._mels.clear()  # the latents replace the mels
+    if saved is None:
+        dcfg.scale_factor = measure_scale(vae, train_set)
+
+    setup = LDMSetup(unet=unet_cfg, diffusion=dcfg, text_encoder=text_encoder, frames=frames)
+    task = LDMTask(setup, vae, text)
+    if d.main:
+        copy_vae(vae_dir, out_dir)
+        info(f"train-ldm: {len(rows)} training clips, {len(val_rows)} held out; UNet {num_params(task.unet) / 1e6:.2f} M "
+             f"parameters ({preset}); crops of {frames} mel frames ({seconds_for_frames(frames):.2f} s, latent "
+             f"{latent_shape[0]}x{latent_shape[1]}x{frames // vae.factor}); scale factor {dcfg.scale_factor:.4f}; "
+             f"text {text.name} ({text.dim}-d)" + (f"; reprogramming {reprogram_prob:.0%}" if reprogrammer else ""))
+    cfg = TrainConfig(out_dir=out_dir, steps=steps, batch_size=batch_size, lr=lr, grad_clip=grad_clip or None,
+                      ema_decay=ema or None, ckpt_every=ckpt_every, val_every=val_every, log_every=log_every, seed=seed,
+                      device=device, bf16=bf16, num_workers=workers, warmup_steps=warmup, quiet=quiet)
+    final = train(task, train_set, val_set, cfg, resume=resume)
+    if d.main:
+        msg = f"train-ldm: step {final['step']}, model folder {out_dir} (generate with `maa generate \"...\" --model {out_dir}`)"
+        if "val_loss" in final:
+            msg += f"; held-out loss {final['val_loss']:.4f}"
+        info(msg)
+        sys.stdout.write(json.dumps({k: v for k, v in final.items() if k != "kind"}) + "\n")

@@ -1,0 +1,460 @@
+"""Text-conditioned latent diffusion: the training Task, the model folder, and generation.
+
+Training (`LDMTask`, plugs into maa.trainer): mel crops -> frozen VAE -> latents times the scale
+factor (1 / std of the training latents, measured once and stored in the config) -> DDPM loss of
+the UNet, conditioned on the frozen text encoder's token states. 10% of captions are replaced by
+"" so the same model also predicts unconditionally (classifier-free guidance). Optional dynamic
+reprogramming replaces a share of the examples with new compositions of single-event clips
+(maa.reprogram), drawn afresh at every step.
+
+A generation model folder holds vae/ (maa train-vae), ldm/ (config.json + unet.safetensors,
+the EMA weights when training used EMA) and optionally vocoder/ and clap/. `maa train-ldm`
+copies the VAE into RUN/vae/, so RUN is such a folder.
+
+Generation (`generate`): per sample a seeded Gaussian latent (or, for audio-to-audio, the init
+audio's latent noised to the strength's timestep), a sampler over the guided denoiser, the VAE
+decoder, then the vocoder (Griffin-Lim unless the folder has a neural vocoder).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from maa.audio import SAMPLE_RATE, fit_length
+from maa.diffusion import DiffusionConfig, alphas_cumprod, diffusion_loss, measure_scale_factor
+from maa.errors import MaaError
+from maa.mel import DEFAULT as MEL, mel_spectrogram, num_frames, samples_for_frames
+from maa.samplers import SAMPLERS, SPACING, guided, model_denoiser, sdedit_timesteps, timesteps
+from maa.unet import UNet, UNetConfig
+
+KIND = "ldm"
+BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "model"
+
+
+# ----------------------------------------------------------------------------- lengths
+
+
+def frames_for_duration(seconds: float, factor: int = 8) -> int:
+    """Mel frames for `seconds`, rounded to a whole number of latent frames (a multiple of 8).
+
+    10 s -> 624 frames (the paper's crop); output audio has (frames + 1) * 256 samples.
+    """
+    if not seconds > 0:
+        raise MaaError(f"--duration {seconds}: must be positive")
+    exact = num_frames(int(round(seconds * SAMPLE_RATE)))
+    return max(factor, int(round(exact / factor)) * factor)
+
+
+def seconds_for_frames(frames: int) -> float:
+    return samples_for_frames(frames) / SAMPLE_RATE
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class CaptionedMels(torch.utils.data.Dataset):
+    """Training items {"mel": (1, 80, frames), "latent": (C, H, frames / 8), "cached": bool, "caption": str}.
+
+    "cached" says which of mel / latent is real (the other is zeros, so default collation works).
+
+    Mels come from each row's `mel` (.npy from `maa mel`) or, without one, from its audio. Short
+    clips are tiled up to the crop (as Make-An-Audio's loader does). With `latents` (from
+    --cache-latents) an item is a crop of the stored latent; with a reprogrammer, a share
+    `reprogram_prob` of items is a fresh composition of single events instead of the row.
+    """
+
+    def __init__(self, rows: list[dict], frames: int, latents: list[torch.Tensor] | None = None,
+                 latent_shape: tuple[int, int] = (4, 10), reprogrammer=None, reprogram_prob: float = 0.0):
+        from maa.manifest import caption_of
+
+        self.rows, self.frames = rows, frames
+        self.captions = [caption_of(r) or "" for r in rows]
+        self.latents, self.latent_shape = latents, latent_shape
+        self.reprogrammer, self.reprogram_prob = reprogrammer, reprogram_prob
+        self._mels: dict[int, np.ndarray] = {}
+
+    def __len__(self):
+        return len(self.rows)
+
+    def mel(self, i: int) -> np.ndarray:
+        if i not in self._mels:
+            row = self.rows[i]
+            if row.get("mel"):
+                from maa.mel_data import load_mel
+
+                m = np.asarray(load_mel(row["mel"]), dtype=np.float32)
+            else:
+                from maa.audio import load_audio
+
+                m = mel_spectrogram(load_audio(row["audio"], max_seconds=60.0)).numpy()
+            if not np.isfinite(m).all():
+                raise MaaError(f"{row.get('mel') or row['audio']}: NaN or infinite mel values; recompute it")
+            self._mels[i] = m.astype(np.float16)  # the demo corpus fits in memory many times over
+        return self._mels[i]
+
+    def _zeros_latent(self):
+        c, h = self.latent_shape
+        return torch.zeros(c, h, self.frames // 8)
+
+    def get(self, i: int, rng: np.random.Generator | None) -> dict:
+        from maa.mel_data import tile_crop
+
+        if self.reprogrammer is not None and rng is not None and rng.random() < self.reprogram_prob:
+            comp = self.reprogrammer.sample(rng)
+            wav = fit_length(comp.audio, samples_for_frames(self.frames))
+            mel = mel_spectrogram(wav)[None, :, : self.frames]
+            return {"mel": mel, "latent": self._zeros_latent(), "cached": False, "caption": comp.caption}
+        if self.latents is not None:
+            z, w = self.latents[i], self.frames // 8  # encode_latents tiled short clips to >= w frames
+            start = int(rng.integers(0, z.shape[-1] - w + 1)) if rng is not None else 0
+            return {"mel": torch.zeros(1, MEL.n_mels, self.frames), "latent": z[..., start:start + w].float(), "cached": True,
+                    "caption": self.captions[i]}
+        m = self.mel(i)
+        t = m.shape[1]
+        start = 0
+        if rng is not None:
+            start = int(rng.integers(0, max(t - self.frames, 0) + 1 if t >= self.frames else t))
+        mel = torch.from_numpy(tile_crop(m, self.frames, start).astype(np.float32))[None]
+        return {"mel": mel, "latent": self._zeros_latent(), "cached": False, "caption": self.captions[i]}
+
+    def __getitem__(self, i: int) -> dict:
+        return self.get(i, None)
+
+
+def collate(items: list[dict]) -> dict:
+    return torch.utils.data.default_collate(items)
+
+
+@torch.no_grad()
+def encode_latents(vae, mels: list[np.ndarray], frames: int, batch_size: int = 16, progress=None) -> list[torch.Tensor]:
+    """--cache-latents: each clip's whole mel (tiled up to the crop when shorter) -> unscaled latent (CPU, float16)."""
+    from maa.mel_data import tile_crop
+
+    device = next(vae.parameters()).device
+    out = []
+    for m in mels:
+        length = max(m.shape[1], frames)
+        length = -(-length // 8) * 8
+        x = torch.from_numpy(tile_crop(m, length, 0).astype(np.float32))[None].to(device)
+        out.append(vae.encode_mel(x)[0].to("cpu", torch.float16))
+        if progress:
+            progress(1)
+    return out
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class LDMSetup:
+    unet: UNetConfig
+    diffusion: DiffusionConfig
+    text_encoder: str = "minilm"
+    max_length: int = 77
+    frames: int = 624  # training crop in mel frames
+
+
+class LDMTask:
+    """The Task maa.trainer.train runs: one UNet, one AdamW, the DDPM loss."""
+
+    name = "ldm"
+
+    def __init__(self, setup: LDMSetup, vae, text_encoder):
+        self.setup = setup
+        self.dcfg = setup.diffusion
+        self.unet = UNet(setup.unet)
+        self.vae = vae.eval().requires_grad_(False)
+        self.text = text_encoder
+        self.ac = alphas_cumprod(self.dcfg)
+        self.opt = None
+
+    def modules(self) -> dict:
+        return {"unet": self.unet}
+
+    def optimizers(self, cfg) -> dict:
+        from maa.trainer import adamw
+
+        self.opt = adamw(self.unet.parameters(), cfg)
+        return {"unet": self.opt}
+
+    def _follow(self, device: torch.device) -> None:
+        """Keep the frozen VAE and text encoder on the UNet's device (torchrun picks it late)."""
+        if next(self.vae.parameters()).device != device:
+            self.vae.to(device)
+        if getattr(self.text, "device", device) != device:
+            self.text.to(device)
+
+    @torch.no_grad()
+    def latents(self, batch: dict) -> torch.Tensor:
+        z = batch["latent"].float()
+        todo = ~batch["cached"]
+        if todo.any():
+            z = z.clone()
+            z[todo] = self.vae.encode_mel(batch["mel"][todo]).float()
+        return z * self.dcfg.scale_factor
+
+    def context(self, captions: list[str]):
+        emb = self.text.encode(list(captions))
+        return emb.tokens, emb.mask
+
+    def train_step(self, batch: dict, step: int, cfg) -> dict:
+        from maa.trainer import autocast, backward_step
+
+        device = batch["latent"].device
+        self._follow(device)
+        z = self.latents(batch)
+        drop = (torch.rand(len(batch["caption"])) < self.dcfg.cond_drop).tolist()
+        tokens, mask = self.context(["" if d else c for c, d in zip(batch["caption"], drop)])
+        with autocast(cfg):
+            loss = diffusion_loss(self.unet, z, tokens, mask, self.dcfg, self.ac)
+        norm = backward_step(loss, self.opt, self.unet.parameters(), cfg)
+        return {"loss": float(loss.detach()), "grad_norm": norm}
+
+    @torch.no_grad()
+    def validate(self, batches, step: int, out_dir: Path) -> dict:
+        """The loss at fixed timesteps and noise (the same for every validation), so curves are comparable."""
+        g = torch.Generator().manual_seed(1234)
+        losses = []
+        for batch in batches:
+            device = batch["latent"].device
+            self._follow(device)
+            z = self.latents(batch)
+            tokens, mask = self.context(batch["caption"])
+            t = torch.randint(0, self.dcfg.num_steps, (z.shape[0],), generator=g).to(device)
+            noise = torch.randn(z.shape, generator=g).to(device)
+            from maa.diffusion import q_sample, v_target
+
+            x_t = q_sample(z, t, noise, self.ac)
+            target = noise if self.dcfg.prediction == "eps" else v_target(z, noise, self.ac.to(device)[t])
+            pred = self.unet(x_t, t, tokens, mask)
+            losses.append(float(torch.nn.functional.mse_loss(pred.float(), target.float())))
+        return {"loss": float(np.mean(losses))} if losses else {}
+
+    def export_config(self) -> dict:
+        return {
+            "kind": KIND,
+            "unet": self.setup.unet.to_dict(),
+            "diffusion": self.dcfg.to_dict(),
+            "text_encoder": self.setup.text_encoder,
+            "max_length": self.setup.max_length,
+            "train_frames": self.setup.frames,
+            "latent_channels": self.setup.unet.in_channels,
+            "mel": MEL.to_dict(),
+            "weights": "unet.safetensors",
+        }
+
+
+@torch.no_grad()
+def measure_scale(vae, dataset: CaptionedMels, n: int = 64, batch_size: int = 16) -> float:
+    """1 / std of the latents of the first n training items (deterministic crops from the start)."""
+    device = next(vae.parameters()).device
+    zs = []
+    for i0 in range(0, min(n, len(dataset)), batch_size):
+        items = [dataset[i] for i in range(i0, min(i0 + batch_size, n, len(dataset)))]
+        b = collate(items)
+        z = b["latent"].to(device)
+        todo = ~b["cached"]
+        if todo.any():
+            z[todo.to(device)] = vae.encode_mel(b["mel"][todo].to(device)).float()
+        zs.append(z.cpu())
+    return measure_scale_factor(torch.cat(zs))
+
+
+def copy_vae(vae_dir: Path, run_dir: Path) -> Path:
+    """Put the VAE next to the LDM (RUN/vae/) so RUN is a complete generation model folder."""
+    dst = run_dir / "vae"
+    if dst.resolve() == Path(vae_dir).resolve():
+        return dst
+    tmp = run_dir / ".vae.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for p in Path(vae_dir).iterdir():
+        if p.is_file() and (p.suffix == ".safetensors" or p.name == "config.json"):
+            shutil.copy2(p, tmp / p.name)
+    if dst.exists():
+        shutil.rmtree(dst)
+    tmp.rename(dst)
+    return dst
+
+
+# ----------------------------------------------------------------------------- model folder
+
+
+@dataclass
+class LDMModel:
+    unet: UNet
+    vae: object
+    text: object
+    vocoder: object
+    dcfg: DiffusionConfig
+    ac: torch.Tensor
+    config: dict
+    root: Path
+    device: torch.device
+
+
+def resolve_model_dir(path: str | Path | None) -> Path:
+    """The folder given (or RUN for RUN/ldm), or the bundled model; a clear error when there is none."""
+    if path is None:
+        if (BUNDLED_MODEL / "ldm" / "config.json").exists():
+            return BUNDLED_MODEL
+        raise MaaError("no bundled model yet; train one with `maa train-vae MELS -o RUN` then "
+                       "`maa train-ldm MELS --vae RUN/vae -o RUN`, or pass --model DIR")
+    p = Path(path).expanduser()
+    if (p / "config.json").exists() and not (p / "ldm").exists() and (p.parent / "vae").exists():
+        p = p.parent  # RUN/ldm given
+    if not (p / "ldm" / "config.json").exists():
+        raise MaaError(f"{p}: not a generation model folder (no ldm/config.json); pass the -o folder of `maa train-ldm`")
+    if not (p / "vae" / "config.json").exists():
+        raise MaaError(f"{p}: has ldm/ but no vae/; copy the VAE folder (from `maa train-vae`) to {p / 'vae'}")
+    return p
+
+
+def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder: str | None = None,
+               gl_iters: int = 32) -> LDMModel:
+    from maa.text import load_text_encoder
+    from maa.trainer import load_weights, read_config
+    from maa.vae import load_vae
+    from maa.vocoder import load_vocoder
+
+    root = resolve_model_dir(path)
+    dev = torch.device(device)
+    cfg = read_config(root / "ldm")
+    if cfg.get("kind") != KIND:
+        raise MaaError(f"{root / 'ldm' / 'config.json'}: kind {cfg.get('kind')!r} is not an LDM config")
+    unet = UNet(UNetConfig.from_dict(cfg["unet"])).to(dev)
+    load_weights(root / "ldm", {"unet": unet})
+    text = load_text_encoder(text_encoder or cfg["text_encoder"], device=device, max_length=cfg.get("max_length", 77))
+    if text.dim != unet.cfg.context_dim:
+        raise MaaError(f"text encoder {text.name}: width {text.dim}, but the UNet was trained with {unet.cfg.context_dim}")
+    dcfg = DiffusionConfig.from_dict(cfg["diffusion"])
+    return LDMModel(unet.eval(), load_vae(root / "vae", dev), text, load_vocoder(root, dev, gl_iters), dcfg,
+                    alphas_cumprod(dcfg), cfg, root, dev)
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+@dataclass
+class GenerateOptions:
+    steps: int = 25
+    sampler: str = "dpm++"
+    guidance: float = 3.0
+    negative: str = ""  # the unconditional prompt; "" is the paper's
+    duration: float = 10.0
+    batch_size: int = 4
+    eta: float = 0.0  # DDIM only
+    init_audio: np.ndarray | None = None  # audio-to-audio (SDEdit): 16 kHz mono
+    strength: float = 0.5
+
+    def check(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise MaaError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if self.steps < 1:
+            raise MaaError(f"--steps {self.steps}: must be at least 1")
+        if not 0.0 <= self.strength <= 1.0:
+            raise MaaError(f"--strength {self.strength}: must lie in [0, 1]")
+        if self.batch_size < 1:
+            raise MaaError(f"--batch-size {self.batch_size}: must be at least 1")
+
+
+@dataclass
+class Generated:
+    audio: np.ndarray  # float32 16 kHz
+    mel: np.ndarray  # (80, frames) log-mel before vocoding
+    latent: torch.Tensor  # scaled latent the sampler returned
+    prompt: str
+    seed: int
+
+
+def _noise(shape, seed: int) -> torch.Tensor:
+    """Per-sample noise from its own seeded CPU generator: the same seed gives the same sample
+    whatever the batch size or device."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)))
+
+
+@torch.no_grad()
+def generate(model: LDMModel, prompts: list[str], seeds: list[int], opts: GenerateOptions,
+             on_step: Callable[[], None] | None = None) -> list[Generated]:
+    """One sample per (prompt, seed) pair, in batches of opts.batch_size."""
+    opts.check()
+    if len(prompts) != len(seeds):
+        raise ValueError("one seed per prompt")
+    for p in prompts:
+        if not str(p).strip():
+            raise MaaError("empty prompt; describe the sound, e.g. \"a dog barks while rain falls\"")
+    frames = frames_for_duration(opts.duration, model.vae.factor)
+    c, h, w = model.vae.latent_shape(frames)
+    n_samples = samples_for_frames(frames)
+    ts = timesteps(opts.steps, model.ac, SPACING[opts.sampler])
+    z_init = None
+    if opts.init_audio is not None:
+        ts = sdedit_timesteps(ts, opts.strength)
+        wav = torch.from_numpy(fit_length(np.asarray(opts.init_audio, np.float32), n_samples))
+        mel = mel_spectrogram(wav)[None].to(model.device)
+        z_init = model.vae.encode_mel(mel).float() * model.dcfg.scale_factor
+    den = model_denoiser(model.unet, model.dcfg.prediction, model.ac)
+    sampler = SAMPLERS[opts.sampler]
+    out: list[Generated] = []
+    for i0 in range(0, len(prompts), opts.batch_size):
+        bp, bs = prompts[i0:i0 + opts.batch_size], seeds[i0:i0 + opts.batch_size]
+        noise = torch.stack([_noise((c, h, w), s) for s in bs]).to(model.device)
+        if z_init is None:
+            x = noise
+        elif ts:
+            a = float(model.ac[ts[0]])
+            x = math.sqrt(a) * z_init.expand_as(noise) + math.sqrt(1 - a) * noise
+        else:
+            x = z_init.expand_as(noise).clone()
+        cond = model.text.encode(bp)
+        uncond = model.text.encode([opts.negative] * len(bp))
+        eps = guided(den, (cond.tokens, cond.mask), (uncond.tokens, uncond.mask), opts.guidance)
+        gen = torch.Generator().manual_seed(int(bs[0]))
+        z = sampler(eps, x, ts, model.ac, eta=opts.eta, generator=gen,
+                    callback=(lambda i, _x: on_step()) if on_step else None) if ts else x
+        mels = model.vae.decode_latent(z / model.dcfg.scale_factor, frames=frames).float()
+        wavs = model.vocoder(mels).float().cpu().numpy()
+        for k in range(len(bp)):
+            audio = fit_length(wavs[k], n_samples)
+            if opts.init_audio is not None and not ts:  # strength 0: nothing to change
+                audio = fit_length(np.asarray(opts.init_audio, np.float32), n_samples)
+            out.append(Generated(audio.astype(np.float32), mels[k].cpu().numpy(), z[k].cpu(), bp[k], int(bs[k])))
+    return out
+
+
+def sampler_calls(opts: GenerateOptions, n_prompts: int) -> int:
+    """Progress-bar total: sampler steps over all batches."""
+    ts = timesteps(opts.steps, alphas_cumprod(DiffusionConfig()), SPACING.get(opts.sampler, "uniform"))
+    if opts.init_audio is not None:
+        ts = sdedit_timesteps(ts, opts.strength)
+    return len(ts) * math.ceil(n_prompts / opts.batch_size)
+
+
+def save_png(path: Path, mel, title: str = "") -> Path:
+    """The log-mel as an image (vmin -5, vmax 1.5, as Make-An-Audio plots them), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maa.io import atomic_path
+
+    fig, ax = plt.subplots(figsize=(max(4.0, mel.shape[-1] / 80), 2.6), dpi=100)
+    ax.imshow(mel, origin="lower", aspect="auto", vmin=-5, vmax=1.5, cmap="magma",
+              extent=(0, mel.shape[-1] / 62.5, 0, mel.shape[0]))
+    ax.set_xlabel("s")
+    ax.set_ylabel("mel bin")
+    ax.set_title(title[:80], fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

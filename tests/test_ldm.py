@@ -1,0 +1,148 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from maa.errors import MaaError
+from maa.ldm import (CaptionedMels, LDMSetup, LDMTask, encode_latents, frames_for_duration, load_model,
+                     measure_scale, resolve_model_dir, seconds_for_frames)
+from tests.ldm_fixtures import make_model_dir, one_thread, write_clips
+
+_threads = pytest.fixture(autouse=True)(one_thread)
+
+
+def test_duration_rounding():
+    assert frames_for_duration(10.0) == 624 and seconds_for_frames(624) == 10.0  # the paper's 10 s crop
+    assert frames_for_duration(1.0) == 64 and frames_for_duration(0.01) == 8
+    assert all(frames_for_duration(d) % 8 == 0 for d in (0.3, 1.7, 2.5, 7.77, 30.0))
+    assert abs(seconds_for_frames(frames_for_duration(4.0)) - 4.0) <= 0.064 + 1e-9  # within half a latent frame
+    with pytest.raises(MaaError, match="positive"):
+        frames_for_duration(0)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_model_dir(tmp_path_factory.mktemp("model"))
+
+
+def test_model_folder_round_trip_and_errors(model_dir, tmp_path):
+    m = load_model(model_dir)
+    assert m.unet.cfg.context_dim == 384 and m.vocoder.kind == "griffin-lim" and m.config["kind"] == "ldm"
+    assert resolve_model_dir(model_dir / "ldm") == model_dir  # RUN/ldm is accepted too
+    with pytest.raises(MaaError, match="not a generation model folder"):
+        resolve_model_dir(tmp_path)
+    with pytest.raises(MaaError, match="no bundled model yet; train one with"):
+        resolve_model_dir(None)
+
+
+def test_dataset_crops_cache_and_scale(tmp_path, model_dir):
+    from maa.vae import load_vae
+
+    rows = [json.loads(l) for l in write_clips(tmp_path, n=4, seconds=1.04).read_text().splitlines()]
+    for r in rows:
+        r["audio"] = str(tmp_path / r["audio"])
+    vae = load_vae(model_dir / "vae")
+    ds = CaptionedMels(rows, frames=64)
+    item = ds.get(0, np.random.default_rng(0))
+    assert item["mel"].shape == (1, 80, 64) and item["caption"] == "a soft bell rings" and not item["cached"]
+    # a clip of exactly the crop length: its cached latent is the latent of its mel
+    ds.latents = encode_latents(vae, [ds.mel(i) for i in range(4)], 64)
+    cached = ds.get(0, np.random.default_rng(0))
+    assert cached["cached"] and cached["latent"].shape == (4, 10, 8)
+    ref = vae.encode_mel(torch.from_numpy(ds.mel(0).astype(np.float32))[None])[0]
+    assert torch.allclose(cached["latent"], ref, atol=1e-2)  # float16 storage
+    s = measure_scale(vae, CaptionedMels(rows, frames=64))
+    z = torch.stack([vae.encode_mel(torch.from_numpy(tile).float()[None])[0] for tile in
+                     [np.asarray(CaptionedMels(rows, 64)[i]["mel"][0]) for i in range(4)]])
+    assert s == pytest.approx(1 / float(z.std()), rel=1e-4)
+
+
+def test_reprogrammed_items(tmp_path):
+    from maa.reprogram import ComposeConfig, Reprogrammer, load_events
+
+    rows = [json.loads(l) for l in write_clips(tmp_path, n=4).read_text().splitlines()]
+    for r in rows:
+        r["audio"] = str(tmp_path / r["audio"])
+    rp = Reprogrammer(load_events(rows), ComposeConfig(duration=1.04))
+    ds = CaptionedMels(rows, frames=64, reprogrammer=rp, reprogram_prob=1.0)
+    item = ds.get(0, np.random.default_rng(3))
+    assert item["mel"].shape == (1, 80, 64)
+    assert "bell" in item["caption"] and ("tone" in item["caption"] or "buzzing" in item["caption"])
+    assert ds[0]["caption"] == "a soft bell rings"  # no rng (validation): the row itself
+
+
+def test_training_loss_falls(tmp_path, model_dir):
+    from maa.diffusion import DiffusionConfig
+    from maa.text import load_text_encoder
+    from maa.trainer import TrainConfig, read_metrics, train
+    from maa.unet import preset
+    from maa.vae import load_vae
+
+    rows = [json.loads(l) for l in write_clips(tmp_path / "clips", n=8).read_text().splitlines()]
+    for r in rows:
+        r["audio"] = str(tmp_path / "clips" / r["audio"])
+    vae = load_vae(model_dir / "vae")
+    ds = CaptionedMels(rows, frames=32)
+    setup = LDMSetup(unet=preset("tiny"), diffusion=DiffusionConfig(scale_factor=measure_scale(vae, ds)), frames=32)
+    task = LDMTask(setup, vae, load_text_encoder("minilm"))
+    cfg = TrainConfig(out_dir=tmp_path / "run", steps=60, batch_size=8, lr=2e-3, log_every=1, ckpt_every=1000,
+                      val_every=1000, quiet=True)
+    train(task, ds, None, cfg)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run") if r.get("kind") == "train"]
+    assert len(losses) == 60 and np.isfinite(losses).all()
+    assert np.mean(losses[-15:]) < 0.6 * np.mean(losses[:5])
+    saved = json.loads((tmp_path / "run" / "ldm" / "config.json").read_text())
+    assert saved["diffusion"]["scale_factor"] == setup.diffusion.scale_factor
+    assert (tmp_path / "run" / "ldm" / "unet.safetensors").exists()
+
+
+def test_cli_train_ldm_then_generate(tmp_path, model_dir):
+    from maa.commands.cli import app
+
+    manifest = write_clips(tmp_path / "clips", n=6)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train-ldm", str(manifest), "--vae", str(model_dir / "vae"), "-o", str(run),
+                                 "--preset", "tiny", "--steps", "4", "-b", "2", "--duration", "0.5", "--val-fraction",
+                                 "0.34", "--val-every", "4", "--cache-latents", "--reprogram-prob", "0.5", "-q"])
+    assert r.exit_code == 0, r.output
+    final = json.loads(r.stdout.strip().splitlines()[-1])
+    assert final["step"] == 4 and "val_loss" in final
+    cfg = json.loads((run / "ldm" / "config.json").read_text())
+    assert cfg["train_frames"] == 32 and cfg["diffusion"]["scale_factor"] > 0 and cfg["text_encoder"] == "minilm"
+    assert (run / "vae" / "vae.safetensors").exists()  # RUN is a complete model folder
+    r = CliRunner().invoke(app, ["generate", "a soft bell rings", "-o", str(tmp_path / "b.wav"), "--model", str(run),
+                                 "--duration", "0.5", "--steps", "3", "-q"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["path"] == str(tmp_path / "b.wav")
+
+
+def test_cli_train_ldm_errors(tmp_path, model_dir):
+    from maa.commands.cli import app
+
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n")
+    r = CliRunner().invoke(app, ["train-ldm", str(tmp_path / "m.jsonl"), "--vae", str(model_dir / "vae"), "-o",
+                                 str(tmp_path / "run")])
+    assert r.exit_code == 1 and "no row has a caption or labels" in r.output
+    r = CliRunner().invoke(app, ["train-ldm", str(tmp_path / "m.jsonl"), "--vae", str(model_dir / "vae"), "-o",
+                                 str(tmp_path / "run"), "--reprogram-prob", "2"])
+    assert r.exit_code == 1 and "--reprogram-prob" in r.output
+
+
+def test_resume_is_exact(tmp_path, model_dir):
+    from maa.commands.cli import app
+    from maa.trainer import read_metrics
+
+    manifest = write_clips(tmp_path / "clips", n=4, seconds=0.6)
+    common = [str(manifest), "--vae", str(model_dir / "vae"), "--preset", "tiny", "-b", "2", "--duration", "0.5",
+              "--val-fraction", "0", "--log-every", "1", "--reprogram-prob", "0.5", "-q"]
+    r = CliRunner().invoke(app, ["train-ldm", *common, "-o", str(tmp_path / "a"), "--steps", "4"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["train-ldm", *common, "-o", str(tmp_path / "b"), "--steps", "2", "--ckpt-every", "2"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["train-ldm", *common, "-o", str(tmp_path / "b"), "--steps", "4", "--resume"])
+    assert r.exit_code == 0, r.output
+    la = [m["loss"] for m in read_metrics(tmp_path / "a") if m["kind"] == "train"]
+    lb = [m["loss"] for m in read_metrics(tmp_path / "b") if m["kind"] == "train"]
+    assert len(la) == 4 and la == lb

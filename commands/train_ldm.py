@@ -20,7 +20,7 @@ The latent scale factor (1 / std of the training latents) is measured at the sta
 
 Examples:
 
-  maa train-ldm data/mels/manifest.jsonl --vae runs/demo/vae -o runs/demo --preset small --duration 4
+  maa train-ldm data/mels/manifest.jsonl --vae runs/demo/vae -o runs/demo --preset tiny --duration 4 --cache-latents
 
   maa train-ldm mels.jsonl --vae runs/vae/vae -o runs/ldm --cache-latents --reprogram-prob 0.3
 

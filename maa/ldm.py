@@ -276,9 +276,10 @@ def copy_vae(vae_dir: Path, run_dir: Path) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    for p in Path(vae_dir).iterdir():
-        if p.is_file() and (p.suffix == ".safetensors" or p.name == "config.json"):
-            shutil.copy2(p, tmp / p.name)
+    for name in ("config.json", "vae.safetensors"):  # generation needs no discriminator
+        if not (Path(vae_dir) / name).exists():
+            raise MaaError(f"{Path(vae_dir) / name}: missing; pass the vae/ folder `maa train-vae` wrote")
+        shutil.copy2(Path(vae_dir) / name, tmp / name)
     if dst.exists():
         shutil.rmtree(dst)
     tmp.rename(dst)

@@ -65,7 +65,7 @@ def main(
     from maa.clap import ClapConfig, MaaClap, MaaClapScorer, num_params
     from maa.clap_train import ClapTask, PairedClips, all_texts, class_names, embed_texts, load_mels, measure, row_group
     from maa.errors import MaaError
-    from maa.manifest import read_manifest
+    from maa.manifest import read_manifest, split_holdout
     from maa.text import load_text_encoder
     from maa.trainer import STATE_FILE, TrainConfig, dist_info, read_config, resolve_device, seed_everything, train
 
@@ -84,11 +84,8 @@ def main(
         raise MaaError(f"{manifest}: no clip has a caption or labels; maa-clap learns from text paired with audio")
     if val:
         val_rows = [r for r in read_manifest(val) if r.get("caption") or r.get("labels")]
-    elif val_fraction > 0 and len(rows) >= 10:
-        k = max(2, round(1 / val_fraction))  # every k-th clip: a spread-out held-out slice
-        val_rows, rows = rows[::k], [r for i, r in enumerate(rows) if i % k]
     else:
-        val_rows = []
+        rows, val_rows = split_holdout(rows, val_fraction, min_rows=10)
 
     cfg = ClapConfig(channels=widths, embed_dim=embed_dim, text_encoder=text_encoder, crop_frames=frames)
     if resume and (out_dir / STATE_FILE).exists() and (out_dir / "clap" / "config.json").exists():

@@ -68,7 +68,7 @@ def main(
     from maa.errors import MaaError
     from maa.ldm import (CaptionedMels, LDMSetup, LDMTask, copy_vae, encode_latents, frames_for_duration,
                          measure_scale, seconds_for_frames)
-    from maa.manifest import caption_of, read_manifest
+    from maa.manifest import caption_of, read_manifest, split_holdout
     from maa.text import load_text_encoder
     from maa.trainer import STATE_FILE, TrainConfig, dist_info, read_config, resolve_device, seed_everything, train
     from maa.unet import UNetConfig, num_params
@@ -97,11 +97,8 @@ def main(
     rows = captioned(manifest)
     if val:
         val_rows = captioned(val)
-    elif val_fraction > 0 and len(rows) >= 4:
-        k = max(2, round(1 / val_fraction))
-        val_rows, rows = rows[::k], [r for i, r in enumerate(rows) if i % k]
     else:
-        val_rows = []
+        rows, val_rows = split_holdout(rows, val_fraction)
 
     frames = frames_for_duration(duration)
     dev = resolve_device(device, d)

@@ -81,6 +81,7 @@ def main(
 
     from maa.discriminator import DiscConfig, MultiWindowDiscriminator
     from maa.mel_data import MelCrops, band_means, mel_rows
+    from maa.manifest import split_holdout
     from maa.trainer import STATE_FILE, TrainConfig, dist_info, read_config, seed_everything, train
     from maa.vae import SpecVAE, VAEConfig, num_params
     from maa.vae import preset as get_preset
@@ -93,12 +94,8 @@ def main(
     rows = mel_rows(manifest)
     if val:
         val_rows = mel_rows(val)
-    elif val_fraction > 0 and len(rows) >= 4:
-        # a fixed, spread-out held-out slice: every k-th row
-        k = max(2, round(1 / val_fraction))
-        val_rows, rows = rows[::k], [r for i, r in enumerate(rows) if i % k]
     else:
-        val_rows = []
+        rows, val_rows = split_holdout(rows, val_fraction)
     cache = (len(rows) + len(val_rows)) * 80 * frames * 2 < 2 * 1024**3  # keep mels in RAM below ~2 GB
 
     vae_cfg = get_preset(preset or "small")

@@ -86,6 +86,14 @@ def append_jsonl(path: str | os.PathLike, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
+def split_holdout(rows: list[dict], fraction: float, min_rows: int = 4) -> tuple[list[dict], list[dict]]:
+    """(train, held_out): every k-th row held out (k = 1/fraction), a fixed spread-out slice."""
+    if fraction <= 0 or len(rows) < min_rows:
+        return rows, []
+    k = max(2, round(1 / fraction))
+    return [r for i, r in enumerate(rows) if i % k], rows[::k]
+
+
 def clip_id(text: str) -> str:
     """A file-name-safe id."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "clip"

@@ -97,6 +97,13 @@ def mel_spectrogram(wav: torch.Tensor | np.ndarray, cfg: MelConfig = DEFAULT) ->
     return mel[0] if squeeze else mel
 
 
+def as_mel_batch(mel, device) -> tuple[torch.Tensor, bool]:
+    """(80, F) or (B, 80, F), numpy or torch -> float32 (B, 80, F) on `device`, and whether it was 2-D."""
+    if isinstance(mel, np.ndarray):
+        mel = torch.from_numpy(mel)
+    return mel.reshape(-1, *mel.shape[-2:]).to(device, torch.float32), mel.dim() == 2
+
+
 def mel_to_linear(log_mel: torch.Tensor, cfg: MelConfig = DEFAULT) -> torch.Tensor:
     """Inverse helper for Griffin-Lim: log10-mel (..., 80, F) -> linear magnitude (..., n_fft/2+1, F).
 

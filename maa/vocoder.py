@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maa.mel import DEFAULT as MEL, MelConfig, mel_to_linear
+from maa.mel import DEFAULT as MEL, MelConfig, as_mel_batch, mel_to_linear
 
 
 class GriffinLim:
@@ -40,10 +40,7 @@ class GriffinLim:
 
     @torch.inference_mode()
     def __call__(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
-        if isinstance(mel, np.ndarray):
-            mel = torch.from_numpy(mel)
-        squeeze = mel.dim() == 2
-        mel = mel.reshape(-1, *mel.shape[-2:]).to(self.device, torch.float32)
+        mel, squeeze = as_mel_batch(mel, self.device)
         c, frames = self.cfg, mel.shape[-1]
         mag = mel_to_linear(mel, c)  # (B, n_fft/2 + 1, F)
         window = torch.hann_window(c.win_length, device=self.device)

@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from maa.errors import MaaError
-from maa.mel import DEFAULT as MEL, LOG_FLOOR, MelConfig, mel_basis, mel_spectrogram
+from maa.mel import DEFAULT as MEL, LOG_FLOOR, MelConfig, as_mel_batch, mel_basis, mel_spectrogram
 
 KIND = "vocos"
 WEIGHTS = "generator"  # RUN/vocoder/generator.safetensors is all inference needs
@@ -496,10 +496,7 @@ class NeuralVocoder:
 
     @torch.inference_mode()
     def __call__(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
-        if isinstance(mel, np.ndarray):
-            mel = torch.from_numpy(mel)
-        squeeze = mel.dim() == 2
-        mel = mel.reshape(-1, *mel.shape[-2:]).to(self.device, torch.float32)
+        mel, squeeze = as_mel_batch(mel, self.device)
         wav = self.model(mel).float().reshape(mel.shape[0], -1)
         if self.refine > 0:
             wav = mel_refine(wav, mel, self.refine)

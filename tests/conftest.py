@@ -23,5 +23,16 @@ def real_ish(seconds: float = 2.0, sr: int = 16000, seed: int = 0) -> np.ndarray
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models on a shared 2-core CPU: extra torch threads only spin-wait against other processes."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def signal():
     return real_ish()

@@ -30,14 +30,6 @@ def make_model_dir(root: Path, prediction: str = "eps", seed: int = 0) -> Path:
     return root
 
 
-def one_thread():
-    """Small models on a shared 2-core box: one thread avoids spinning workers (10x faster here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def write_clips(root: Path, n: int = 8, seconds: float = 1.0) -> Path:
     """n short captioned clips (two kinds of sound) and a JSONL manifest of them."""
     import json

@@ -14,13 +14,7 @@ from maa.errors import MaaError
 SR = 16000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared CPU: extra torch threads only spin-wait against other processes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tone(seconds=1.0, f=1500.0):

@@ -17,13 +17,7 @@ from tests.conftest import real_ish
 TINY = ClapConfig(channels=(8, 16), hidden=32, embed_dim=16, text_dim=384, crop_frames=32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared CPU: extra torch threads only spin-wait against other processes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class BagOfWords:

@@ -10,9 +10,9 @@ from maa.commands.cli import app
 from maa.errors import MaaError
 from maa.ldm import GenerateOptions, generate, load_model
 from tests.conftest import real_ish
-from tests.ldm_fixtures import make_model_dir, one_thread
+from tests.ldm_fixtures import make_model_dir
 
-_threads = pytest.fixture(autouse=True)(one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,8 @@ import torch
 from maa.mel import mel_spectrogram
 from maa.vocoder import GriffinLim, has_neural_vocoder, load_vocoder
 from tests.conftest import real_ish
-from tests.ldm_fixtures import one_thread
 
-_threads = pytest.fixture(autouse=True)(one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_griffin_lim_length_batch_and_convergence():

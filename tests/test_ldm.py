@@ -8,9 +8,9 @@ from typer.testing import CliRunner
 from maa.errors import MaaError
 from maa.ldm import (CaptionedMels, LDMSetup, LDMTask, encode_latents, frames_for_duration, load_model,
                      measure_scale, resolve_model_dir, seconds_for_frames)
-from tests.ldm_fixtures import make_model_dir, one_thread, write_clips
+from tests.ldm_fixtures import make_model_dir, write_clips
 
-_threads = pytest.fixture(autouse=True)(one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_duration_rounding():

@@ -6,9 +6,8 @@ import torch
 from maa.errors import MaaError
 from maa import text as text_mod
 from maa.text import load_laion_clap, load_text_encoder, masked_mean
-from tests.ldm_fixtures import one_thread
 
-_threads = pytest.fixture(autouse=True)(one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@ import torch
 
 from maa.errors import MaaError
 from maa.unet import PRESETS, UNet, UNetConfig, num_params, preset, timestep_embedding
-from tests.ldm_fixtures import one_thread
 
-_threads = pytest.fixture(autouse=True)(one_thread)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _inputs(b=2, w=13, seed=0):

@@ -25,13 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MAA = str(Path(sys.executable).with_name("maa"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # 2 shared cores: one thread per process is several times faster than two fighting ones
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mels(folder: Path, n=6, seconds=(1.0, 2.5)) -> Path:

@@ -18,13 +18,7 @@ from maa.vocoder_nn import (AudioSegments, VocoderTask, VocosGenerator, istft_sa
 from tests.conftest import real_ish
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tests are many small ops: one thread avoids oversubscription on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- generator pieces

@@ -53,14 +53,10 @@ def package(sources: dict[str, Path], out: Path, budget_mb: float = 40.0) -> dic
     # swap in whole: a reader never sees half an old and half a new model
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
-    card = out / "MODEL_CARD.md"
     if out.exists():
         out.rename(old)
     staging.rename(out)
-    if old.exists():
-        if (old / card.name).exists():
-            shutil.copy2(old / card.name, card)
-        shutil.rmtree(old)
+    shutil.rmtree(old, ignore_errors=True)
     return sizes
 
 

@@ -85,3 +85,12 @@ def test_save_refuses_nan(tmp_path):
     with pytest.raises(MaaError, match="NaN"):
         save_wav(tmp_path / "x.wav", np.array([0.0, np.nan]))
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    save_wav(tmp_path / "p.wav", np.zeros(160))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "p.wav").stat().st_mode & 0o777 == 0o666 & ~umask

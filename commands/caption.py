@@ -35,7 +35,7 @@ Examples:
 def main(
     src: str = typer.Argument(..., help="Manifest (JSONL, CSV, TSV), folder of audio, or - for JSONL on stdin."),
     out: str = typer.Option(..., "-o", "--out", help="Output JSONL manifest, or - for stdout."),
-    scorer: str = typer.Option(None, "--scorer", "-s", help="maa-clap:DIR (from `maa train-clap`) or laion-clap:CKPT. Env MAA_SCORER is the default."),
+    scorer: str = typer.Option(None, "--scorer", "-s", help="maa-clap:DIR (from `maa train-clap`) or laion-clap:CKPT. Default: env MAA_SCORER, else the bundled model's clap/."),
     experts: str = typer.Option("labels,retrieval,captioner", "--experts", "-e", help="Comma-separated experts to ask: labels, retrieval, captioner (those without their input are skipped)."),
     bank: Path = typer.Option(None, "--bank", help="Caption bank for retrieval: text file (one caption per line) or JSONL with `caption`."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Retrieval candidates per clip."),
@@ -64,7 +64,11 @@ def main(
             raise MaaError(f"--experts: unknown expert {e!r}; choose from {', '.join(EXPERTS)}")
     spec = scorer or os.environ.get("MAA_SCORER")
     if not spec:
-        raise MaaError("--scorer is required: maa-clap:RUN/clap (train one with `maa train-clap`) or laion-clap:CKPT")
+        from maa.ldm import BUNDLED_MODEL
+
+        if not (BUNDLED_MODEL / "clap" / "config.json").exists():
+            raise MaaError("--scorer is required: maa-clap:RUN/clap (train one with `maa train-clap`) or laion-clap:CKPT")
+        spec = f"maa-clap:{BUNDLED_MODEL / 'clap'}"  # the bundled demo scorer
 
     problems: list[dict] = []
     rows = read_manifest(src, on_problem=problems.append)

@@ -182,7 +182,7 @@ def tiny_text_encoder(folder):
     return f"hf:{folder}"
 
 
-def test_cli_caption(tmp_path, clips):
+def test_cli_caption(tmp_path, clips, monkeypatch):
     from maa.clap import ClapConfig, MaaClap
     from maa.commands.cli import app
     from maa.trainer import save_weights
@@ -210,6 +210,10 @@ def test_cli_caption(tmp_path, clips):
                                "--bank", str(tmp_path / "bank.txt"), "-q"]).exit_code == 0
     assert out.read_text() == first
     # user errors: one line, exit 1
+    import maa.ldm
+
+    monkeypatch.delenv("MAA_SCORER", raising=False)
+    monkeypatch.setattr(maa.ldm, "BUNDLED_MODEL", tmp_path / "no-bundled-model")
     r = runner.invoke(app, ["caption", str(src), "-o", str(out)])
     assert r.exit_code == 1 and "--scorer is required" in r.output
     r = runner.invoke(app, ["caption", str(src), "-o", str(out), "--scorer", str(tmp_path / "run")])

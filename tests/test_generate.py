@@ -112,7 +112,22 @@ def test_prompt_files_candidates_and_manifest(tmp_path, model_dir):
     assert all(Path(r["path"]).exists() and r["candidates"] == 2 for r in rows)
 
 
-def test_cli_errors_and_warnings(tmp_path, model_dir):
+def test_bundled_model_generates_offline(tmp_path):
+    """The design card's one-liner: no --model, the bundled weights, a valid 16 kHz wav."""
+    r = _run("dog barking", "-o", tmp_path / "out.wav", "--duration", 2, "--steps", 5, "-q")
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)
+    assert row["vocoder"] == "vocos" and row["model"].endswith("assets/model")
+    wav, sr = sf.read(tmp_path / "out.wav")
+    # 2 s is rounded to whole latent frames (8 mel frames = 128 ms): the row states the length used
+    assert sr == 16000 and abs(row["duration"] - 2) < 0.13 and len(wav) == round(row["duration"] * 16000)
+    assert 0.01 < np.abs(wav).max() <= 1.0
+
+
+def test_cli_errors_and_warnings(tmp_path, model_dir, monkeypatch):
+    import maa.ldm
+
+    monkeypatch.setattr(maa.ldm, "BUNDLED_MODEL", tmp_path / "not-installed")
     r = _run("   ", "-o", tmp_path / "x.wav", "--model", model_dir)
     assert r.exit_code == 1 and "empty prompt" in r.output
     r = _run("a dog", "-o", tmp_path / "x.wav")

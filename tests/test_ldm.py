@@ -27,12 +27,16 @@ def model_dir(tmp_path_factory):
     return make_model_dir(tmp_path_factory.mktemp("model"))
 
 
-def test_model_folder_round_trip_and_errors(model_dir, tmp_path):
+def test_model_folder_round_trip_and_errors(model_dir, tmp_path, monkeypatch):
     m = load_model(model_dir)
     assert m.unet.cfg.context_dim == 384 and m.vocoder.kind == "griffin-lim" and m.config["kind"] == "ldm"
     assert resolve_model_dir(model_dir / "ldm") == model_dir  # RUN/ldm is accepted too
     with pytest.raises(MaaError, match="not a generation model folder"):
         resolve_model_dir(tmp_path)
+    import maa.ldm
+
+    assert resolve_model_dir(None) == maa.ldm.BUNDLED_MODEL  # the bundled model ships with the package
+    monkeypatch.setattr(maa.ldm, "BUNDLED_MODEL", tmp_path / "not-installed")
     with pytest.raises(MaaError, match="no bundled model yet; train one with"):
         resolve_model_dir(None)
 

@@ -39,6 +39,7 @@ def load_audio(
     sr: int = SAMPLE_RATE,
     max_seconds: float | None = None,
     offset_seconds: float = 0.0,
+    info: sf._SoundFileInfo | None = None,
 ) -> np.ndarray:
     """Decode `path` to a float32 mono signal at `sr` Hz, in [-1, 1].
 
@@ -47,7 +48,7 @@ def load_audio(
     MAX_FULL_SECONDS are refused with a clear error instead of exhausting memory.
     """
     path = Path(path)
-    info = audio_info(path)
+    info = info or audio_info(path)  # callers that already read the header pass it in
     if info.frames == 0 or info.samplerate <= 0:
         raise MaaError(f"{path}: zero-length audio (no samples); remove it from the data set")
     start = int(round(offset_seconds * info.samplerate))

@@ -86,7 +86,7 @@ class _Decode(Dataset):
         try:
             info = audio_info(row["audio"])
             seconds = None if self.n_samples is None else self.n_samples / SAMPLE_RATE
-            wav = load_audio(row["audio"], max_seconds=seconds)
+            wav = load_audio(row["audio"], max_seconds=seconds, info=info)
             return i, wav, float(info.duration), None
         except MaaError as e:
             return i, None, 0.0, str(e)

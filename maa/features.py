@@ -73,10 +73,11 @@ def mel_path(out_dir: Path, clip_id: str) -> Path:
 
 
 class _Decode(Dataset):
-    """Decodes one clip in a worker; returns the error message instead of raising."""
+    """Decodes one clip in a worker (and, on CPU, computes its mel there too, so decoding and
+    STFT run in parallel across workers). Returns the error message instead of raising."""
 
-    def __init__(self, rows: list[dict], n_samples: int | None):
-        self.rows, self.n_samples = rows, n_samples
+    def __init__(self, rows: list[dict], n_samples: int | None, mel_in_worker: bool = False):
+        self.rows, self.n_samples, self.mel_in_worker = rows, n_samples, mel_in_worker
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -87,11 +88,31 @@ class _Decode(Dataset):
             info = audio_info(row["audio"])
             seconds = None if self.n_samples is None else self.n_samples / SAMPLE_RATE
             wav = load_audio(row["audio"], max_seconds=seconds, info=info)
-            return i, wav, float(info.duration), None
         except MaaError as e:
-            return i, None, 0.0, str(e)
+            return _Item(i, err=str(e))
         except Exception as e:  # a bug in a decoder must not stop a long job
-            return i, None, 0.0, f"{row['audio']}: unexpected {type(e).__name__}: {e}"
+            return _Item(i, err=f"{row['audio']}: unexpected {type(e).__name__}: {e}")
+        silent = float(np.abs(wav).max(initial=0.0)) < 1e-6
+        item = _Item(i, wav=wav, seconds=len(wav) / SAMPLE_RATE, duration=float(info.duration), silent=silent)
+        if self.mel_in_worker:
+            x = fit_length(wav, self.n_samples) if self.n_samples else wav
+            item.mel, item.wav = mel_spectrogram(torch.from_numpy(x)).numpy(), None
+        return item
+
+
+@dataclass
+class _Item:
+    index: int
+    wav: np.ndarray | None = None
+    mel: np.ndarray | None = None
+    seconds: float = 0.0
+    duration: float = 0.0
+    silent: bool = False
+    err: str | None = None
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # workers already use every core between them
 
 
 def _collate(items):
@@ -137,37 +158,37 @@ def compute_mels(rows: list[dict], job: MelJob, progress: Callable[[int], None] 
     n_samples = samples_for_frames(job.frames) if job.frames else None
     device = torch.device(job.device)
     out_dtype = np.float16 if job.dtype == "float16" else np.float32
+    workers = job.workers if len(todo) > job.batch_size else 0
     loader = DataLoader(
-        _Decode(todo, n_samples), batch_size=job.batch_size, num_workers=job.workers if len(todo) > job.batch_size else 0,
-        collate_fn=_collate, shuffle=False,
+        _Decode(todo, n_samples, mel_in_worker=workers > 0 and device.type == "cpu"), batch_size=job.batch_size,
+        num_workers=workers, collate_fn=_collate, shuffle=False, worker_init_fn=_one_thread,
     )
     for items in loader:
         good = []
-        for i, wav, dur, err in items:
-            row = todo[i]
-            if err is not None:
+        for it in items:
+            row = todo[it.index]
+            if it.err is not None:
                 summary.failed += 1
-                summary.failures.append({"id": row["id"], "audio": row["audio"], "reason": err})
+                summary.failures.append({"id": row["id"], "audio": row["audio"], "reason": it.err})
                 continue
-            if float(np.abs(wav).max(initial=0.0)) < 1e-6:
+            if it.silent:
                 summary.warnings.append(f"{row['audio']}: silent (all samples ~0); kept, its mel is the floor value")
-            good.append((row, wav, dur))
-        if not good:
-            if progress:
-                progress(len(items))
-            continue
-        if n_samples is not None:
-            batch = torch.from_numpy(np.stack([fit_length(w, n_samples) for _, w, _ in good])).to(device)
-            mels = list(mel_spectrogram(batch).cpu().numpy())
-        else:
-            mels = [mel_spectrogram(torch.from_numpy(w).to(device)).cpu().numpy() for _, w, _ in good]
-        for (row, wav, dur), mel in zip(good, mels):
+            good.append((row, it))
+        pending = [it for _, it in good if it.mel is None]
+        if pending and n_samples is not None:  # batched STFT on the device
+            batch = torch.from_numpy(np.stack([fit_length(it.wav, n_samples) for it in pending])).to(device)
+            for it, mel in zip(pending, mel_spectrogram(batch).cpu().numpy()):
+                it.mel = mel
+        for it in pending:
+            if it.mel is None:
+                it.mel = mel_spectrogram(torch.from_numpy(it.wav).to(device)).cpu().numpy()
+        for row, it in good:
             p = mel_path(job.out_dir, row["id"])
-            save_npy_atomic(p, mel.astype(out_dtype))
-            summary.rows.append({**row, "mel": str(p.resolve()), "frames": int(mel.shape[-1]),
-                                 "sr": SAMPLE_RATE, "duration": round(dur, 4)})
+            save_npy_atomic(p, it.mel.astype(out_dtype))
+            summary.rows.append({**row, "mel": str(p.resolve()), "frames": int(it.mel.shape[-1]),
+                                 "sr": SAMPLE_RATE, "duration": round(it.duration, 4)})
             summary.done += 1
-            summary.audio_seconds += len(wav) / SAMPLE_RATE
+            summary.audio_seconds += it.seconds
         if progress:
             progress(len(items))
     summary.wall_seconds = time.perf_counter() - t0

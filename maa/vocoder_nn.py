@@ -228,13 +228,18 @@ class PeriodDiscriminator(nn.Module):
         if t % p:
             x = F.pad(x, (0, p - t % p), mode="reflect")
         x = x.reshape(b, -1, p).transpose(1, 2).reshape(b * p, 1, -1)  # one sequence per phase
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            fmap.append(x)
-        x = self.post(x)
-        fmap.append(x)
+        x, fmap = _conv_stack(self.convs, self.post, x)
         return x.reshape(b, -1), fmap
+
+
+def _conv_stack(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """LeakyReLU conv stack + output conv; every activation is kept for feature matching."""
+    fmap = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
+        fmap.append(x)
+    x = post(x)
+    return x, fmap + [x]
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -256,12 +261,7 @@ class ResolutionDiscriminator(nn.Module):
     def forward(self, x):  # (B, T)
         n_fft, hop, win = self.resolution
         x = stft_mag(x, n_fft, hop, win).transpose(1, 2).unsqueeze(1)  # (B, 1, frames, bins)
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            fmap.append(x)
-        x = self.post(x)
-        fmap.append(x)
+        x, fmap = _conv_stack(self.convs, self.post, x)
         return x.flatten(1), fmap
 
 

@@ -19,10 +19,8 @@ and timed (real-time factor = seconds of compute per second of audio, on this ma
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch

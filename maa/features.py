@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -193,17 +193,3 @@ def compute_mels(rows: list[dict], job: MelJob, progress: Callable[[int], None] 
             progress(len(items))
     summary.wall_seconds = time.perf_counter() - t0
     return summary
-
-
-def load_mel(path: str | Path) -> np.ndarray:
-    """A mel written by compute_mels, as float32 (80, F)."""
-    try:
-        return np.load(path).astype(np.float32)
-    except Exception as e:
-        raise MaaError(f"{path}: not a readable mel .npy ({e}); rerun `maa mel`") from None
-
-
-def summary_dict(s: MelSummary) -> dict:
-    d = asdict(s)
-    d.pop("rows")
-    return d

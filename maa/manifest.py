@@ -165,8 +165,6 @@ def _read_jsonl(f, name: str, base: Path, report: Problem) -> list[dict]:
         row["id"] = str(row["id"])
         row["_line"] = n
         rows.append(row)
-    if not rows and name != "<stdin>":
-        pass
     return rows
 
 

@@ -7,7 +7,6 @@ import torch
 from typer.testing import CliRunner
 
 from maa.commands.cli import app
-from maa.errors import MaaError
 from maa.ldm import GenerateOptions, generate, load_model
 from tests.conftest import real_ish
 from tests.ldm_fixtures import make_model_dir

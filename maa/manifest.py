@@ -4,7 +4,7 @@ Fields: `id` (unique), `audio` (path; relative paths are relative to the manifes
 and optionally `caption`, `labels` (list of str), `duration` (s), `sr`, `mel` (path to .npy),
 `frames`, `source`, `license`. Unknown fields are kept as they are.
 
-Readers turn common inputs into rows: a folder of audio (recursive; a file in a subfolder
+Readers turn common inputs into rows: a single audio file, a folder of audio (recursive; a file in a subfolder
 gets the subfolder's name as its label), AudioCaps CSV, Clotho CSV, Make-An-Audio TSV, JSONL,
 and `-` for JSONL on stdin. Paths are made absolute on reading, and written relative to the
 output manifest's folder where they lie below it, so a data folder can be moved whole.
@@ -44,6 +44,8 @@ def read_manifest(src: str | os.PathLike, on_problem: Problem | None = None, aud
         return _check_ids(read_folder(path), str(path), report)
     if not path.exists():
         raise MaaError(f"{path}: no such manifest or folder")
+    if path.suffix.lower() in AUDIO_EXTS:  # a single clip stands for a one-line manifest
+        return [{"id": clip_id(path.stem), "audio": str(path.resolve())}]
     base = Path(audio_dir) if audio_dir else path.parent
     head = path.read_text(errors="replace")
     if not head.strip():

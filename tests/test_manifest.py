@@ -80,3 +80,8 @@ def test_caption_of():
     assert caption_of({"caption": "a cat"}) == "a cat"
     assert caption_of({"labels": ["dog_bark", "rain"]}) == "dog bark and rain"
     assert caption_of({}) is None
+
+
+def test_single_audio_file_is_a_one_clip_manifest(tmp_path):
+    p = touch(tmp_path / "my bell.oga")
+    assert read_manifest(p) == [{"id": "my_bell", "audio": str(p.resolve())}]

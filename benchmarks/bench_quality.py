@@ -67,6 +67,22 @@ def load_wavs(rows):
     return [load_audio(r["audio"]) for r in rows]
 
 
+def fit_judge(ex, train: list[dict]):
+    """The independent judge: logistic regression on aisfx embeddings of the real train clips.
+    Returns classify(embeddings) -> labels."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    x_tr, _ = embed(ex, load_wavs(train))
+    scaler = StandardScaler().fit(x_tr)
+    judge = LogisticRegression(max_iter=3000, C=0.5).fit(scaler.transform(x_tr), [label(r) for r in train])
+    return lambda x: judge.predict(scaler.transform(x))
+
+
+def label(row: dict) -> str:
+    return row["labels"][0]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None, help="model folder (default: the bundled model)")
@@ -78,20 +94,13 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     from maa.extractors import load_extractor
     from maa.ldm import GenerateOptions, generate, load_model
     from maa.metrics import frechet_distance_of, kl_divergence
 
     ex = load_extractor("aisfx")
     train, valid, test = (rows_of(a.corpus / f"{s}.jsonl") for s in ("train", "valid", "test"))
-    label = lambda r: r["labels"][0]  # noqa: E731
-    x_tr, _ = embed(ex, load_wavs(train))
-    scaler = StandardScaler().fit(x_tr)
-    judge = LogisticRegression(max_iter=3000, C=0.5).fit(scaler.transform(x_tr), [label(r) for r in train])
-    classify = lambda x: judge.predict(scaler.transform(x))  # noqa: E731
+    classify = fit_judge(ex, train)
     x_te, p_te = embed(ex, load_wavs(test))
     test_acc = float(np.mean(classify(x_te) == np.array([label(r) for r in test])))
 
@@ -135,7 +144,7 @@ def main():
 
     res = {
         "model": str(model.root), "threads": a.threads, "duration": a.duration, "sampler": opts.sampler, "steps": opts.steps,
-        "judge_test_accuracy_real": round(test_acc, 3), "judge_classes": len(judge.classes_),
+        "judge_test_accuracy_real": round(test_acc, 3), "judge_classes": len({label(r) for r in train}),
         "prompted_class_recognised": round(gen_acc, 3), "n_prompts": len(classes),
         "per_prompt": {c: str(p) for c, p in zip(classes, pred)},
         "fd_aisfx_gen_vs_test": round(fd_gen, 2), "fd_aisfx_real_valid_vs_test": round(fd_floor, 2),

@@ -36,6 +36,7 @@ def main(
     vae_dir: Path = typer.Option(..., "--vae", help="VAE folder written by `maa train-vae` (RUN/vae)."),
     out_dir: Path = typer.Option(..., "-o", "--out-dir", help="Run folder: RUN/ldm/ gets the UNet, RUN/vae/ a copy of the VAE."),
     preset: str = typer.Option("small", "--preset", "-p", help="UNet size: tiny (tests), small (CPU, ~15 M), base (the paper's, 320 channels)."),
+    channels: int = typer.Option(0, "--channels", min=0, help="Base width of the UNet, overriding the preset's (0: the preset's)."),
     text_encoder: str = typer.Option("minilm", "--text-encoder", help="minilm (offline, 384-d), laion-clap:CKPT or hf:PATH."),
     prediction: str = typer.Option("eps", "--prediction", help="What the UNet predicts: eps (the paper's) or v."),
     steps: int = typer.Option(20000, "--steps", min=1, help="Total optimizer steps (counting steps done before --resume)."),
@@ -45,7 +46,8 @@ def main(
     duration: float = typer.Option(10.0, "--duration", "-d", help="Training crop in seconds, rounded to whole latent frames (10 s = 624 mel frames)."),
     cond_drop: float = typer.Option(0.1, "--cond-drop", help="Share of captions replaced by \"\" (for classifier-free guidance)."),
     reprogram_prob: float = typer.Option(0.0, "--reprogram-prob", help="Share of examples replaced by fresh compositions of 2-3 training clips (dynamic reprogramming)."),
-    cache_latents: bool = typer.Option(False, "--cache-latents", help="Encode every clip with the VAE once, up front, instead of at every step."),
+    reprogram_pool: str = typer.Option(None, "--reprogram-pool", help="Draw the --reprogram-prob share from these compositions (`maa reprogram`, then `maa mel`) instead of composing at every step."),
+    cache_latents: bool = typer.Option(False, "--cache-latents", help="Encode every clip with the VAE once (kept in RUN/cache/ for reruns) instead of at every step."),
     val: str = typer.Option(None, "--val", help="Held-out manifest. Default: hold out --val-fraction of MANIFEST."),
     val_fraction: float = typer.Option(0.05, "--val-fraction", help="Share held out when --val is not given (0: none)."),
     ema: float = typer.Option(0.999, "--ema", help="EMA decay of the exported weights (0: off; 0.9999 for long runs)."),
@@ -66,10 +68,10 @@ def main(
 
     from maa.diffusion import DiffusionConfig
     from maa.errors import MaaError
-    from maa.ldm import (CaptionedMels, LDMSetup, LDMTask, copy_vae, encode_latents, frames_for_duration,
+    from maa.ldm import (CaptionedMels, LDMSetup, LDMTask, cache_dataset_latents, copy_vae, frames_for_duration,
                          measure_scale, seconds_for_frames)
     from maa.manifest import caption_of, read_manifest, split_holdout
-    from maa.text import load_text_encoder
+    from maa.text import CachedTextEncoder, load_text_cache, save_text_cache, sha256_file
     from maa.trainer import STATE_FILE, TrainConfig, dist_info, read_config, resolve_device, seed_everything, train
     from maa.unet import UNetConfig, num_params
     from maa.unet import preset as unet_preset
@@ -79,6 +81,8 @@ def main(
         torch.set_num_threads(threads)
     if not 0.0 <= reprogram_prob <= 1.0:
         raise MaaError(f"--reprogram-prob {reprogram_prob}: must lie in [0, 1]")
+    if reprogram_pool and reprogram_prob <= 0:
+        raise MaaError("--reprogram-pool: also pass --reprogram-prob (the share of examples drawn from the pool), e.g. 0.3")
     if not 0.0 <= cond_drop < 1.0:
         raise MaaError(f"--cond-drop {cond_drop}: must lie in [0, 1)")
     d = dist_info()
@@ -100,12 +104,19 @@ def main(
     else:
         rows, val_rows = split_holdout(rows, val_fraction)
 
+    pool_rows = captioned(reprogram_pool) if reprogram_pool else []
+
     frames = frames_for_duration(duration)
     dev = resolve_device(device, d)
     vae = load_vae(vae_dir, dev)
-    text = load_text_encoder(text_encoder, device=str(dev))
+    # every caption known up front is encoded once and kept in RUN/cache/: reruns (and machines
+    # without the encoder's weights) skip the text encoder; only fresh compositions need it
+    text_cache = out_dir / "cache" / "text.safetensors"
+    text = CachedTextEncoder(text_encoder, load_text_cache(text_cache, text_encoder), device=str(dev))
+    if text.add([""] + [caption_of(r) for r in rows + pool_rows + val_rows]) and d.main:
+        save_text_cache(text_cache, text_encoder, text.table)
     unet_cfg = unet_preset(preset, context_dim=text.dim, in_channels=vae.cfg.z_channels, out_channels=vae.cfg.z_channels,
-                           grad_checkpoint=grad_checkpoint)
+                           grad_checkpoint=grad_checkpoint, **({"channels": channels} if channels else {}))
     dcfg = DiffusionConfig(prediction=prediction, cond_drop=cond_drop)
     saved = None
     if resume and (out_dir / STATE_FILE).exists() and (out_dir / "ldm" / "config.json").exists():
@@ -117,7 +128,7 @@ def main(
             raise MaaError(f"--resume: the run was trained with --text-encoder {saved.get('text_encoder')}; pass that")
 
     reprogrammer = None
-    if reprogram_prob > 0:
+    if reprogram_prob > 0 and not reprogram_pool:
         try:
             from maa.reprogram import ComposeConfig, Reprogrammer, load_events
         except ImportError:
@@ -130,14 +141,16 @@ def main(
         reprogrammer = Reprogrammer(events, ComposeConfig(duration=seconds_for_frames(frames)))
 
     latent_shape = (vae.cfg.z_channels, vae.cfg.n_mels // vae.factor)
+    pool_set = CaptionedMels(pool_rows, frames, latent_shape=latent_shape) if pool_rows else None
     train_set = CaptionedMels(rows, frames, latent_shape=latent_shape, reprogrammer=reprogrammer,
-                              reprogram_prob=reprogram_prob)
+                              reprogram_prob=reprogram_prob, pool=pool_set)
     val_set = CaptionedMels(val_rows, frames, latent_shape=latent_shape) if val_rows else None
     if cache_latents:
-        with progress_bar(len(rows), "encode latents", disable=quiet or not d.main) as bar:
-            train_set.latents = encode_latents(vae, [train_set.mel(i) for i in range(len(rows))], frames,
-                                               progress=bar.update)
-            train_set._mels.clear()  # the latents replace the mels
+        sets = [train_set] + ([pool_set] if pool_set else [])
+        tag = {"vae": sha256_file(Path(vae_dir) / "vae.safetensors"), "frames": frames}
+        with progress_bar(sum(len(s.rows) for s in sets), "encode latents", disable=quiet or not d.main) as bar:
+            cache_dataset_latents(vae, sets, out_dir / "cache" / "latents.safetensors", tag, write=d.main,
+                                  progress=bar.update)
     if saved is None:
         dcfg.scale_factor = measure_scale(vae, train_set)
 
@@ -148,7 +161,8 @@ def main(
         info(f"train-ldm: {len(rows)} training clips, {len(val_rows)} held out; UNet {num_params(task.unet) / 1e6:.2f} M "
              f"parameters ({preset}); crops of {frames} mel frames ({seconds_for_frames(frames):.2f} s, latent "
              f"{latent_shape[0]}x{latent_shape[1]}x{frames // vae.factor}); scale factor {dcfg.scale_factor:.4f}; "
-             f"text {text.name} ({text.dim}-d)" + (f"; reprogramming {reprogram_prob:.0%}" if reprogrammer else ""))
+             f"text {text.name} ({text.dim}-d)" + (f"; reprogramming {reprogram_prob:.0%}" if reprogrammer or pool_set else "")
+             + (f" from a pool of {len(pool_rows)}" if pool_set else ""))
     cfg = TrainConfig(out_dir=out_dir, steps=steps, batch_size=batch_size, lr=lr, grad_clip=grad_clip or None,
                       ema_decay=ema or None, ckpt_every=ckpt_every, val_every=val_every, log_every=log_every, seed=seed,
                       device=device, bf16=bf16, num_workers=workers, warmup_steps=warmup, quiet=quiet)

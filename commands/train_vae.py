@@ -28,6 +28,8 @@ Examples:
   torchrun --nproc-per-node 8 .venv/bin/maa train-vae train/manifest.jsonl -o runs/vae --preset base --device cuda
 
   maa train-vae valid/manifest.jsonl --eval-only --vae runs/vae/vae        # reconstruction error
+
+  maa train-vae train/manifest.jsonl -o runs/vae-ft --init runs/vae/vae --decoder-only --disc-start 0   # sharper decoder, same latents
 """
 
 
@@ -55,6 +57,8 @@ def main(
     ckpt_every: int = typer.Option(1000, "--ckpt-every", min=1, help="Checkpoint every N steps (and at the end)."),
     val_every: int = typer.Option(500, "--val-every", min=1, help="Validate (held-out L1 + PNG) every N steps."),
     log_every: int = typer.Option(50, "--log-every", min=1, help="Write averaged losses to metrics.jsonl every N steps."),
+    init: Path = typer.Option(None, "--init", help="Start from this trained VAE folder (RUN/vae: its architecture, weights and discriminator) instead of random weights."),
+    decoder_only: bool = typer.Option(False, "--decoder-only", help="Train only the decoder (with --init): the latents stay the same, so an LDM trained on them stays valid."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/trainer_state.pt (exactly: same losses as an uninterrupted run)."),
     eval_only: bool = typer.Option(False, "--eval-only", help="Only report the reconstruction error of --vae on MANIFEST (JSON on stdout)."),
     vae_dir: Path = typer.Option(None, "--vae", help="Model folder for --eval-only (default RUN/vae)."),
@@ -100,6 +104,17 @@ def main(
 
     vae_cfg = get_preset(preset or "small")
     disc_cfg = DiscConfig(windows=win, channels=disc_channels or {"base": 128, "tiny": 32}.get(preset or "small", 64))
+    if decoder_only and not init:
+        raise MaaError("--decoder-only: pass --init DIR, the trained VAE whose decoder to fine-tune")
+    if init:
+        if not (init / "config.json").exists() or not (init / "vae.safetensors").exists():
+            raise MaaError(f"--init {init}: not a VAE folder (config.json + vae.safetensors from `maa train-vae`)")
+        saved = read_config(init)
+        if "vae" not in saved:
+            raise MaaError(f"--init {init}: config.json has no 'vae' section; pass the vae/ folder of a run")
+        vae_cfg = VAEConfig.from_dict(saved["vae"])
+        if "disc" in saved:
+            disc_cfg = DiscConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["disc"].items()})
     resuming = resume and (out_dir / STATE_FILE).exists()
     if not resume and (out_dir / STATE_FILE).exists():
         raise MaaError(f"{out_dir}: already holds a training run; pass --resume to continue it, or choose another -o")
@@ -118,7 +133,14 @@ def main(
     train_set = MelCrops(rows, frames=frames, cache=cache)
     val_set = MelCrops(val_rows, frames=frames, cache=cache) if val_rows else None
     bm = band_means(MelCrops(rows[:: max(1, len(rows) // 500)], frames=frames, cache=False))  # a spread sample
-    task = VAETask(SpecVAE(vae_cfg), MultiWindowDiscriminator(disc_cfg), loss, frames, band_mean=bm)
+    vae_model, disc_model = SpecVAE(vae_cfg), MultiWindowDiscriminator(disc_cfg)
+    if init and not resuming:
+        from maa.trainer import load_weights
+
+        load_weights(init, {"vae": vae_model})
+        if (init / "disc.safetensors").exists():
+            load_weights(init, {"disc": disc_model})
+    task = VAETask(vae_model, disc_model, loss, frames, band_mean=bm, decoder_only=decoder_only)
     d = dist_info()
     if d.main:
         info(f"train-vae: {len(rows)} training mels, {len(val_rows)} held out; VAE {num_params(task.vae) / 1e6:.2f} M "

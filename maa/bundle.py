@@ -30,6 +30,17 @@ def to_fp16(src: Path, dst: Path) -> int:
     return dst.stat().st_size
 
 
+def check_same_encoder(trained_on: Path, shipped: Path, tol: float = 1e-2) -> None:
+    """The LDM only understands the latents of the encoder it was trained with: a replacement VAE
+    may change its decoder, never its encoder (float16 rounding allowed)."""
+    a, b = (load_file(str(Path(d) / "vae.safetensors")) for d in (trained_on, shipped))
+    for k, v in a.items():
+        if k.startswith("encoder.") and (k not in b or v.shape != b[k].shape
+                                         or (v.float() - b[k].float()).abs().max() > tol * (1 + v.float().abs().max())):
+            raise MaaError(f"{shipped}: its encoder differs from {trained_on}'s ({k}), whose latents the LDM learned; "
+                           "fine-tune with `maa train-vae --init ... --decoder-only`")
+
+
 def package(sources: dict[str, Path], out: Path, budget_mb: float = 40.0) -> dict[str, int]:
     """Write out/<part>/config.json + fp16 weights for each part; return bytes per file."""
     sizes: dict[str, int] = {}
@@ -62,17 +73,21 @@ def package(sources: dict[str, Path], out: Path, budget_mb: float = 40.0) -> dic
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ldm-run", required=True, type=Path, help="RUN of `maa train-ldm` (holds ldm/ and vae/)")
+    ap.add_argument("--vae", type=Path, help="vae/ folder to ship instead of RUN/vae: a decoder fine-tuned with "
+                    "`maa train-vae --init RUN/vae --decoder-only` (its encoder must be RUN/vae's)")
     ap.add_argument("--vocoder", type=Path, help="vocoder/ folder of `maa train-vocoder` (else Griffin-Lim)")
     ap.add_argument("--clap", type=Path, help="clap/ folder of `maa train-clap` (re-ranking for -n)")
     ap.add_argument("-o", "--out", type=Path, default=Path(__file__).parent / "assets" / "model")
     ap.add_argument("--budget-mb", type=float, default=40.0)
     a = ap.parse_args(argv)
-    sources = {"vae": a.ldm_run / "vae", "ldm": a.ldm_run / "ldm"}
+    sources = {"vae": a.vae or a.ldm_run / "vae", "ldm": a.ldm_run / "ldm"}
     if a.vocoder:
         sources["vocoder"] = a.vocoder
     if a.clap:
         sources["clap"] = a.clap
     try:
+        if a.vae:
+            check_same_encoder(a.ldm_run / "vae", a.vae)
         sizes = package(sources, a.out, a.budget_mb)
     except MaaError as e:
         raise SystemExit(f"error: {e}")

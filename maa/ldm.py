@@ -71,13 +71,14 @@ class CaptionedMels(torch.utils.data.Dataset):
     """
 
     def __init__(self, rows: list[dict], frames: int, latents: list[torch.Tensor] | None = None,
-                 latent_shape: tuple[int, int] = (4, 10), reprogrammer=None, reprogram_prob: float = 0.0):
+                 latent_shape: tuple[int, int] = (4, 10), reprogrammer=None, reprogram_prob: float = 0.0,
+                 pool: "CaptionedMels | None" = None):
         from maa.manifest import caption_of
 
         self.rows, self.frames = rows, frames
         self.captions = [caption_of(r) or "" for r in rows]
         self.latents, self.latent_shape = latents, latent_shape
-        self.reprogrammer, self.reprogram_prob = reprogrammer, reprogram_prob
+        self.reprogrammer, self.reprogram_prob, self.pool = reprogrammer, reprogram_prob, pool
         self._mels: dict[int, np.ndarray] = {}
 
     def __len__(self):
@@ -106,6 +107,8 @@ class CaptionedMels(torch.utils.data.Dataset):
     def get(self, i: int, rng: np.random.Generator | None) -> dict:
         from maa.mel_data import tile_crop
 
+        if self.pool is not None and rng is not None and rng.random() < self.reprogram_prob:
+            return self.pool.get(int(rng.integers(len(self.pool))), rng)  # a composition written in advance
         if self.reprogrammer is not None and rng is not None and rng.random() < self.reprogram_prob:
             comp = self.reprogrammer.sample(rng)
             wav = fit_length(comp.audio, samples_for_frames(self.frames))
@@ -147,6 +150,68 @@ def encode_latents(vae, mels: list[np.ndarray], frames: int, batch_size: int = 1
         if progress:
             progress(1)
     return out
+
+
+def latent_key(row: dict, namespace: str = "") -> str:
+    """A row's name in the latent cache: its id and its mel (or audio) file's name, not the folder,
+    so the cache stays valid when the data moves to another machine; `namespace` keeps the rows of
+    two manifests (training clips, reprogramming pool) apart."""
+    return f"{namespace}{row.get('id', '')}:{Path(str(row.get('mel') or row.get('audio') or '')).name}"
+
+
+def load_latent_cache(path: Path, tag: dict) -> dict[str, torch.Tensor]:
+    """{latent_key: unscaled latent} from RUN/cache/latents.safetensors when it was made with the same
+    VAE weights and crop (`tag`); {} otherwise."""
+    import json
+
+    from safetensors import safe_open
+
+    if not Path(path).exists():
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if json.loads(meta.get("tag", "null")) != tag:
+                return {}
+            return {k: f.get_tensor(str(i)) for i, k in enumerate(json.loads(meta["keys"]))}
+    except Exception:  # a damaged cache only costs the encoding time
+        return {}
+
+
+def save_latent_cache(path: Path, tag: dict, table: dict[str, torch.Tensor]) -> None:
+    import json
+
+    from safetensors.torch import save_file
+
+    from maa.io import atomic_path
+
+    keys = list(table)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file({str(i): table[k].to(torch.float16).contiguous() for i, k in enumerate(keys)}, str(tmp),
+                  metadata={"tag": json.dumps(tag), "keys": json.dumps(keys)})
+
+
+def cache_dataset_latents(vae, datasets: list[CaptionedMels], path: Path, tag: dict, write: bool = True,
+                          progress=None) -> int:
+    """--cache-latents: give every dataset its latents, reading RUN/cache/latents.safetensors and
+    encoding (then saving) only the rows it lacks. Returns how many rows were encoded."""
+    table = load_latent_cache(path, tag)
+    keys = [[latent_key(r, f"{k}/" if k else "") for r in ds.rows] for k, ds in enumerate(datasets)]
+    todo = [(k, i) for k, ks in enumerate(keys) for i, key in enumerate(ks) if key not in table]
+    if progress:
+        progress(sum(len(ks) for ks in keys) - len(todo))
+    for k, i in todo:
+        table[keys[k][i]] = encode_latents(vae, [datasets[k].mel(i)], datasets[k].frames)[0]
+        datasets[k]._mels.pop(i, None)
+        if progress:
+            progress(1)
+    for ks, ds in zip(keys, datasets):
+        ds.latents = [table[key] for key in ks]
+        ds._mels.clear()  # the latents replace the mels
+    if todo and write:
+        save_latent_cache(path, tag, table)
+    return len(todo)
 
 
 # ----------------------------------------------------------------------------- training

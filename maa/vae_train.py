@@ -53,16 +53,21 @@ class VAETask:
     name = "vae"
 
     def __init__(self, vae: SpecVAE, disc: MultiWindowDiscriminator, loss: VAELossConfig,
-                 frames: int, band_mean: np.ndarray | None = None):
+                 frames: int, band_mean: np.ndarray | None = None, decoder_only: bool = False):
         self.vae, self.disc, self.loss, self.frames = vae, disc, loss, frames
         self.band_mean = None if band_mean is None else torch.as_tensor(band_mean, dtype=torch.float32)
+        # decoder-only fine-tuning keeps the encoder, hence the latent space an LDM was trained on
+        self.decoder_only = decoder_only
+        if decoder_only:
+            self.vae.encoder.requires_grad_(False)
+        self.gen_params = [p for p in self.vae.parameters() if p.requires_grad]
 
     def modules(self):
         return {"vae": self.vae, "disc": self.disc}
 
     def optimizers(self, cfg: TrainConfig):
         b = tuple(self.loss.betas)
-        self.opt_g = torch.optim.AdamW(self.vae.parameters(), lr=cfg.lr, betas=b, weight_decay=cfg.weight_decay)
+        self.opt_g = torch.optim.AdamW(self.gen_params, lr=cfg.lr, betas=b, weight_decay=cfg.weight_decay)
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.lr, betas=b, weight_decay=cfg.weight_decay)
         return {"gen": self.opt_g, "disc": self.opt_d}
 
@@ -93,7 +98,7 @@ class VAETask:
                 loss = loss + lc.disc_weight * w * g_loss
                 out.update(g_loss=g_loss.item(), d_weight=float(w))
         self.disc.requires_grad_(True)
-        out["grad_norm"] = backward_step(loss, self.opt_g, self.vae.parameters(), cfg)
+        out["grad_norm"] = backward_step(loss, self.opt_g, self.gen_params, cfg)
         out.update(loss=loss.item(), rec_l1=rec_loss.item(), kl=kl.item(), post_std=post.std.mean().item())
         if gan:
             with autocast(cfg):

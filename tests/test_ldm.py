@@ -150,3 +150,63 @@ def test_resume_is_exact(tmp_path, model_dir):
     la = [m["loss"] for m in read_metrics(tmp_path / "a") if m["kind"] == "train"]
     lb = [m["loss"] for m in read_metrics(tmp_path / "b") if m["kind"] == "train"]
     assert len(la) == 4 and la == lb
+
+
+def test_latent_cache_and_reprogram_pool(tmp_path, model_dir, monkeypatch):
+    from maa import ldm
+    from pathlib import Path
+
+    from maa.ldm import cache_dataset_latents, latent_key, load_latent_cache
+    from maa.vae import load_vae
+
+    rows = [json.loads(l) for l in write_clips(tmp_path, n=6, seconds=1.04).read_text().splitlines()]
+    for r in rows:
+        r["audio"] = str(tmp_path / r["audio"])
+    for i, r in enumerate(rows[4:]):
+        r["caption"] = f"composition {i}"
+    vae = load_vae(model_dir / "vae")
+    pool = CaptionedMels(rows[4:], frames=64)
+    ds = CaptionedMels(rows[:4], frames=64, pool=pool, reprogram_prob=0.5)
+    path, tag = tmp_path / "cache" / "latents.safetensors", {"vae": "abc", "frames": 64}
+    assert cache_dataset_latents(vae, [ds, pool], path, tag) == 6
+    ref = encode_latents(vae, [CaptionedMels(rows, 64).mel(0)], 64)[0]
+    assert torch.equal(ds.latents[0], ref)
+    assert load_latent_cache(path, {"vae": "other", "frames": 64}) == {}  # another VAE: recomputed
+    # a second run reads the file: no clip is decoded or encoded again, even with the audio gone
+    monkeypatch.setattr(ldm, "encode_latents", lambda *a, **k: pytest.fail("re-encoded"))
+    moved = [dict(r, audio="/elsewhere/" + Path(r["audio"]).name) for r in rows]
+    ds2, pool2 = CaptionedMels(moved[:4], 64), CaptionedMels(moved[4:], 64)
+    assert cache_dataset_latents(vae, [ds2, pool2], path, tag) == 0
+    assert latent_key(moved[0]) == latent_key(rows[0]) and torch.equal(ds2.latents[0], ref)
+    assert torch.equal(pool2.latents[1], pool.latents[1]) and not torch.equal(pool2.latents[1], ds2.latents[1])
+    # about half of the items come from the pool, with the pool's captions
+    rng = np.random.default_rng(0)
+    caps = [ds.get(0, rng)["caption"] for _ in range(200)]
+    assert set(caps) <= {ds.captions[0], "composition 0", "composition 1"}
+    assert 70 < sum(c.startswith("composition") for c in caps) < 130
+
+
+def test_cli_train_ldm_pool_and_caches(tmp_path, model_dir, monkeypatch):
+    from maa.commands.cli import app
+
+    manifest = write_clips(tmp_path / "clips", n=6)
+    pool = write_clips(tmp_path / "pool", n=3)
+    run = tmp_path / "run"
+    args = ["train-ldm", str(manifest), "--vae", str(model_dir / "vae"), "-o", str(run), "--preset", "tiny",
+            "--channels", "16", "-b", "2", "--duration", "0.5", "--val-fraction", "0", "--cache-latents",
+            "--reprogram-pool", str(pool), "--reprogram-prob", "0.5", "-q"]
+    r = CliRunner().invoke(app, args + ["--steps", "2"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "ldm" / "config.json").read_text())["unet"]["channels"] == 16
+    assert (run / "cache" / "text.safetensors").exists() and (run / "cache" / "latents.safetensors").exists()
+    # resuming needs neither the text encoder nor the clips: both come from RUN/cache
+    from maa import text as text_mod
+
+    monkeypatch.setattr(text_mod, "load_text_encoder", lambda *a, **k: pytest.fail("text encoder loaded"))
+    for wav in (tmp_path / "clips").rglob("*.wav"):
+        wav.unlink()
+    r = CliRunner().invoke(app, args + ["--steps", "4", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 4
+    r = CliRunner().invoke(app, args[:-3] + ["--reprogram-pool", str(pool), "--steps", "1"])
+    assert r.exit_code == 1 and "--reprogram-prob" in r.output

@@ -127,3 +127,28 @@ def test_laion_clap_text_tower_offline(tmp_path):
         ref = proj(branch.eval()(**ids).last_hidden_state)[0]
     n = int(emb.mask[0].sum())
     assert torch.allclose(emb.tokens[0, :n], ref, atol=1e-5)
+
+
+def test_text_cache_round_trip_and_lazy_encoder(minilm, tmp_path, monkeypatch):
+    from maa.text import CachedTextEncoder, load_text_cache, save_text_cache
+
+    caps = ["a dog barks", "rain falls", ""]
+    enc = CachedTextEncoder("minilm", {})
+    assert enc.add(caps) == 3 and enc.add(caps) == 0
+    path = tmp_path / "cache" / "text.safetensors"
+    save_text_cache(path, "minilm", enc.table)
+    assert load_text_cache(path, "hf:/elsewhere") == {}  # another encoder's cache is not used
+    assert load_text_cache(tmp_path / "missing.safetensors", "minilm") == {}
+    table = load_text_cache(path, "minilm")
+    assert list(table) == caps
+    # a fresh encoder from the file never loads the model for cached captions ...
+    monkeypatch.setattr(text_mod, "load_text_encoder", lambda *a, **k: pytest.fail("encoder loaded"))
+    cached = CachedTextEncoder("minilm", table)
+    got, ref = cached.encode(caps), minilm.encode(caps)
+    assert cached.dim == 384 and torch.equal(got.mask, ref.mask)
+    assert torch.allclose(got.tokens, ref.tokens, atol=2e-3)  # float16 on disk
+    # ... and loads it only for a caption the table lacks, without growing the table
+    monkeypatch.setattr(text_mod, "load_text_encoder", lambda *a, **k: minilm)
+    mixed = cached.encode(["a new caption", "rain falls"])
+    assert torch.allclose(mixed.pooled[0], minilm.encode(["a new caption"]).pooled[0], atol=1e-5)
+    assert "a new caption" not in cached.table

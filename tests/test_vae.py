@@ -277,6 +277,29 @@ def test_train_vae_command_writes_a_loadable_model_and_evaluates(tmp_path):
     assert steps == [3, 6, 9, 12, 14]
 
 
+def test_decoder_only_fine_tuning_keeps_the_latents(tmp_path):
+    from safetensors.torch import load_file
+
+    man = _mels(tmp_path / "m", n=6)
+    base = tmp_path / "base"
+    common = ("-b", 3, "--frames", 64, "--val-fraction", 0, "--threads", 1, "-q", "--disc-channels", 8)
+    r = _maa("train-vae", man, "-o", base, "--preset", "tiny", "--steps", 3, *common)
+    assert r.returncode == 0, r.stderr
+    ft = tmp_path / "ft"
+    r = _maa("train-vae", man, "-o", ft, "--init", base / "vae", "--decoder-only", "--disc-start", 0,
+             "--steps", 4, "--lr", 1e-2, *common)
+    assert r.returncode == 0, r.stderr
+    a, b = load_file(str(base / "vae" / "vae.safetensors")), load_file(str(ft / "vae" / "vae.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("encoder."))  # same latent space
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    assert load_vae(ft / "vae").cfg == preset("tiny")  # the architecture comes from --init, not --preset
+    r = _maa("train-vae", man, "-o", tmp_path / "x", "--decoder-only")
+    assert r.returncode == 1 and "--init" in r.stderr
+    r = _maa("train-vae", man, "-o", tmp_path / "x", "--init", tmp_path / "nope")
+    assert r.returncode == 1 and "not a VAE folder" in r.stderr
+
+
 def test_train_vae_command_errors_are_one_line(tmp_path):
     man = _mels(tmp_path / "m", n=2)
     for args, msg in [(("--frames", 60), "multiple of 8"), (("--preset", "huge"), "choose one of"),

@@ -46,3 +46,13 @@ def test_a_replacement_vae_must_keep_the_encoder(run, tmp_path):
     save_file(w, str(ft / "vae.safetensors"))
     with pytest.raises(SystemExit, match="its encoder differs"):
         bundle_main(["--ldm-run", str(run), "--vae", str(ft), "-o", str(tmp_path / "model2")])
+
+
+def test_the_shipped_bundle_is_fp16_and_within_its_budget():
+    from maa.ldm import BUNDLED_MODEL
+
+    files = sorted(BUNDLED_MODEL.glob("*/*.safetensors"))
+    assert {f.parent.name for f in files} == {"vae", "ldm", "vocoder", "clap"}
+    assert sum(f.stat().st_size for f in files) <= 40 * 2**20
+    for f in files:
+        assert all(v.dtype == torch.float16 for v in load_file(str(f)).values() if v.is_floating_point()), f

@@ -86,7 +86,7 @@ def main(
     from maa.discriminator import DiscConfig, MultiWindowDiscriminator
     from maa.mel_data import MelCrops, band_means, mel_rows
     from maa.manifest import split_holdout
-    from maa.trainer import STATE_FILE, TrainConfig, dist_info, read_config, seed_everything, train
+    from maa.trainer import STATE_FILE, TrainConfig, dist_info, load_weights, read_config, seed_everything, train
     from maa.vae import SpecVAE, VAEConfig, num_params
     from maa.vae import preset as get_preset
     from maa.vae_train import VAELossConfig, VAETask
@@ -114,7 +114,7 @@ def main(
             raise MaaError(f"--init {init}: config.json has no 'vae' section; pass the vae/ folder of a run")
         vae_cfg = VAEConfig.from_dict(saved["vae"])
         if "disc" in saved:
-            disc_cfg = DiscConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["disc"].items()})
+            disc_cfg = DiscConfig.from_dict(saved["disc"])
     resuming = resume and (out_dir / STATE_FILE).exists()
     if not resume and (out_dir / STATE_FILE).exists():
         raise MaaError(f"{out_dir}: already holds a training run; pass --resume to continue it, or choose another -o")
@@ -123,7 +123,7 @@ def main(
         vae_cfg = VAEConfig.from_dict(saved["vae"])
         if preset and vae_cfg != get_preset(preset):
             warn(f"{out_dir / 'vae' / 'config.json'}: resuming with the run's own architecture, not --preset {preset}")
-        disc_cfg = DiscConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["disc"].items()})
+        disc_cfg = DiscConfig.from_dict(saved["disc"])
     loss = VAELossConfig(kl_weight=kl_weight, disc_weight=disc_weight, adaptive=adaptive, fm_weight=fm_weight,
                          disc_start=steps // 2 if disc_start is None else disc_start)
     if disc_weight <= 0:
@@ -135,8 +135,6 @@ def main(
     bm = band_means(MelCrops(rows[:: max(1, len(rows) // 500)], frames=frames, cache=False))  # a spread sample
     vae_model, disc_model = SpecVAE(vae_cfg), MultiWindowDiscriminator(disc_cfg)
     if init and not resuming:
-        from maa.trainer import load_weights
-
         load_weights(init, {"vae": vae_model})
         if (init / "disc.safetensors").exists():
             load_weights(init, {"disc": disc_model})

@@ -31,6 +31,10 @@ class DiscConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "DiscConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 class WindowDiscriminator(nn.Module):
     def __init__(self, cfg: DiscConfig):

@@ -52,3 +52,33 @@ def save_npy_atomic(path: str | os.PathLike, array) -> None:
 
     with atomic_path(path, suffix=".npy") as tmp:
         np.save(tmp, array)
+
+
+def save_tensor_table(path: str | os.PathLike, table: dict, meta: dict, dtype=None) -> None:
+    """{str key: tensor} -> one safetensors file (atomically); the keys and `meta` (JSON values)
+    go into its metadata, since safetensors names must be plain strings."""
+    from safetensors.torch import save_file
+
+    keys = list(table)
+    tensors = {str(i): (table[k] if dtype is None else table[k].to(dtype)).detach().cpu().contiguous()
+               for i, k in enumerate(keys)}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"keys": json.dumps(keys), **{k: json.dumps(v) for k, v in meta.items()}})
+
+
+def load_tensor_table(path: str | os.PathLike, meta: dict) -> dict:
+    """The table save_tensor_table wrote with the same `meta`; {} when the file is missing,
+    unreadable or was written with other meta (a cache that no longer applies)."""
+    from safetensors import safe_open
+
+    if not Path(path).exists():
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = f.metadata() or {}
+            if any(json.loads(stored.get(k, "null")) != v for k, v in meta.items()):
+                return {}
+            return {k: f.get_tensor(str(i)) for i, k in enumerate(json.loads(stored["keys"]))}
+    except Exception:  # a damaged cache only costs the time to rebuild it
+        return {}

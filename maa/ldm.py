@@ -162,34 +162,15 @@ def latent_key(row: dict, namespace: str = "") -> str:
 def load_latent_cache(path: Path, tag: dict) -> dict[str, torch.Tensor]:
     """{latent_key: unscaled latent} from RUN/cache/latents.safetensors when it was made with the same
     VAE weights and crop (`tag`); {} otherwise."""
-    import json
+    from maa.io import load_tensor_table
 
-    from safetensors import safe_open
-
-    if not Path(path).exists():
-        return {}
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if json.loads(meta.get("tag", "null")) != tag:
-                return {}
-            return {k: f.get_tensor(str(i)) for i, k in enumerate(json.loads(meta["keys"]))}
-    except Exception:  # a damaged cache only costs the encoding time
-        return {}
+    return load_tensor_table(path, {"tag": tag})
 
 
 def save_latent_cache(path: Path, tag: dict, table: dict[str, torch.Tensor]) -> None:
-    import json
+    from maa.io import save_tensor_table
 
-    from safetensors.torch import save_file
-
-    from maa.io import atomic_path
-
-    keys = list(table)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file({str(i): table[k].to(torch.float16).contiguous() for i, k in enumerate(keys)}, str(tmp),
-                  metadata={"tag": json.dumps(tag), "keys": json.dumps(keys)})
+    save_tensor_table(path, table, {"tag": tag}, dtype=torch.float16)
 
 
 def cache_dataset_latents(vae, datasets: list[CaptionedMels], path: Path, tag: dict, write: bool = True,
@@ -203,7 +184,6 @@ def cache_dataset_latents(vae, datasets: list[CaptionedMels], path: Path, tag: d
         progress(sum(len(ks) for ks in keys) - len(todo))
     for k, i in todo:
         table[keys[k][i]] = encode_latents(vae, [datasets[k].mel(i)], datasets[k].frames)[0]
-        datasets[k]._mels.pop(i, None)
         if progress:
             progress(1)
     for ks, ds in zip(keys, datasets):

@@ -264,37 +264,16 @@ def _load(spec: str, device: str, max_length: int) -> HFTextEncoder:
 
 def save_text_cache(path: str | os.PathLike, spec: str, table: dict[str, torch.Tensor]) -> None:
     """Write caption -> token states (L_i, D) to a safetensors file (float16: a third of a kB per token)."""
-    import json
+    from maa.io import save_tensor_table
 
-    from safetensors.torch import save_file
-
-    from maa.io import atomic_path
-
-    captions = list(table)
-    tensors = {str(i): table[c].detach().to("cpu", torch.float16).contiguous() for i, c in enumerate(captions)}
-    meta = {"encoder": spec, "captions": json.dumps(captions)}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    save_tensor_table(path, table, {"encoder": spec}, dtype=torch.float16)
 
 
 def load_text_cache(path: str | os.PathLike, spec: str) -> dict[str, torch.Tensor]:
     """The table save_text_cache wrote for encoder `spec`; {} when the file is missing, unreadable or of another encoder."""
-    import json
+    from maa.io import load_tensor_table
 
-    from safetensors import safe_open
-
-    if not Path(path).exists():
-        return {}
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("encoder") != spec:
-                return {}
-            captions = json.loads(meta["captions"])
-            return {c: f.get_tensor(str(i)).float() for i, c in enumerate(captions)}
-    except Exception:  # a damaged cache is only a slower start
-        return {}
+    return {c: t.float() for c, t in load_tensor_table(path, {"encoder": spec}).items()}
 
 
 class CachedTextEncoder:

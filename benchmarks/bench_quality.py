@@ -8,10 +8,16 @@
 3. FD (aisfx) of those clips vs the real test clips, next to the floor: an equal number of real
    VALID clips of the same classes vs the same test clips. KL (aisfx UCS head) of each generated
    clip vs a same-class test clip, next to valid-vs-test pairs of the same classes.
-4. 10 "A, then B" prompts: the judge labels each half; success when both halves are right.
+4. 10 "A, then B" prompts: the judge labels each half; success when both halves are right. At
+   10 s (generate's default) and 4 s, with the default temporal composition (maa.temporal) and,
+   at 10 s, without it (what the UNet learned of word order by itself). The ceiling: the same
+   judge on real "A, then B" made of two real test clips, each cut to half the duration.
 5. CPU speed: model load time, and wall time for one 10 s clip with the default sampler.
 
-    .venv/bin/python benchmarks/bench_quality.py [--model DIR] [--corpus data/demo] [--json out.json]
+--candidates K generates K per prompt and keeps the best by the model's own CLAP scorer (what
+`maa generate -n K` does); the judge is independent of that scorer.
+
+    .venv/bin/python benchmarks/bench_quality.py [--model DIR] [--corpus data/demo] [--candidates 4] [--json out.json]
 """
 
 from __future__ import annotations
@@ -91,6 +97,7 @@ def main():
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--candidates", "-n", type=int, default=1, help="best of K by the model's CLAP scorer")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -109,7 +116,24 @@ def main():
     load_s = time.perf_counter() - t0
     opts = GenerateOptions(steps=a.steps, duration=a.duration)
     classes = list(PROMPTS)
-    gen = generate(model, [PROMPTS[c] for c in classes], [a.seed + i for i in range(len(classes))], opts)
+    scorer = None
+    if a.candidates > 1:
+        from maa.clap import MaaClapScorer
+
+        scorer = MaaClapScorer(model.root / "clap")
+
+    def best_of(prompts, seeds, o):
+        """One clip per prompt: the best of --candidates by the model's scorer (maa generate -n)."""
+        k = a.candidates
+        outs = generate(model, [p for p in prompts for _ in range(k)], [s * k + c for s in seeds for c in range(k)], o)
+        if k == 1:
+            return outs
+        from maa.clap import rank_candidates
+
+        groups = [outs[i * k:(i + 1) * k] for i in range(len(prompts))]
+        return [g[rank_candidates(scorer, [x.audio for x in g], g[0].prompt, g[0].parts)[0][0]] for g in groups]
+
+    gen = best_of([PROMPTS[c] for c in classes], [a.seed + i for i in range(len(classes))], opts)
     x_g, p_g = embed(ex, [g.audio for g in gen])
     pred = classify(x_g)
     gen_acc = float(np.mean(pred == np.array(classes)))
@@ -129,13 +153,25 @@ def main():
     kl_floor = float(np.mean([kl_divergence(p_te[j][None], p_v[i][None]) for i, j in enumerate(pair_test)]))
 
     # A, then B: the judge labels each half
-    order = generate(model, [f"{pa}, then {pb}" for _, pa, _, pb in ORDER], [a.seed + 100 + i for i in range(len(ORDER))], opts)
-    halves = []
-    for g in order:
-        n = len(g.audio) // 2
-        halves += [g.audio[:n], g.audio[n:]]
-    hp = classify(embed(ex, halves)[0])
-    order_ok = [bool(hp[2 * i] == ca and hp[2 * i + 1] == cb) for i, (ca, _, cb, _) in enumerate(ORDER)]
+    def in_order(wavs):
+        halves = [h for w in wavs for h in (w[:len(w) // 2], w[len(w) // 2:])]
+        hp = classify(embed(ex, halves)[0])
+        ok = [bool(hp[2 * i] == ca and hp[2 * i + 1] == cb) for i, (ca, _, cb, _) in enumerate(ORDER)]
+        return round(float(np.mean(ok)), 3), [[str(hp[2 * i]), str(hp[2 * i + 1])] for i in range(len(ORDER))]
+
+    order_prompts = [f"{pa}, then {pb}" for _, pa, _, pb in ORDER]
+    order_seeds = [a.seed + 100 + i for i in range(len(ORDER))]
+    order, order_halves = {}, {}
+    for dur, compose in ((10.0, True), (4.0, True), (10.0, False)):
+        o = GenerateOptions(steps=a.steps, duration=dur, compose=compose)
+        key = f"{dur:g}s" + ("" if compose else "_no_compose")
+        order[key], order_halves[key] = in_order([g.audio for g in best_of(order_prompts, order_seeds, o)])
+    # the ceiling: real test clips of A and B, each cut (or tiled) to half the duration, end to end
+    for dur in (10.0, 4.0):
+        half = int(dur * 16000) // 2
+        real = [np.concatenate([np.resize(load_wavs([test[by_class_test[c][0]]])[0], half) for c in (ca, cb)])
+                for ca, _, cb, _ in ORDER]
+        order[f"real_{dur:g}s"] = in_order(real)[0]
 
     # speed: one 10 s clip, default sampler, after loading
     t0 = time.perf_counter()
@@ -149,8 +185,10 @@ def main():
         "per_prompt": {c: str(p) for c, p in zip(classes, pred)},
         "fd_aisfx_gen_vs_test": round(fd_gen, 2), "fd_aisfx_real_valid_vs_test": round(fd_floor, 2),
         "kl_aisfx_gen_vs_same_class_test": round(kl_gen, 3), "kl_aisfx_real_valid_vs_same_class_test": round(kl_floor, 3),
-        "order_success": round(float(np.mean(order_ok)), 3),
-        "order_halves": [[str(hp[2 * i]), str(hp[2 * i + 1])] for i in range(len(ORDER))],
+        "candidates": a.candidates,
+        "order_success": order["10s"], "order_success_4s": order["4s"], "order_success_10s_no_compose": order["10s_no_compose"],
+        "order_ceiling_real_10s": order["real_10s"], "order_ceiling_real_4s": order["real_4s"],
+        "order_halves": order_halves,
         "load_seconds": round(load_s, 2), "generate_10s_clip_seconds": round(gen10_s, 2),
     }
     print(json.dumps(res, indent=2))

@@ -28,8 +28,14 @@ Examples:
 
   maa generate "an engine idles" -o - --model runs/demo | aplay                # wav on stdout
 
+  maa generate "a door slams, then a bell rings" -o seq.wav -d 4                # first half, second half
+
 Prompt files: one prompt per line, `name|prompt`, or JSON lines {"id", "prompt" (or "caption"),
 optional "seed"}. Blank lines and lines starting with # are skipped.
+
+Order words ("A, then B", "A before B", "B after A", "A followed by B") split a prompt into parts
+that each get an equal, consecutive share of the clip (crossfaded; "parts" in the JSON line);
+"while" and "with" stay one part. --no-compose turns this off.
 """
 
 
@@ -52,6 +58,7 @@ def main(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
     init_audio: Path = typer.Option(None, "--init-audio", help="Audio-to-audio: start from this clip's latent (SDEdit)."),
     strength: float = typer.Option(0.5, "--strength", help="With --init-audio: 0 keeps the input, 1 ignores it."),
+    compose: bool = typer.Option(True, "--compose/--no-compose", help="Honour order words: \"A, then B\" / \"A before B\" / \"B after A\" / \"A followed by B\" give each part its share of the time, in order (--no-compose: the whole prompt everywhere)."),
     eta: float = typer.Option(0.0, "--eta", help="DDIM noise (0: deterministic)."),
     gl_iters: int = typer.Option(32, "--gl-iters", min=0, help="Griffin-Lim iterations (when the model has no neural vocoder)."),
     png: bool = typer.Option(False, "--png", help="Also write the generated spectrogram as <out>.png."),
@@ -79,7 +86,7 @@ def main(
         raise MaaError("-o -: only one prompt can go to stdout; use --out-dir for several")
 
     opts = GenerateOptions(steps=steps, sampler=sampler, guidance=guidance, negative=negative, duration=duration,
-                           batch_size=batch_size, eta=eta, strength=strength)
+                           batch_size=batch_size, eta=eta, strength=strength, compose=compose)
     opts.check()
     if init_audio is not None:
         from maa.audio import load_audio
@@ -126,13 +133,15 @@ def main(
         if scorer is not None:
             from maa.clap import rank_candidates
 
-            order, scores = rank_candidates(scorer, [g.audio for g in group], group[0].prompt)
+            order, scores = rank_candidates(scorer, [g.audio for g in group], group[0].prompt, group[0].parts)
             best = order[0]
         g = group[best]
         path = _out_path(out, out_dir, name, g.prompt, i, used)
         row = {"id": path.stem if path else "stdout", "prompt": g.prompt, "seed": g.seed, "path": str(path) if path else "-",
                "sampler": opts.sampler, "steps": opts.steps, "guidance": opts.guidance, "negative": opts.negative,
                "duration": round(secs, 4), "frames": frames, "model": str(model.root), "vocoder": model.vocoder.kind}
+        if g.parts:
+            row["parts"] = g.parts
         if k > 1:
             row["candidates"] = k
             if scores is not None:

@@ -26,6 +26,9 @@ Examples:
 
   maa train-ldm mels.jsonl --vae runs/vae/vae -o runs/ldm --steps 100000 --resume
 
+  # fine-tune the bundled model on your own captioned clips (its VAE, its text encoder)
+  maa train-ldm my_mels.jsonl --vae maa/assets/model/vae --init maa/assets/model -o runs/mine --steps 2000
+
   torchrun --nproc-per-node 8 .venv/bin/maa train-ldm mels.jsonl --vae runs/vae/vae -o runs/ldm --preset base --device cuda
 """
 
@@ -55,6 +58,7 @@ def main(
     ckpt_every: int = typer.Option(1000, "--ckpt-every", min=1),
     val_every: int = typer.Option(500, "--val-every", min=1),
     log_every: int = typer.Option(50, "--log-every", min=1),
+    init: Path = typer.Option(None, "--init", help="Start from this trained LDM (a model folder such as maa/assets/model, or a RUN): its UNet shape, weights and latent scale; --preset/--channels/--prediction are then ignored."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/trainer_state.pt exactly."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ... (under torchrun each process takes its LOCAL_RANK GPU)."),
@@ -69,7 +73,7 @@ def main(
     from maa.diffusion import DiffusionConfig
     from maa.errors import MaaError
     from maa.ldm import (CaptionedMels, LDMSetup, LDMTask, cache_dataset_latents, copy_vae, frames_for_duration,
-                         measure_scale, seconds_for_frames)
+                         init_from, measure_scale, read_init_config, seconds_for_frames)
     from maa.manifest import caption_of, read_manifest, split_holdout
     from maa.text import CachedTextEncoder, load_text_cache, save_text_cache, sha256_file
     from maa.trainer import STATE_FILE, TrainConfig, dist_info, read_config, resolve_device, seed_everything, train
@@ -126,6 +130,16 @@ def main(
         frames = saved.get("train_frames", frames)
         if saved.get("text_encoder") != text_encoder:
             raise MaaError(f"--resume: the run was trained with --text-encoder {saved.get('text_encoder')}; pass that")
+    elif init is not None:
+        icfg = read_init_config(init)
+        if icfg.get("text_encoder") != text_encoder:
+            raise MaaError(f"--init {init}: trained with --text-encoder {icfg.get('text_encoder')}; pass that")
+        # new runs always get the position maps; init_from zero-initialises them if the model lacks them
+        unet_cfg = UNetConfig.from_dict({**icfg["unet"], "coords": True, "grad_checkpoint": grad_checkpoint})
+        dcfg = DiffusionConfig.from_dict({**icfg["diffusion"], "cond_drop": cond_drop})
+        if unet_cfg.in_channels != vae.cfg.z_channels:
+            raise MaaError(f"--init {init}: its UNet takes {unet_cfg.in_channels}-channel latents, the VAE "
+                           f"{vae_dir} makes {vae.cfg.z_channels}; pass the VAE it was trained with")
 
     reprogrammer = None
     if reprogram_prob > 0 and not reprogram_pool:
@@ -146,20 +160,23 @@ def main(
                               reprogram_prob=reprogram_prob, pool=pool_set)
     val_set = CaptionedMels(val_rows, frames, latent_shape=latent_shape) if val_rows else None
     if cache_latents:
-        sets = [train_set] + ([pool_set] if pool_set else [])
+        sets = {"": train_set, "pool/": pool_set, "val/": val_set}
+        sets = {ns: ds for ns, ds in sets.items() if ds is not None}
         tag = {"vae": sha256_file(Path(vae_dir) / "vae.safetensors"), "frames": frames}
-        with progress_bar(sum(len(s.rows) for s in sets), "encode latents", disable=quiet or not d.main) as bar:
+        with progress_bar(sum(len(s.rows) for s in sets.values()), "encode latents", disable=quiet or not d.main) as bar:
             cache_dataset_latents(vae, sets, out_dir / "cache" / "latents.safetensors", tag, write=d.main,
                                   progress=bar.update)
-    if saved is None:
+    if saved is None and init is None:
         dcfg.scale_factor = measure_scale(vae, train_set)
 
     setup = LDMSetup(unet=unet_cfg, diffusion=dcfg, text_encoder=text_encoder, frames=frames)
     task = LDMTask(setup, vae, text)
+    if saved is None and init is not None:
+        init_from(init, task.unet)
     if d.main:
         copy_vae(vae_dir, out_dir)
         info(f"train-ldm: {len(rows)} training clips, {len(val_rows)} held out; UNet {num_params(task.unet) / 1e6:.2f} M "
-             f"parameters ({preset}); crops of {frames} mel frames ({seconds_for_frames(frames):.2f} s, latent "
+             f"parameters ({f'from {init}' if init is not None and saved is None else preset}); crops of {frames} mel frames ({seconds_for_frames(frames):.2f} s, latent "
              f"{latent_shape[0]}x{latent_shape[1]}x{frames // vae.factor}); scale factor {dcfg.scale_factor:.4f}; "
              f"text {text.name} ({text.dim}-d)" + (f"; reprogramming {reprogram_prob:.0%}" if reprogrammer or pool_set else "")
              + (f" from a pool of {len(pool_rows)}" if pool_set else ""))

@@ -523,11 +523,21 @@ def load_scorer(spec: str, device: str = "cpu") -> Scorer:
     return LaionClapScorer(path, device=device)
 
 
-def rank_candidates(scorer: Scorer, wavs: Sequence[np.ndarray], text: str) -> tuple[list[int], torch.Tensor]:
-    """Best-of-K: indices of `wavs` sorted by similarity to `text` (best first), and the scores."""
+def rank_candidates(scorer: Scorer, wavs: Sequence[np.ndarray], text: str,
+                    parts: Sequence[str] | None = None) -> tuple[list[int], torch.Tensor]:
+    """Best-of-K: indices of `wavs` sorted by similarity to `text` (best first), and the scores.
+
+    With `parts` (a prompt split in time order, maa.temporal) a candidate's score is the mean over
+    parts of part k's similarity to the k-th equal stretch of its audio: the order counts."""
     if not len(wavs):
         return [], torch.zeros(0)
-    scores = (scorer.embed_audio(wavs) @ scorer.embed_text([text]).T)[:, 0]
+    if parts and len(parts) > 1:
+        n = len(parts)
+        spans = [w[len(w) * k // n: len(w) * (k + 1) // n] for w in wavs for k in range(n)]
+        sims = scorer.similarity(spans, [p for _ in wavs for p in parts])
+        scores = sims.view(len(wavs), n).mean(dim=1)
+    else:
+        scores = (scorer.embed_audio(wavs) @ scorer.embed_text([text]).T)[:, 0]
     return torch.argsort(scores, descending=True, stable=True).tolist(), scores
 
 

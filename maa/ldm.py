@@ -31,7 +31,8 @@ from maa.audio import SAMPLE_RATE, fit_length
 from maa.diffusion import DiffusionConfig, alphas_cumprod, diffusion_loss, measure_scale_factor
 from maa.errors import MaaError
 from maa.mel import DEFAULT as MEL, mel_spectrogram, num_frames, samples_for_frames
-from maa.samplers import SAMPLERS, SPACING, guided, model_denoiser, sdedit_timesteps, timesteps
+from maa.samplers import SAMPLERS, SPACING, guided, guided_regions, model_denoiser, sdedit_timesteps, timesteps
+from maa.temporal import split_sequence, time_masks
 from maa.unet import UNet, UNetConfig
 
 KIND = "ldm"
@@ -173,20 +174,23 @@ def save_latent_cache(path: Path, tag: dict, table: dict[str, torch.Tensor]) -> 
     save_tensor_table(path, table, {"tag": tag}, dtype=torch.float16)
 
 
-def cache_dataset_latents(vae, datasets: list[CaptionedMels], path: Path, tag: dict, write: bool = True,
+def cache_dataset_latents(vae, datasets: dict[str, CaptionedMels], path: Path, tag: dict, write: bool = True,
                           progress=None) -> int:
     """--cache-latents: give every dataset its latents, reading RUN/cache/latents.safetensors and
-    encoding (then saving) only the rows it lacks. Returns how many rows were encoded."""
+    encoding (then saving) only the rows it lacks. `datasets` maps a key namespace ("" for the
+    training clips, "pool/", "val/") to a dataset. Returns how many rows were encoded."""
     table = load_latent_cache(path, tag)
-    keys = [[latent_key(r, f"{k}/" if k else "") for r in ds.rows] for k, ds in enumerate(datasets)]
+    datasets = list(datasets.items())
+    keys = [[latent_key(r, ns) for r in ds.rows] for ns, ds in datasets]
     todo = [(k, i) for k, ks in enumerate(keys) for i, key in enumerate(ks) if key not in table]
     if progress:
         progress(sum(len(ks) for ks in keys) - len(todo))
     for k, i in todo:
-        table[keys[k][i]] = encode_latents(vae, [datasets[k].mel(i)], datasets[k].frames)[0]
+        ds = datasets[k][1]
+        table[keys[k][i]] = encode_latents(vae, [ds.mel(i)], ds.frames)[0]
         if progress:
             progress(1)
-    for ks, ds in zip(keys, datasets):
+    for ks, (_, ds) in zip(keys, datasets):
         ds.latents = [table[key] for key in ks]
         ds._mels.clear()  # the latents replace the mels
     if todo and write:
@@ -331,6 +335,45 @@ def copy_vae(vae_dir: Path, run_dir: Path) -> Path:
     return dst
 
 
+def ldm_dir_of(path: str | Path) -> Path:
+    """The ldm/ folder of a model folder (or RUN), or the folder itself when it is one."""
+    p = Path(path).expanduser()
+    return p / "ldm" if (p / "ldm" / "config.json").exists() else p
+
+
+def read_init_config(path: str | Path) -> dict:
+    """config.json of the LDM that --init names, or a one-line error saying what to pass."""
+    import json
+
+    d = ldm_dir_of(path)
+    try:
+        cfg = json.loads((d / "config.json").read_text())
+    except (OSError, ValueError):
+        cfg = {}
+    if cfg.get("kind") != KIND:
+        raise MaaError(f"--init {path}: not an LDM folder (pass a model folder, RUN of `maa train-ldm`, or its ldm/)")
+    return cfg
+
+
+def init_from(path: str | Path, unet: UNet) -> dict:
+    """Load a trained LDM's weights into `unet` (float32) to continue from them; returns its config.
+
+    `unet` may add the position maps the saved one lacks: their input weights start at zero, so
+    at step 0 the network computes exactly what the saved one did."""
+    from safetensors.torch import load_file
+
+    d, cfg = ldm_dir_of(path), read_init_config(path)
+    state = {k: v.float() for k, v in load_file(str(d / cfg.get("weights", "unet.safetensors"))).items()}
+    w, own = state.get("conv_in.weight"), unet.conv_in.weight
+    if w is not None and w.shape[1] < own.shape[1] and w.shape[0] == own.shape[0]:
+        state["conv_in.weight"] = torch.cat([w, w.new_zeros(w.shape[0], own.shape[1] - w.shape[1], *w.shape[2:])], 1)
+    try:
+        unet.load_state_dict(state)
+    except RuntimeError as e:
+        raise MaaError(f"--init {path}: weights do not fit ({str(e).strip().splitlines()[0]})") from None
+    return cfg
+
+
 # ----------------------------------------------------------------------------- model folder
 
 
@@ -400,6 +443,7 @@ class GenerateOptions:
     eta: float = 0.0  # DDIM only
     init_audio: np.ndarray | None = None  # audio-to-audio (SDEdit): 16 kHz mono
     strength: float = 0.5
+    compose: bool = True  # "A, then B": A over the first half, B over the second (maa.temporal)
 
     def check(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -419,6 +463,7 @@ class Generated:
     latent: torch.Tensor  # scaled latent the sampler returned
     prompt: str
     seed: int
+    parts: list[str] | None = None  # the prompt's parts in time order, when it was split
 
 
 def _noise(shape, seed: int) -> torch.Tensor:
@@ -460,19 +505,28 @@ def generate(model: LDMModel, prompts: list[str], seeds: list[int], opts: Genera
             x = math.sqrt(a) * z_init.expand_as(noise) + math.sqrt(1 - a) * noise
         else:
             x = z_init.expand_as(noise).clone()
-        cond = model.text.encode(bp)
         uncond = model.text.encode([opts.negative] * len(bp))
-        eps = guided(den, (cond.tokens, cond.mask), (uncond.tokens, uncond.mask), opts.guidance)
+        parts = [split_sequence(p) if opts.compose else [p] for p in bp]
+        k = max(len(q) for q in parts)
+        if k == 1:
+            cond = model.text.encode(bp)
+            eps = guided(den, (cond.tokens, cond.mask), (uncond.tokens, uncond.mask), opts.guidance)
+        else:  # the j-th part of each prompt (its last again where it has fewer), weighted by its time share
+            conds = [model.text.encode([q[min(j, len(q) - 1)] for q in parts]) for j in range(k)]
+            weights = torch.stack([torch.cat([time_masks(len(q), w), torch.zeros(k - len(q), w)]) for q in parts])
+            eps = guided_regions(den, [(c.tokens, c.mask) for c in conds], (uncond.tokens, uncond.mask),
+                                 opts.guidance, weights.to(model.device))
         gen = torch.Generator().manual_seed(int(bs[0]))
         z = sampler(eps, x, ts, model.ac, eta=opts.eta, generator=gen,
                     callback=(lambda i, _x: on_step()) if on_step else None) if ts else x
         mels = model.vae.decode_latent(z / model.dcfg.scale_factor, frames=frames).float()
         wavs = model.vocoder(mels).float().cpu().numpy()
-        for k in range(len(bp)):
-            audio = fit_length(wavs[k], n_samples)
+        for b in range(len(bp)):
+            audio = fit_length(wavs[b], n_samples)
             if opts.init_audio is not None and not ts:  # strength 0: nothing to change
                 audio = fit_length(np.asarray(opts.init_audio, np.float32), n_samples)
-            out.append(Generated(audio.astype(np.float32), mels[k].cpu().numpy(), z[k].cpu(), bp[k], int(bs[k])))
+            out.append(Generated(audio.astype(np.float32), mels[b].cpu().numpy(), z[b].cpu(), bp[b], int(bs[b]),
+                                 parts[b] if len(parts[b]) > 1 else None))
     return out
 
 

@@ -36,6 +36,10 @@ class UNetConfig:
     norm_groups: int = 32
     dropout: float = 0.0
     grad_checkpoint: bool = False
+    # Two extra input maps, relative time and frequency position in [-1, 1]. Convolutions and
+    # attention are shift-invariant, so without them the middle of a latent cannot tell the start
+    # of a clip from its end and "A, then B" cannot be learned. False: configs saved before them.
+    coords: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,12 +52,13 @@ class UNetConfig:
 
 PRESETS: dict[str, UNetConfig] = {
     # CPU tests: ~0.3 M parameters
-    "tiny": UNetConfig(channels=32, channel_mult=(1, 2), num_res_blocks=1, attn_levels=(1,), num_heads=2, norm_groups=8),
+    "tiny": UNetConfig(channels=32, channel_mult=(1, 2), num_res_blocks=1, attn_levels=(1,), num_heads=2, norm_groups=8,
+                       coords=True),
     # CPU-trainable on a small corpus: ~13 M parameters
     "small": UNetConfig(channels=96, channel_mult=(1, 2), num_res_blocks=2, attn_levels=(0, 1), num_heads=4,
-                        norm_groups=16),
+                        norm_groups=16, coords=True),
     # the paper's configuration (model_channels 320, mult 1-2, 2 blocks, attention at both levels, 8 heads, depth 1)
-    "base": UNetConfig(),
+    "base": UNetConfig(coords=True),
 }
 
 
@@ -184,7 +189,7 @@ class UNet(nn.Module):
         self.cfg = cfg
         ch, temb = cfg.channels, cfg.channels * 4
         self.time_mlp = nn.Sequential(nn.Linear(ch, temb), nn.SiLU(), nn.Linear(temb, temb))
-        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+        self.conv_in = nn.Conv2d(cfg.in_channels + (2 if cfg.coords else 0), ch, 3, padding=1)
 
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -223,7 +228,7 @@ class UNet(nn.Module):
         if t.dim() == 0:
             t = t.expand(x.shape[0])
         temb = self.time_mlp(timestep_embedding(t, self.cfg.channels).to(x.dtype))
-        h = self.conv_in(x)
+        h = self.conv_in(torch.cat([x, position_maps(x)], dim=1) if self.cfg.coords else x)
         skips = [h]
         nb, i = self.cfg.num_res_blocks, 0
         for lvl, down in enumerate(self.downsample):
@@ -246,6 +251,15 @@ class UNet(nn.Module):
             if not isinstance(up, nn.Identity):
                 h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def position_maps(x: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W): relative time (along W) and frequency (along H) position, each in [-1, 1].
+    Relative, so a model trained on 4 s crops places "first" and "then" the same way in 10 s."""
+    b, _, h, w = x.shape
+    t = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+    f = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+    return torch.cat([t, f], dim=1)
 
 
 def num_params(m: nn.Module) -> int:

@@ -1,8 +1,8 @@
 # make demo-model: retrain the bundled model from scratch on the demo corpus and package it
 # into maa/assets/model (fp16 safetensors + configs). Every stage leaves a stamp, so an
 # interrupted run continues at the stage it stopped in (each trainer resumes from its last
-# checkpoint). Meant for a GPU: make demo-model DEVICE=cuda (the LDM and decoder stages took
-# 7.5 and 3.5 minutes on one H100 / H200); on 2 CPU cores those two stages take days.
+# checkpoint). Meant for a GPU: make demo-model DEVICE=cuda (the two LDM stages and the decoder
+# stage took 7.5, 8 and 3.5 minutes on one H100 / H200); on 2 CPU cores they take days.
 # The bundled weights were made by the same commands through recipes/gpu_train.sh (an offline
 # GPU node fed with `make demo-ldm-cache`), see maa/assets/MODEL_CARD.md.
 
@@ -17,8 +17,8 @@ LDM_ARGS   = $(MELS)/train/manifest.jsonl --val $(MELS)/valid/manifest.jsonl --p
              --reprogram-pool $(POOL)_mels/manifest.jsonl --reprogram-prob 0.35 -q
 
 .PHONY: demo-model
-demo-model: $(MODEL_RUN)/.ldm.done $(MODEL_RUN)/.decoder.done $(MODEL_RUN)/.vocoder.done $(MODEL_RUN)/.clap.done
-	$(BIN)/python -m maa.bundle --ldm-run $(MODEL_RUN)/ldm-run --vae $(MODEL_RUN)/decoder-run/vae \
+demo-model: $(MODEL_RUN)/.ldm2.done $(MODEL_RUN)/.decoder.done $(MODEL_RUN)/.vocoder.done $(MODEL_RUN)/.clap.done
+	$(BIN)/python -m maa.bundle --ldm-run $(MODEL_RUN)/ldm2-run --vae $(MODEL_RUN)/decoder-run/vae \
 	    --vocoder $(MODEL_RUN)/vocoder-run/vocoder --clap $(MODEL_RUN)/clap-run/clap -o $(BUNDLE)
 	$(BIN)/python benchmarks/bench_quality.py --model $(BUNDLE) --json $(MODEL_RUN)/quality.json
 
@@ -48,6 +48,13 @@ $(POOL)/.done: | demo-data
 $(MODEL_RUN)/.ldm.done: $(MODEL_RUN)/.vae.done $(POOL)/.done
 	$(MAA) train-ldm $(LDM_ARGS) --vae $(MODEL_RUN)/vae-run/vae -o $(MODEL_RUN)/ldm-run --steps 3500 \
 	    --ckpt-every 500 --val-every 500 --device $(DEVICE) $(if $(wildcard $(MODEL_RUN)/ldm-run/trainer_state.pt),--resume)
+	@touch $@
+
+# continued from the first stage at batch 256 (the bundled UNet got its position maps here)
+$(MODEL_RUN)/.ldm2.done: $(MODEL_RUN)/.ldm.done
+	$(MAA) train-ldm $(LDM_ARGS) --vae $(MODEL_RUN)/vae-run/vae -o $(MODEL_RUN)/ldm2-run --init $(MODEL_RUN)/ldm-run \
+	    --steps 3300 --batch-size 256 --ckpt-every 500 --val-every 500 --device $(DEVICE) \
+	    $(if $(wildcard $(MODEL_RUN)/ldm2-run/trainer_state.pt),--resume)
 	@touch $@
 
 # a sharper decoder for the same latents: GAN fine-tuning of the decoder only

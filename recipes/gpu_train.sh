@@ -6,11 +6,14 @@
 # `make demo-model DEVICE=cuda` instead.
 #
 #   STAGE=ldm     BUDGET=420 OUTDIR=/tmp/out bash recipes/gpu_train.sh
+#   STAGE=ldm     BUDGET=480 INIT=maa/assets/model VAE=runs/gpu_ldm/vae bash recipes/gpu_train.sh
 #   STAGE=decoder BUDGET=240 OUTDIR=/tmp/out bash recipes/gpu_train.sh
 #
 # ldm: `make demo-ldm-cache` first encodes every caption (MiniLM) and every clip and
 #   pre-composed reprogramming example (VAE) on the CPU into runs/gpu_ldm/cache/, so
 #   `maa train-ldm --cache-latents` trains without reading a mel or loading the text encoder.
+#   INIT (a model folder) continues from that LDM (`--init`); CACHE_FROM (a folder) is copied
+#   to RUN/cache first; VAE is the VAE the cache was encoded with.
 # decoder: fine-tunes the VAE decoder (GAN on from the start) from runs/vae_init/; the encoder,
 #   hence the latent space the LDM learned, stays as it is.
 #
@@ -38,7 +41,8 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 MELS=(data/demo_mels_full/train/manifest.jsonl --val data/demo_mels_full/valid/manifest.jsonl)
 if [ "$STAGE" = ldm ]; then
   BATCH=${BATCH:-128} RUN=${RUN:-runs/gpu_ldm} FIRST=${FIRST:-300}
-  ARGS=(train-ldm "${MELS[@]}" --vae maa/assets/model/vae -o "$RUN" --preset small --channels 80 --duration 4
+  if [ -n "${CACHE_FROM:-}" ]; then mkdir -p "$RUN/cache" && cp "$CACHE_FROM"/*.safetensors "$RUN/cache/"; fi
+  ARGS=(train-ldm "${MELS[@]}" --vae "${VAE:-maa/assets/model/vae}" -o "$RUN" ${INIT:+--init "$INIT"} --preset small --channels 80 --duration 4
         -b "$BATCH" --lr 2e-4 --warmup 300 --cache-latents
         --reprogram-pool data/demo_pool_mels/manifest.jsonl --reprogram-prob 0.35
         --device "$DEVICE" -j 4 --ema 0.999 --ckpt-every 1000 --val-every 1000 --log-every 100 -q)

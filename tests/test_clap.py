@@ -353,3 +353,18 @@ def test_cli_train_clap_and_resume(tmp_path):
     assert json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])["step"] == 20
     r = CliRunner().invoke(app, ["train-clap", str(src), "-o", str(tmp_path / "x"), "--channels", "8,a"])
     assert r.exit_code == 1 and "--channels" in r.output
+
+
+def test_rank_candidates_scores_each_part_on_its_own_stretch():
+    class Halves:  # a stand-in scorer: +1 when a stretch's sign matches the text ("dog" > 0), else -1
+        def similarity(self, wavs, texts):
+            return torch.tensor([1.0 if (w.mean() > 0) == ("dog" in t) else -1.0 for w, t in zip(wavs, texts)])
+
+    dog_then_rain = np.concatenate([np.ones(800), -np.ones(800)]).astype(np.float32)
+    rain_then_dog = -dog_then_rain
+    order, scores = rank_candidates(Halves(), [rain_then_dog, dog_then_rain], "a dog barks, then rain falls",
+                                    ["a dog barks", "rain falls"])
+    assert order == [1, 0] and scores.tolist() == [-1.0, 1.0]
+    order, _ = rank_candidates(Halves(), [rain_then_dog, dog_then_rain], "rain falls, then a dog barks",
+                               ["rain falls", "a dog barks"])
+    assert order == [0, 1]

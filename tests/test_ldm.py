@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,7 +169,7 @@ def test_latent_cache_and_reprogram_pool(tmp_path, model_dir, monkeypatch):
     pool = CaptionedMels(rows[4:], frames=64)
     ds = CaptionedMels(rows[:4], frames=64, pool=pool, reprogram_prob=0.5)
     path, tag = tmp_path / "cache" / "latents.safetensors", {"vae": "abc", "frames": 64}
-    assert cache_dataset_latents(vae, [ds, pool], path, tag) == 6
+    assert cache_dataset_latents(vae, {"": ds, "pool/": pool}, path, tag) == 6
     ref = encode_latents(vae, [CaptionedMels(rows, 64).mel(0)], 64)[0]
     assert torch.equal(ds.latents[0], ref)
     assert load_latent_cache(path, {"vae": "other", "frames": 64}) == {}  # another VAE: recomputed
@@ -176,7 +177,7 @@ def test_latent_cache_and_reprogram_pool(tmp_path, model_dir, monkeypatch):
     monkeypatch.setattr(ldm, "encode_latents", lambda *a, **k: pytest.fail("re-encoded"))
     moved = [dict(r, audio="/elsewhere/" + Path(r["audio"]).name) for r in rows]
     ds2, pool2 = CaptionedMels(moved[:4], 64), CaptionedMels(moved[4:], 64)
-    assert cache_dataset_latents(vae, [ds2, pool2], path, tag) == 0
+    assert cache_dataset_latents(vae, {"": ds2, "pool/": pool2}, path, tag) == 0
     assert latent_key(moved[0]) == latent_key(rows[0]) and torch.equal(ds2.latents[0], ref)
     assert torch.equal(pool2.latents[1], pool.latents[1]) and not torch.equal(pool2.latents[1], ds2.latents[1])
     # about half of the items come from the pool, with the pool's captions
@@ -210,3 +211,60 @@ def test_cli_train_ldm_pool_and_caches(tmp_path, model_dir, monkeypatch):
     assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 4
     r = CliRunner().invoke(app, args[:-3] + ["--reprogram-pool", str(pool), "--steps", "1"])
     assert r.exit_code == 1 and "--reprogram-prob" in r.output
+
+
+def _old_style_model(root: Path, model_dir: Path) -> Path:
+    """A model folder like the bundled one: a UNet saved before position maps existed."""
+    import shutil
+
+    from maa.diffusion import DiffusionConfig
+    from maa.trainer import save_weights
+    from maa.unet import UNet
+    from maa.unet import preset as unet_preset
+
+    torch.manual_seed(3)
+    cfg = unet_preset("tiny", coords=False)
+    unet = UNet(cfg)
+    with torch.no_grad():
+        for p in unet.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.02)
+    old = {k: v for k, v in cfg.to_dict().items() if k != "coords"}
+    save_weights(root / "ldm", {"unet": unet}, {"kind": "ldm", "unet": old, "text_encoder": "minilm",
+                                                "diffusion": DiffusionConfig(scale_factor=0.5).to_dict()})
+    shutil.copytree(model_dir / "vae", root / "vae")
+    return root
+
+
+def test_init_adds_position_maps_without_changing_the_function(tmp_path, model_dir):
+    from maa.ldm import init_from, load_model
+    from maa.unet import UNet, UNetConfig
+
+    old_dir = _old_style_model(tmp_path / "old", model_dir)
+    old = load_model(old_dir).unet
+    assert old.cfg.coords is False
+    new = UNet(UNetConfig.from_dict({**old.cfg.to_dict(), "coords": True})).eval()
+    cfg = init_from(old_dir, new)
+    assert cfg["diffusion"]["scale_factor"] == 0.5 and new.conv_in.weight.shape[1] == 6
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(2, 4, 10, 12, generator=g), torch.randn(2, 5, 384, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x, torch.tensor([5, 700]), ctx), old(x, torch.tensor([5, 700]), ctx))
+
+
+def test_cli_train_ldm_init(tmp_path, model_dir):
+    from maa.commands.cli import app
+
+    old_dir = _old_style_model(tmp_path / "old", model_dir)
+    manifest = write_clips(tmp_path / "clips", n=4)
+    run = tmp_path / "run"
+    args = ["train-ldm", str(manifest), "--vae", str(old_dir / "vae"), "-o", str(run), "--channels", "48",
+            "-b", "2", "--duration", "0.5", "--val-fraction", "0", "--steps", "2", "-q"]
+    r = CliRunner().invoke(app, args + ["--init", str(old_dir)])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((run / "ldm" / "config.json").read_text())
+    # the init's shape and latent scale win over --preset/--channels; position maps are added
+    assert cfg["unet"]["channels"] == 32 and cfg["unet"]["coords"] is True
+    assert cfg["diffusion"]["scale_factor"] == 0.5
+    r = CliRunner().invoke(app, args + ["-o", str(tmp_path / "run2"), "--init", str(manifest)])
+    assert r.exit_code == 1 and "--init" in r.output and "Traceback" not in r.output

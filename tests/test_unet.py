@@ -80,3 +80,28 @@ def test_grad_checkpoint_gives_the_same_gradients():
         m(x, t, ctx, mask).square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def _columns_of_constant_input(coords: bool, w: int = 160):
+    """Output of a randomised tiny UNet for a latent that is the same in every column."""
+    m = _randomised(preset("tiny", coords=coords))
+    x = torch.randn(1, 4, 10, 1, generator=torch.Generator().manual_seed(1)).expand(1, 4, 10, w).contiguous()
+    ctx = torch.randn(1, 5, 384, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        return m(x, torch.tensor([500]), ctx)
+
+
+def test_position_maps_tell_the_start_of_a_clip_from_its_end():
+    # Without them the network is shift-invariant: away from the borders, every column of a
+    # column-constant input gives the same output, so "first" and "then" cannot be told apart.
+    plain = _columns_of_constant_input(coords=False)
+    torch.testing.assert_close(plain[..., 64], plain[..., 96], atol=1e-5, rtol=1e-4)
+    pos = _columns_of_constant_input(coords=True)
+    assert (pos[..., 64] - pos[..., 96]).abs().max() > 1e-3
+
+
+def test_configs_saved_before_position_maps_load_without_them():
+    old = {k: v for k, v in preset("small").to_dict().items() if k != "coords"}
+    cfg = UNetConfig.from_dict(old)
+    assert cfg.coords is False and preset("small").coords is True
+    assert UNet(cfg).conv_in.in_channels == 4 and UNet(preset("tiny")).conv_in.in_channels == 6

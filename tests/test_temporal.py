@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from maa.reprogram import SEQUENTIAL, SIMULTANEOUS
+from maa.temporal import split_sequence, time_masks
+
+PHRASES = ["a dog barks", "a siren wails", "rain falls"]
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENTIAL))
+def test_split_undoes_every_sequential_template_of_reprogram(name):
+    n = 2 if name == "after" else 3
+    assert split_sequence(SEQUENTIAL[name](PHRASES[:n])) == PHRASES[:n]
+
+
+@pytest.mark.parametrize("name", sorted(SIMULTANEOUS))
+def test_simultaneous_captions_stay_one_part(name):
+    caption = SIMULTANEOUS[name](PHRASES[:2])
+    assert split_sequence(caption) == [caption]
+
+
+@pytest.mark.parametrize("prompt, parts", [
+    ("First, a man speaks, then people laugh.", ["a man speaks", "people laugh"]),
+    ("Thunder rumbles and then rain falls", ["Thunder rumbles", "rain falls"]),
+    ("a bell rings after a door slams", ["a door slams", "a bell rings"]),
+    ("a dog barks while rain falls", ["a dog barks while rain falls"]),
+    ("then", ["then"]),                          # no empty parts
+    ("the calm after", ["the calm after"]),
+    ("a then b then c then d then e", ["a then b then c then d then e"]),  # more than 4 parts: left whole
+])
+def test_split_sequence_phrasings(prompt, parts):
+    assert split_sequence(prompt) == parts
+
+
+@pytest.mark.parametrize("n, width", [(1, 31), (2, 31), (3, 78), (2, 1), (4, 9)])
+def test_time_masks_partition_time_in_order(n, width):
+    m = time_masks(n, width)
+    assert m.shape == (n, width) and (m >= 0).all()
+    torch.testing.assert_close(m.sum(0), torch.ones(width))
+    if width >= 4 * n:
+        owner = m.argmax(0)
+        assert (owner[1:] >= owner[:-1]).all() and owner[0] == 0 and owner[-1] == n - 1
+        for k in range(n):  # each part owns about its share
+            assert abs(int((owner == k).sum()) - width / n) <= 1
+    with pytest.raises(ValueError):
+        time_masks(0, 5)

@@ -73,15 +73,17 @@ def load_wavs(rows):
     return [load_audio(r["audio"]) for r in rows]
 
 
-def fit_judge(ex, train: list[dict]):
+def fit_judge(ex, train: list[dict], proba: bool = False):
     """The independent judge: logistic regression on aisfx embeddings of the real train clips.
-    Returns classify(embeddings) -> labels."""
+    Returns classify(embeddings) -> labels, or with proba, (classes, embeddings -> probabilities)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     x_tr, _ = embed(ex, load_wavs(train))
     scaler = StandardScaler().fit(x_tr)
     judge = LogisticRegression(max_iter=3000, C=0.5).fit(scaler.transform(x_tr), [label(r) for r in train])
+    if proba:
+        return list(judge.classes_), lambda x: judge.predict_proba(scaler.transform(x))
     return lambda x: judge.predict(scaler.transform(x))
 
 

@@ -58,7 +58,7 @@ def main(
     ckpt_every: int = typer.Option(1000, "--ckpt-every", min=1),
     val_every: int = typer.Option(500, "--val-every", min=1),
     log_every: int = typer.Option(50, "--log-every", min=1),
-    init: Path = typer.Option(None, "--init", help="Start from this trained LDM (a model folder such as maa/assets/model, or a RUN): its UNet shape, weights and latent scale; --preset/--channels/--prediction are then ignored."),
+    init: Path = typer.Option(None, "--init", help="Start from this trained LDM (a model folder such as maa/assets/model, or a RUN): its UNet shape, weights and latent scale; --preset/--channels/--prediction are then ignored. Its vocoder/ and clap/ are copied to RUN."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/trainer_state.pt exactly."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ... (under torchrun each process takes its LOCAL_RANK GPU)."),
@@ -72,8 +72,8 @@ def main(
 
     from maa.diffusion import DiffusionConfig
     from maa.errors import MaaError
-    from maa.ldm import (CaptionedMels, LDMSetup, LDMTask, cache_dataset_latents, copy_vae, frames_for_duration,
-                         init_from, measure_scale, read_init_config, seconds_for_frames)
+    from maa.ldm import (CaptionedMels, LDMSetup, LDMTask, cache_dataset_latents, copy_companions, copy_vae,
+                         frames_for_duration, init_from, measure_scale, read_init_config, seconds_for_frames)
     from maa.manifest import caption_of, read_manifest, split_holdout
     from maa.text import CachedTextEncoder, load_text_cache, save_text_cache, sha256_file
     from maa.trainer import STATE_FILE, TrainConfig, dist_info, read_config, resolve_device, seed_everything, train
@@ -175,6 +175,8 @@ def main(
         init_from(init, task.unet)
     if d.main:
         copy_vae(vae_dir, out_dir)
+        if init is not None:
+            copy_companions(init, out_dir)
         info(f"train-ldm: {len(rows)} training clips, {len(val_rows)} held out; UNet {num_params(task.unet) / 1e6:.2f} M "
              f"parameters ({f'from {init}' if init is not None and saved is None else preset}); crops of {frames} mel frames ({seconds_for_frames(frames):.2f} s, latent "
              f"{latent_shape[0]}x{latent_shape[1]}x{frames // vae.factor}); scale factor {dcfg.scale_factor:.4f}; "

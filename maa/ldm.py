@@ -374,6 +374,24 @@ def init_from(path: str | Path, unet: UNet) -> dict:
     return cfg
 
 
+def copy_companions(init: str | Path, run_dir: Path, names: tuple[str, ...] = ("vocoder", "clap")) -> list[str]:
+    """A run started with --init from a model folder keeps that folder's vocoder/ and clap/, so
+    RUN stays a complete model folder (the same VAE means the same mels to vocode). Returns what
+    was copied; parts RUN already has are left alone."""
+    root = ldm_dir_of(init).parent
+    done = []
+    for name in names:
+        src, dst = root / name, run_dir / name
+        if (src / "config.json").exists() and not dst.exists():
+            tmp = run_dir / f".{name}.tmp"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            shutil.copytree(src, tmp)
+            tmp.rename(dst)
+            done.append(name)
+    return done
+
+
 # ----------------------------------------------------------------------------- model folder
 
 

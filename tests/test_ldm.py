@@ -256,6 +256,8 @@ def test_cli_train_ldm_init(tmp_path, model_dir):
     from maa.commands.cli import app
 
     old_dir = _old_style_model(tmp_path / "old", model_dir)
+    (old_dir / "vocoder").mkdir()
+    (old_dir / "vocoder" / "config.json").write_text('{"kind": "stand-in"}')
     manifest = write_clips(tmp_path / "clips", n=4)
     run = tmp_path / "run"
     args = ["train-ldm", str(manifest), "--vae", str(old_dir / "vae"), "-o", str(run), "--channels", "48",
@@ -266,5 +268,7 @@ def test_cli_train_ldm_init(tmp_path, model_dir):
     # the init's shape and latent scale win over --preset/--channels; position maps are added
     assert cfg["unet"]["channels"] == 32 and cfg["unet"]["coords"] is True
     assert cfg["diffusion"]["scale_factor"] == 0.5
+    # RUN keeps the init's vocoder (a complete model folder), not its clap (it has none)
+    assert (run / "vocoder" / "config.json").read_text() == '{"kind": "stand-in"}' and not (run / "clap").exists()
     r = CliRunner().invoke(app, args + ["-o", str(tmp_path / "run2"), "--init", str(manifest)])
     assert r.exit_code == 1 and "--init" in r.output and "Traceback" not in r.output

@@ -316,23 +316,34 @@ def measure_scale(vae, dataset: CaptionedMels, n: int = 64, batch_size: int = 16
     return measure_scale_factor(torch.cat(zs))
 
 
+def copy_folder(src: Path, dst: Path, names: tuple[str, ...] | None = None) -> Path:
+    """Copy folder `src` (or only its files `names`) to `dst` through a temporary sibling, so an
+    interrupted copy never leaves a half folder where a model part is expected."""
+    tmp = dst.parent / f".{dst.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    if names is None:
+        shutil.copytree(src, tmp)
+    else:
+        tmp.mkdir(parents=True)
+        for name in names:
+            shutil.copy2(src / name, tmp / name)
+    if dst.exists():
+        shutil.rmtree(dst)
+    tmp.rename(dst)
+    return dst
+
+
 def copy_vae(vae_dir: Path, run_dir: Path) -> Path:
     """Put the VAE next to the LDM (RUN/vae/) so RUN is a complete generation model folder."""
     dst = run_dir / "vae"
     if dst.resolve() == Path(vae_dir).resolve():
         return dst
-    tmp = run_dir / ".vae.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for name in ("config.json", "vae.safetensors"):  # generation needs no discriminator
+    names = ("config.json", "vae.safetensors")  # generation needs no discriminator
+    for name in names:
         if not (Path(vae_dir) / name).exists():
             raise MaaError(f"{Path(vae_dir) / name}: missing; pass the vae/ folder `maa train-vae` wrote")
-        shutil.copy2(Path(vae_dir) / name, tmp / name)
-    if dst.exists():
-        shutil.rmtree(dst)
-    tmp.rename(dst)
-    return dst
+    return copy_folder(Path(vae_dir), dst, names)
 
 
 def ldm_dir_of(path: str | Path) -> Path:
@@ -381,13 +392,8 @@ def copy_companions(init: str | Path, run_dir: Path, names: tuple[str, ...] = ("
     root = ldm_dir_of(init).parent
     done = []
     for name in names:
-        src, dst = root / name, run_dir / name
-        if (src / "config.json").exists() and not dst.exists():
-            tmp = run_dir / f".{name}.tmp"
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            shutil.copytree(src, tmp)
-            tmp.rename(dst)
+        if (root / name / "config.json").exists() and not (run_dir / name).exists():
+            copy_folder(root / name, run_dir / name)
             done.append(name)
     return done
 

@@ -122,7 +122,7 @@ def main(
     unet_cfg = unet_preset(preset, context_dim=text.dim, in_channels=vae.cfg.z_channels, out_channels=vae.cfg.z_channels,
                            grad_checkpoint=grad_checkpoint, **({"channels": channels} if channels else {}))
     dcfg = DiffusionConfig(prediction=prediction, cond_drop=cond_drop)
-    saved = None
+    saved, icfg = None, None
     if resume and (out_dir / STATE_FILE).exists() and (out_dir / "ldm" / "config.json").exists():
         saved = read_config(out_dir / "ldm")  # the run's own settings win over the options
         unet_cfg = UNetConfig.from_dict(saved["unet"])
@@ -130,7 +130,7 @@ def main(
         frames = saved.get("train_frames", frames)
         if saved.get("text_encoder") != text_encoder:
             raise MaaError(f"--resume: the run was trained with --text-encoder {saved.get('text_encoder')}; pass that")
-    elif init is not None:
+    elif init is not None:  # a resumed run continues from its own state, not from --init
         icfg = read_init_config(init)
         if icfg.get("text_encoder") != text_encoder:
             raise MaaError(f"--init {init}: trained with --text-encoder {icfg.get('text_encoder')}; pass that")
@@ -166,19 +166,20 @@ def main(
         with progress_bar(sum(len(s.rows) for s in sets.values()), "encode latents", disable=quiet or not d.main) as bar:
             cache_dataset_latents(vae, sets, out_dir / "cache" / "latents.safetensors", tag, write=d.main,
                                   progress=bar.update)
-    if saved is None and init is None:
+    if saved is None and icfg is None:
         dcfg.scale_factor = measure_scale(vae, train_set)
 
     setup = LDMSetup(unet=unet_cfg, diffusion=dcfg, text_encoder=text_encoder, frames=frames)
     task = LDMTask(setup, vae, text)
-    if saved is None and init is not None:
-        init_from(init, task.unet)
+    if icfg is not None:
+        init_from(init, task.unet, icfg)
     if d.main:
         copy_vae(vae_dir, out_dir)
-        if init is not None:
+        if icfg is not None:
             copy_companions(init, out_dir)
         info(f"train-ldm: {len(rows)} training clips, {len(val_rows)} held out; UNet {num_params(task.unet) / 1e6:.2f} M "
-             f"parameters ({f'from {init}' if init is not None and saved is None else preset}); crops of {frames} mel frames ({seconds_for_frames(frames):.2f} s, latent "
+             f"parameters ({f'from {init}' if icfg is not None else preset}); crops of {frames} mel frames "
+             f"({seconds_for_frames(frames):.2f} s, latent "
              f"{latent_shape[0]}x{latent_shape[1]}x{frames // vae.factor}); scale factor {dcfg.scale_factor:.4f}; "
              f"text {text.name} ({text.dim}-d)" + (f"; reprogramming {reprogram_prob:.0%}" if reprogrammer or pool_set else "")
              + (f" from a pool of {len(pool_rows)}" if pool_set else ""))

@@ -137,7 +137,7 @@ def collate(items: list[dict]) -> dict:
 
 
 @torch.no_grad()
-def encode_latents(vae, mels: list[np.ndarray], frames: int, batch_size: int = 16, progress=None) -> list[torch.Tensor]:
+def encode_latents(vae, mels: list[np.ndarray], frames: int, progress=None) -> list[torch.Tensor]:
     """--cache-latents: each clip's whole mel (tiled up to the crop when shorter) -> unscaled latent (CPU, float16)."""
     from maa.mel_data import tile_crop
 
@@ -156,7 +156,7 @@ def encode_latents(vae, mels: list[np.ndarray], frames: int, batch_size: int = 1
 def latent_key(row: dict, namespace: str = "") -> str:
     """A row's name in the latent cache: its id and its mel (or audio) file's name, not the folder,
     so the cache stays valid when the data moves to another machine; `namespace` keeps the rows of
-    two manifests (training clips, reprogramming pool) apart."""
+    different manifests (training clips, reprogramming pool, held-out clips) apart."""
     return f"{namespace}{row.get('id', '')}:{Path(str(row.get('mel') or row.get('audio') or '')).name}"
 
 
@@ -366,14 +366,15 @@ def read_init_config(path: str | Path) -> dict:
     return cfg
 
 
-def init_from(path: str | Path, unet: UNet) -> dict:
-    """Load a trained LDM's weights into `unet` (float32) to continue from them; returns its config.
+def init_from(path: str | Path, unet: UNet, cfg: dict | None = None) -> dict:
+    """Load a trained LDM's weights into `unet` (float32) to continue from them; returns its config
+    (`cfg`, when the caller has already read it with read_init_config).
 
     `unet` may add the position maps the saved one lacks: their input weights start at zero, so
     at step 0 the network computes exactly what the saved one did."""
     from safetensors.torch import load_file
 
-    d, cfg = ldm_dir_of(path), read_init_config(path)
+    d, cfg = ldm_dir_of(path), cfg or read_init_config(path)
     state = {k: v.float() for k, v in load_file(str(d / cfg.get("weights", "unet.safetensors"))).items()}
     w, own = state.get("conv_in.weight"), unet.conv_in.weight
     if w is not None and w.shape[1] < own.shape[1] and w.shape[0] == own.shape[0]:

@@ -13,7 +13,7 @@ POOL      := data/demo_pool
 BUNDLE    := maa/assets/model
 # the bundled LDM: ~10 M parameters, 4 s crops, 35 % of examples from 2400 pre-composed mixtures
 LDM_ARGS   = $(MELS)/train/manifest.jsonl --val $(MELS)/valid/manifest.jsonl --preset small --channels 80 \
-             --duration 4 -b 128 --lr 2e-4 --warmup 300 --cache-latents --ema 0.999 \
+             --duration 4 --lr 2e-4 --warmup 300 --cache-latents --ema 0.999 \
              --reprogram-pool $(POOL)_mels/manifest.jsonl --reprogram-prob 0.35 -q
 
 .PHONY: demo-model
@@ -46,14 +46,14 @@ $(POOL)/.done: | demo-data
 	@touch $@
 
 $(MODEL_RUN)/.ldm.done: $(MODEL_RUN)/.vae.done $(POOL)/.done
-	$(MAA) train-ldm $(LDM_ARGS) --vae $(MODEL_RUN)/vae-run/vae -o $(MODEL_RUN)/ldm-run --steps 3500 \
+	$(MAA) train-ldm $(LDM_ARGS) --vae $(MODEL_RUN)/vae-run/vae -o $(MODEL_RUN)/ldm-run --steps 3500 -b 128 \
 	    --ckpt-every 500 --val-every 500 --device $(DEVICE) $(if $(wildcard $(MODEL_RUN)/ldm-run/trainer_state.pt),--resume)
 	@touch $@
 
 # continued from the first stage at batch 256 (the bundled UNet got its position maps here)
 $(MODEL_RUN)/.ldm2.done: $(MODEL_RUN)/.ldm.done
 	$(MAA) train-ldm $(LDM_ARGS) --vae $(MODEL_RUN)/vae-run/vae -o $(MODEL_RUN)/ldm2-run --init $(MODEL_RUN)/ldm-run \
-	    --steps 3300 --batch-size 256 --ckpt-every 500 --val-every 500 --device $(DEVICE) \
+	    --steps 3300 -b 256 --ckpt-every 500 --val-every 500 --device $(DEVICE) \
 	    $(if $(wildcard $(MODEL_RUN)/ldm2-run/trainer_state.pt),--resume)
 	@touch $@
 

@@ -34,8 +34,9 @@ Prompt files: one prompt per line, `name|prompt`, or JSON lines {"id", "prompt" 
 optional "seed"}. Blank lines and lines starting with # are skipped.
 
 Order words ("A, then B", "A before B", "B after A", "A followed by B") split a prompt into parts
-that each get an equal, consecutive share of the clip (crossfaded; "parts" in the JSON line);
-"while" and "with" stay one part. --no-compose turns this off.
+that each get an equal, consecutive share of the clip: each part is generated on its own and
+the parts are joined in order, crossfaded ("parts" in the JSON line); "while" and "with" stay
+one part. --no-compose turns this off.
 """
 
 
@@ -119,7 +120,7 @@ def main(
 
     from tqdm import tqdm
 
-    with tqdm(total=sampler_calls(opts, len(prompts)), desc="generate", unit="step", file=sys.stderr,
+    with tqdm(total=sampler_calls(opts, prompts, model.vae.factor), desc="generate", unit="step", file=sys.stderr,
               disable=quiet, dynamic_ncols=True) as bar:
         outs = generate(model, prompts, seeds, opts, on_step=lambda: bar.update(1))
 

@@ -13,7 +13,9 @@ copies the VAE into RUN/vae/, so RUN is such a folder.
 
 Generation (`generate`): per sample a seeded Gaussian latent (or, for audio-to-audio, the init
 audio's latent noised to the strength's timestep), a sampler over the guided denoiser, the VAE
-decoder, then the vocoder (Griffin-Lim unless the folder has a neural vocoder).
+decoder, then the vocoder (Griffin-Lim unless the folder has a neural vocoder). A prompt with
+order words ("A, then B") is sampled part by part, each part a shorter clip of its own, and the
+parts are joined end to end (maa.temporal).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from maa.audio import SAMPLE_RATE, fit_length
 from maa.diffusion import DiffusionConfig, alphas_cumprod, diffusion_loss, measure_scale_factor
 from maa.errors import MaaError
 from maa.mel import DEFAULT as MEL, mel_spectrogram, num_frames, samples_for_frames
-from maa.samplers import SAMPLERS, SPACING, guided, guided_regions, model_denoiser, sdedit_timesteps, timesteps
-from maa.temporal import split_sequence, time_masks
+from maa.samplers import SAMPLERS, SPACING, guided, model_denoiser, sdedit_timesteps, timesteps
+from maa.temporal import join, part_span, split_sequence
 from maa.unet import UNet, UNetConfig
 
 KIND = "ldm"
@@ -497,10 +499,101 @@ def _noise(shape, seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)))
 
 
+JOIN_SECONDS = 0.25  # crossfade between the parts of an "A, then B" prompt
+
+
+@dataclass
+class _Job:
+    """One clip to sample: a whole prompt, or part k of a prompt split in time (maa.temporal)."""
+    index: int  # which prompt
+    part: int
+    text: str
+    seed: int
+    frames: int
+    init: np.ndarray | None  # audio-to-audio: the init audio under this clip
+
+
+def _layout(prompts: list[str], seeds: list[int], opts: GenerateOptions, factor: int) -> tuple[list[list[str]], list[_Job], list[int]]:
+    """Each prompt's parts, the clips to sample (sorted by length, so equal lengths batch together)
+    and each prompt's crossfade in samples. A part's clip covers its equal share of the duration
+    plus the crossfade, in samples and in mel frames; part k > 0 gets its own seed, derived from
+    the prompt's."""
+    frames = frames_for_duration(opts.duration, factor)
+    length = samples_for_frames(frames)
+    init = None if opts.init_audio is None else np.asarray(opts.init_audio, np.float32)
+    parts = [split_sequence(p) if opts.compose else [p] for p in prompts]
+    jobs, overlaps = [], []
+    for i, (q, seed) in enumerate(zip(parts, seeds)):
+        n = len(q)
+        ov = min(int(JOIN_SECONDS * SAMPLE_RATE), length // (2 * n)) if n > 1 else 0
+        overlaps.append(ov)
+        f = frames
+        if n > 1:
+            span = max(e - s for s, e in (part_span(k, n, length, ov) for k in range(n)))
+            span_f = max(e - s for s, e in (part_span(k, n, frames, _frames_of(ov)) for k in range(n)))
+            f = factor
+            while samples_for_frames(f) < span or f < span_f:
+                f += factor
+        for k, text in enumerate(q):
+            s0 = part_span(k, n, length, ov)[0]
+            piece = None if init is None else fit_length(init[s0:], samples_for_frames(f))
+            jobs.append(_Job(i, k, text, int(seed) + 1_000_003 * k, f, piece))
+    jobs.sort(key=lambda j: j.frames)  # stable: prompt order within a length
+    return parts, jobs, overlaps
+
+
+def _frames_of(samples: int) -> int:
+    """A crossfade of `samples` in mel frames (at least one)."""
+    return max(1, samples // MEL.hop_length)
+
+
+def _timesteps(opts: GenerateOptions, ac: torch.Tensor) -> list[int]:
+    """The sampler's timesteps; for audio-to-audio only the last `strength` share of them."""
+    ts = timesteps(opts.steps, ac, SPACING.get(opts.sampler, "uniform"))
+    return sdedit_timesteps(ts, opts.strength) if opts.init_audio is not None else ts
+
+
+def _batches(jobs: list[_Job], size: int) -> list[list[_Job]]:
+    """Consecutive jobs of one length, at most `size` at a time."""
+    out: list[list[_Job]] = []
+    for j in jobs:
+        if out and len(out[-1]) < size and out[-1][0].frames == j.frames:
+            out[-1].append(j)
+        else:
+            out.append([j])
+    return out
+
+
+@torch.no_grad()
+def _sample(model: LDMModel, jobs: list[_Job], opts: GenerateOptions, on_step) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """Audio, mels and latents of a batch of clips of one length."""
+    frames = jobs[0].frames
+    c, h, w = model.vae.latent_shape(frames)
+    ts = _timesteps(opts, model.ac)
+    noise = torch.stack([_noise((c, h, w), j.seed) for j in jobs]).to(model.device)
+    x = noise
+    if opts.init_audio is not None:  # SDEdit: the init latent, noised to the first timestep
+        mel = torch.stack([mel_spectrogram(torch.from_numpy(j.init)) for j in jobs]).to(model.device)
+        z_init = model.vae.encode_mel(mel).float() * model.dcfg.scale_factor
+        a = float(model.ac[ts[0]]) if ts else 1.0
+        x = math.sqrt(a) * z_init + math.sqrt(1 - a) * noise
+    if ts:
+        den = model_denoiser(model.unet, model.dcfg.prediction, model.ac)
+        cond, uncond = model.text.encode([j.text for j in jobs]), model.text.encode([opts.negative] * len(jobs))
+        eps = guided(den, (cond.tokens, cond.mask), (uncond.tokens, uncond.mask), opts.guidance)
+        x = SAMPLERS[opts.sampler](eps, x, ts, model.ac, eta=opts.eta, generator=torch.Generator().manual_seed(jobs[0].seed),
+                                   callback=(lambda i, _x: on_step()) if on_step else None)
+    mels = model.vae.decode_latent(x / model.dcfg.scale_factor, frames=frames).float()
+    wavs = model.vocoder(mels).float().cpu().numpy()
+    n = samples_for_frames(frames)
+    return np.stack([fit_length(wv, n) for wv in wavs]), mels.cpu().numpy(), x.cpu()
+
+
 @torch.no_grad()
 def generate(model: LDMModel, prompts: list[str], seeds: list[int], opts: GenerateOptions,
              on_step: Callable[[], None] | None = None) -> list[Generated]:
-    """One sample per (prompt, seed) pair, in batches of opts.batch_size."""
+    """One sample per (prompt, seed) pair, in batches of opts.batch_size. A prompt with order words
+    ("A, then B") is sampled part by part and joined (maa.temporal), unless opts.compose is off."""
     opts.check()
     if len(prompts) != len(seeds):
         raise ValueError("one seed per prompt")
@@ -508,59 +601,32 @@ def generate(model: LDMModel, prompts: list[str], seeds: list[int], opts: Genera
         if not str(p).strip():
             raise MaaError("empty prompt; describe the sound, e.g. \"a dog barks while rain falls\"")
     frames = frames_for_duration(opts.duration, model.vae.factor)
-    c, h, w = model.vae.latent_shape(frames)
-    n_samples = samples_for_frames(frames)
-    ts = timesteps(opts.steps, model.ac, SPACING[opts.sampler])
-    z_init = None
-    if opts.init_audio is not None:
-        ts = sdedit_timesteps(ts, opts.strength)
-        wav = torch.from_numpy(fit_length(np.asarray(opts.init_audio, np.float32), n_samples))
-        mel = mel_spectrogram(wav)[None].to(model.device)
-        z_init = model.vae.encode_mel(mel).float() * model.dcfg.scale_factor
-    den = model_denoiser(model.unet, model.dcfg.prediction, model.ac)
-    sampler = SAMPLERS[opts.sampler]
-    out: list[Generated] = []
-    for i0 in range(0, len(prompts), opts.batch_size):
-        bp, bs = prompts[i0:i0 + opts.batch_size], seeds[i0:i0 + opts.batch_size]
-        noise = torch.stack([_noise((c, h, w), s) for s in bs]).to(model.device)
-        if z_init is None:
-            x = noise
-        elif ts:
-            a = float(model.ac[ts[0]])
-            x = math.sqrt(a) * z_init.expand_as(noise) + math.sqrt(1 - a) * noise
-        else:
-            x = z_init.expand_as(noise).clone()
-        uncond = model.text.encode([opts.negative] * len(bp))
-        parts = [split_sequence(p) if opts.compose else [p] for p in bp]
-        k = max(len(q) for q in parts)
-        if k == 1:
-            cond = model.text.encode(bp)
-            eps = guided(den, (cond.tokens, cond.mask), (uncond.tokens, uncond.mask), opts.guidance)
-        else:  # the j-th part of each prompt (its last again where it has fewer), weighted by its time share
-            conds = [model.text.encode([q[min(j, len(q) - 1)] for q in parts]) for j in range(k)]
-            weights = torch.stack([torch.cat([time_masks(len(q), w), torch.zeros(k - len(q), w)]) for q in parts])
-            eps = guided_regions(den, [(c.tokens, c.mask) for c in conds], (uncond.tokens, uncond.mask),
-                                 opts.guidance, weights.to(model.device))
-        gen = torch.Generator().manual_seed(int(bs[0]))
-        z = sampler(eps, x, ts, model.ac, eta=opts.eta, generator=gen,
-                    callback=(lambda i, _x: on_step()) if on_step else None) if ts else x
-        mels = model.vae.decode_latent(z / model.dcfg.scale_factor, frames=frames).float()
-        wavs = model.vocoder(mels).float().cpu().numpy()
-        for b in range(len(bp)):
-            audio = fit_length(wavs[b], n_samples)
-            if opts.init_audio is not None and not ts:  # strength 0: nothing to change
-                audio = fit_length(np.asarray(opts.init_audio, np.float32), n_samples)
-            out.append(Generated(audio.astype(np.float32), mels[b].cpu().numpy(), z[b].cpu(), bp[b], int(bs[b]),
-                                 parts[b] if len(parts[b]) > 1 else None))
+    length = samples_for_frames(frames)
+    parts, jobs, overlaps = _layout(prompts, seeds, opts, model.vae.factor)
+    done: dict[tuple[int, int], tuple] = {}
+    for batch in _batches(jobs, opts.batch_size):
+        for j, *result in zip(batch, *_sample(model, batch, opts, on_step)):
+            done[j.index, j.part] = result
+    out = []
+    for i, (prompt, seed, q) in enumerate(zip(prompts, seeds, parts)):
+        got = [done[i, k] for k in range(len(q))]
+        if len(q) == 1:
+            audio, mel, z = got[0]
+        else:  # the parts end to end; the mel (for --png) crossfaded the same way, linearly
+            audio = join([g[0] for g in got], length, overlaps[i])
+            mel = join([g[1] for g in got], frames, _frames_of(overlaps[i]), equal_power=False)
+            z = torch.cat([g[2] for g in got], dim=-1)
+        if opts.init_audio is not None and not _timesteps(opts, model.ac):  # strength ~0: nothing to change
+            audio = fit_length(np.asarray(opts.init_audio, np.float32), length)
+        out.append(Generated(audio.astype(np.float32), mel, z, prompt, int(seed), q if len(q) > 1 else None))
     return out
 
 
-def sampler_calls(opts: GenerateOptions, n_prompts: int) -> int:
-    """Progress-bar total: sampler steps over all batches."""
-    ts = timesteps(opts.steps, alphas_cumprod(DiffusionConfig()), SPACING.get(opts.sampler, "uniform"))
-    if opts.init_audio is not None:
-        ts = sdedit_timesteps(ts, opts.strength)
-    return len(ts) * math.ceil(n_prompts / opts.batch_size)
+def sampler_calls(opts: GenerateOptions, prompts: list[str], factor: int = 8) -> int:
+    """Progress-bar total: sampler steps over all batches (a split prompt samples each part)."""
+    ts = _timesteps(opts, alphas_cumprod(DiffusionConfig()))
+    _, jobs, _ = _layout(prompts, list(range(len(prompts))), opts, factor)
+    return len(ts) * len(_batches(jobs, opts.batch_size))
 
 
 def save_png(path: Path, mel, title: str = "") -> Path:

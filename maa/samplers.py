@@ -173,23 +173,3 @@ def guided(denoiser, cond, uncond, scale: float) -> EpsFn:
         return e_u + scale * (e_c - e_u)
 
     return fn
-
-
-def guided_regions(denoiser, conds: list, uncond, scale: float, weights: torch.Tensor) -> EpsFn:
-    """Classifier-free guidance with one condition per stretch of time (maa.temporal):
-    uncond + scale * sum_k w_k * (cond_k - uncond), all K + 1 predictions in one batch.
-
-    conds: K (tokens, mask) batches of B; weights (B, K, W) sum to 1 over K at each latent column.
-    With K = 1 and weights of ones this is `guided`."""
-    k = len(conds)
-    both = conds[0]
-    for c in conds[1:] + [uncond]:
-        both = cat_cond(both, c)
-    w = weights[:, :, None, None, :]  # (B, K, 1, 1, W) over eps (B, C, H, W)
-
-    def fn(x, t):
-        out = denoiser(torch.cat([x] * (k + 1)), t, both).chunk(k + 1)
-        e_u, e_c = out[-1], torch.stack(out[:-1], dim=1)
-        return e_u + scale * (w.to(x.dtype) * (e_c - e_u[:, None])).sum(dim=1)
-
-    return fn

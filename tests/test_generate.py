@@ -7,7 +7,10 @@ import torch
 from typer.testing import CliRunner
 
 from maa.commands.cli import app
-from maa.ldm import GenerateOptions, generate, load_model
+from maa.ldm import (GenerateOptions, _layout, frames_for_duration, generate, load_model, sampler_calls,
+                     seconds_for_frames)
+from maa.mel import samples_for_frames
+from maa.temporal import part_span
 from tests.conftest import real_ish
 from tests.ldm_fixtures import make_model_dir
 
@@ -85,6 +88,28 @@ def test_audio_to_audio_strength(model):
     assert len(n3) == 3 and not np.allclose(out3.audio, x[: len(out3.audio)], atol=1e-2)
 
 
+def test_split_prompt_audio_to_audio_takes_the_init_under_each_part(model):
+    x = real_ish(1.5)  # longer than the 1 s clip, so no part is padded
+    opts = GenerateOptions(steps=10, duration=1.0, init_audio=x, strength=0.0)
+    out = generate(model, ["a bell, then a dog"], [0], opts)[0]
+    n = samples_for_frames(frames_for_duration(1.0))
+    assert out.parts == ["a bell", "a dog"] and np.array_equal(out.audio, x[:n])  # strength 0 keeps the input
+    _, jobs, (ov,) = _layout(["a bell, then a dog"], [0], opts, model.vae.factor)
+    start = part_span(1, 2, n, ov)[0]
+    assert np.array_equal(jobs[0].init, x[:len(jobs[0].init)]) and np.array_equal(jobs[1].init, x[start:start + len(jobs[1].init)])
+    edited = generate(model, ["a bell, then a dog"], [0], GenerateOptions(steps=10, duration=1.0, init_audio=x, strength=0.3))[0]
+    assert edited.audio.shape == (n,) and not np.allclose(edited.audio, x[:n], atol=1e-2)
+
+
+def test_progress_total_counts_every_part(model):
+    prompts = ["a bell", "a bell, then a dog", "rain"]
+    opts = GenerateOptions(steps=3, duration=0.6, batch_size=2)
+    calls = []
+    generate(model, prompts, [0, 1, 2], opts, on_step=lambda: calls.append(1))
+    # one batch of the two whole prompts, one of the two parts (shorter clips): 2 x 3 steps
+    assert len(calls) == sampler_calls(opts, prompts, model.vae.factor) == 6
+
+
 def test_cli_strength_zero_returns_the_input(tmp_path, model_dir):
     from maa.audio import save_wav
 
@@ -154,13 +179,26 @@ def test_order_words_split_the_prompt_over_time(tmp_path, model, model_dir):
     ab, ba, mixed = generate(model, ["a bell rings, then a dog barks", "a dog barks before a bell rings",
                                      "a bell rings, then a dog barks"], [3, 3, 3], opts)
     assert ab.parts == ["a bell rings", "a dog barks"] and ba.parts == ["a dog barks", "a bell rings"]
-    assert not torch.allclose(ab.latent, ba.latent, atol=1e-3)
-    assert torch.allclose(ab.latent, mixed.latent, atol=1e-4)  # deterministic, whatever else is in the batch
+    n = samples_for_frames(frames_for_duration(1.0))
+    assert ab.audio.shape == (n,) and ab.mel.shape == (80, frames_for_duration(1.0)) and np.isfinite(ab.audio).all()
+    assert not np.allclose(ab.audio, ba.audio, atol=1e-3)
+    np.testing.assert_allclose(ab.audio, mixed.audio, atol=1e-5)  # deterministic, whatever else is in the batch
     # in a batch with one-part prompts the split prompt still gets its parts; those get none
     one, split = generate(model, ["a bell rings", "a bell rings, then a dog barks"], [3, 3], opts)
-    assert one.parts is None and torch.allclose(split.latent, ab.latent, atol=1e-4)
+    assert one.parts is None and np.allclose(split.audio, ab.audio, atol=1e-5)
     plain = generate(model, ["a bell rings, then a dog barks"], [3], GenerateOptions(steps=4, duration=1.0, compose=False))[0]
-    assert plain.parts is None and not torch.allclose(plain.latent, ab.latent, atol=1e-3)
+    assert plain.parts is None and not np.allclose(plain.audio, ab.audio, atol=1e-3)
+    # each part is a clip of its own: its text, its seed, its share of the time plus the crossfade
+    _, jobs, (ov,) = _layout(["a bell rings, then a dog barks"], [3], opts, model.vae.factor)
+    f = jobs[0].frames
+    assert f < frames_for_duration(1.0) and samples_for_frames(f) >= n // 2 + ov // 2
+    part_opts = GenerateOptions(steps=4, duration=seconds_for_frames(f))
+    bell, dog = generate(model, ["a bell rings", "a dog barks"], [3, 3 + 1_000_003], part_opts)
+    assert torch.allclose(ab.latent, torch.cat([bell.latent, dog.latent], dim=-1), atol=1e-4)
+    start, end = part_span(1, 2, n, ov)
+    np.testing.assert_allclose(ab.audio[:start], bell.audio[:start], atol=1e-5)  # before the crossfade: A alone
+    np.testing.assert_allclose(ab.audio[part_span(0, 2, n, ov)[1]:], dog.audio[part_span(0, 2, n, ov)[1] - start:end - start],
+                               atol=1e-5)  # after it: B alone, from its own start
     r = _run("a bell rings, then a dog barks", "-o", tmp_path / "s.wav", "--model", model_dir, "-d", 1, "--steps", 2, "-q")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["parts"] == ["a bell rings", "a dog barks"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from maa.diffusion import DiffusionConfig, alphas_cumprod, eps_from_v, q_sample, v_target, x0_from_eps
-from maa.samplers import SAMPLERS, ddim, dpmpp_2m, guided, guided_regions, plms, sdedit_timesteps, timesteps
+from maa.samplers import SAMPLERS, ddim, dpmpp_2m, guided, plms, sdedit_timesteps, timesteps
 
 AC = alphas_cumprod(DiffusionConfig())
 MU = torch.tensor([0.5, -1.0, 2.0, 0.0], dtype=torch.float64)
@@ -120,29 +120,3 @@ def test_v_and_eps_conversions_agree():
     a = AC[t]
     assert torch.allclose(eps_from_v(x_t, v_target(x0, noise, a), a), noise, atol=1e-5)
     assert torch.allclose(x0_from_eps(x_t, noise, a), x0, atol=1e-3)
-
-
-def test_guidance_by_time_region():
-    calls = []
-
-    def den(x, t, cond):  # column-local toy: the prediction is the condition's value everywhere
-        calls.append(x.shape[0])
-        tokens, _ = cond
-        return x * 0 + tokens.sum(dim=(1, 2)).view(-1, 1, 1, 1)
-
-    x = torch.zeros(2, 4, 10, 6)
-    a = (torch.full((2, 3, 1), 1.0), torch.ones(2, 3, dtype=torch.bool))  # value 3
-    b = (torch.full((2, 5, 1), 1.0), torch.ones(2, 5, dtype=torch.bool))  # value 5
-    u = (torch.full((2, 2, 1), 0.5), torch.ones(2, 2, dtype=torch.bool))  # value 1
-    # one region covering everything is plain guidance
-    one = guided_regions(den, [a], u, 3.0, torch.ones(2, 1, 6))(x, 5)
-    torch.testing.assert_close(one, guided(den, a, u, 3.0)(x, 5))
-    # two regions: left columns guided by a, right by b, a 50/50 blend at the join; one batched call
-    w = torch.tensor([[1.0, 1.0, 0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5, 1.0, 1.0]]).expand(2, 2, 6)
-    calls.clear()
-    out = guided_regions(den, [a, b], u, 3.0, w)(x, 5)
-    assert calls == [6]
-    left, right = 1.0 + 3.0 * (3.0 - 1.0), 1.0 + 3.0 * (5.0 - 1.0)
-    torch.testing.assert_close(out[..., 0], torch.full((2, 4, 10), left))
-    torch.testing.assert_close(out[..., 5], torch.full((2, 4, 10), right))
-    torch.testing.assert_close(out[..., 2], torch.full((2, 4, 10), (left + right) / 2))

@@ -61,7 +61,7 @@ $(MODEL_RUN)/.ldm2.done: $(MODEL_RUN)/.ldm.done
 $(MODEL_RUN)/.decoder.done: $(MODEL_RUN)/.vae.done
 	$(MAA) train-vae $(MELS)/train/manifest.jsonl --val $(MELS)/valid/manifest.jsonl -o $(MODEL_RUN)/decoder-run \
 	    --init $(MODEL_RUN)/vae-run/vae --decoder-only --disc-start 0 --frames 128 -b 32 --lr 2e-4 --ema 0.999 \
-	    --steps 6000 --ckpt-every 500 --val-every 500 --device $(DEVICE) -q \
+	    --steps 7000 --ckpt-every 500 --val-every 500 --device $(DEVICE) -q \
 	    $(if $(wildcard $(MODEL_RUN)/decoder-run/trainer_state.pt),--resume)
 	@touch $@
 

@@ -487,7 +487,7 @@ class GenerateOptions:
 class Generated:
     audio: np.ndarray  # float32 16 kHz
     mel: np.ndarray  # (80, frames) log-mel before vocoding
-    latent: torch.Tensor  # scaled latent the sampler returned
+    latent: torch.Tensor  # scaled latent the sampler returned (a split prompt: its parts' latents end to end)
     prompt: str
     seed: int
     parts: list[str] | None = None  # the prompt's parts in time order, when it was split

@@ -531,9 +531,8 @@ def _layout(prompts: list[str], seeds: list[int], opts: GenerateOptions, factor:
         if n > 1:
             span = max(e - s for s, e in (part_span(k, n, length, ov) for k in range(n)))
             span_f = max(e - s for s, e in (part_span(k, n, frames, _frames_of(ov)) for k in range(n)))
-            f = factor
-            while samples_for_frames(f) < span or f < span_f:
-                f += factor
+            need = max(math.ceil(span / MEL.hop_length) - 1, span_f)  # samples_for_frames(f) >= span
+            f = math.ceil(need / factor) * factor
         for k, text in enumerate(q):
             s0 = part_span(k, n, length, ov)[0]
             piece = None if init is None else fit_length(init[s0:], samples_for_frames(f))
@@ -607,6 +606,7 @@ def generate(model: LDMModel, prompts: list[str], seeds: list[int], opts: Genera
     for batch in _batches(jobs, opts.batch_size):
         for j, *result in zip(batch, *_sample(model, batch, opts, on_step)):
             done[j.index, j.part] = result
+    keep_input = opts.init_audio is not None and not _timesteps(opts, model.ac)  # strength ~0: nothing to change
     out = []
     for i, (prompt, seed, q) in enumerate(zip(prompts, seeds, parts)):
         got = [done[i, k] for k in range(len(q))]
@@ -616,7 +616,7 @@ def generate(model: LDMModel, prompts: list[str], seeds: list[int], opts: Genera
             audio = join([g[0] for g in got], length, overlaps[i])
             mel = join([g[1] for g in got], frames, _frames_of(overlaps[i]), equal_power=False)
             z = torch.cat([g[2] for g in got], dim=-1)
-        if opts.init_audio is not None and not _timesteps(opts, model.ac):  # strength ~0: nothing to change
+        if keep_input:
             audio = fit_length(np.asarray(opts.init_audio, np.float32), length)
         out.append(Generated(audio.astype(np.float32), mel, z, prompt, int(seed), q if len(q) > 1 else None))
     return out

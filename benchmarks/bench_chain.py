@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bench_quality import PROMPTS, embed, fit_judge, label, load_wavs, rows_of
 
 
@@ -30,10 +29,10 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from maa.audio import fit_length
-    from maa.extractors import load_extractor
-    from maa.ldm import GenerateOptions, frames_for_duration, generate, load_model
-    from maa.mel import mel_spectrogram, samples_for_frames
+    from maa.core.audio import fit_length
+    from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
+    from maa.eval.extractors import load_extractor
+    from maa.infer.pipeline import GenerateOptions, generate, load_model
 
     ex = load_extractor("aisfx")
     train, test = rows_of(a.corpus / "train.jsonl"), rows_of(a.corpus / "test.jsonl")

@@ -28,11 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from maa.caption import BankEntry, CaptionJob, caption_rows, label_text  # noqa: E402
-from maa.clap import ClapConfig, MaaClap, MaaClapScorer  # noqa: E402
-from maa.clap_train import class_names, load_mels, measure  # noqa: E402
-from maa.manifest import read_manifest  # noqa: E402
-from maa.trainer import read_config, save_weights  # noqa: E402
+from maa.core.checkpoint import read_config, save_weights
+from maa.core.manifest import read_manifest
+from maa.data.caption import BankEntry, CaptionJob, caption_rows, label_text
+from maa.infer.scoring import MaaClapScorer
+from maa.models.clap import ClapConfig, MaaClap
+from maa.train.clap import class_names, load_mels, measure
 
 
 def caption_accuracy(scorer, test_rows, train_rows, top_k=5) -> tuple[float, list[dict]]:

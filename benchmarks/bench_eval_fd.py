@@ -1,4 +1,4 @@
-"""Fréchet distance: maa.metrics (eigh of S1^1/2 S2 S1^1/2) against the usual scipy.linalg.sqrtm(S1 @ S2).
+"""Fréchet distance: maa.eval.metrics (eigh of S1^1/2 S2 S1^1/2) against the usual scipy.linalg.sqrtm(S1 @ S2).
 
 Prints error against a known answer and time for well-conditioned and singular covariances.
 Run: .venv/bin/python benchmarks/bench_eval_fd.py
@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-from maa import metrics
+from maa.eval import metrics
 
 
 def fd_scipy(mu1, s1, mu2, s2):

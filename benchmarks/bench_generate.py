@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def build(root: Path, unet_preset: str, vae_preset: str) -> Path:
-    from maa.diffusion import DiffusionConfig
-    from maa.ldm import LDMSetup, LDMTask
-    from maa.text import load_text_encoder
-    from maa.trainer import save_weights
-    from maa.unet import preset
-    from maa.vae import SpecVAE
-    from maa.vae import preset as vpreset
+    from maa.core.checkpoint import save_weights
+    from maa.models.diffusion import DiffusionConfig
+    from maa.models.text import load_text_encoder
+    from maa.models.unet import preset
+    from maa.models.vae import SpecVAE
+    from maa.models.vae import preset as vpreset
+    from maa.train.ldm import LDMSetup, LDMTask
 
     torch.manual_seed(0)
     vcfg = vpreset(vae_preset)
@@ -49,8 +49,9 @@ def sync(device):
 
 
 def time_one(model, sampler: str, steps: int, duration: float, repeats: int) -> dict:
-    from maa.ldm import GenerateOptions, frames_for_duration, generate, seconds_for_frames
-    from maa.samplers import SAMPLERS
+    from maa.core.mel import frames_for_duration, seconds_for_frames
+    from maa.infer.pipeline import GenerateOptions, generate
+    from maa.models.samplers import SAMPLERS
 
     opts = GenerateOptions(steps=steps, sampler=sampler, duration=duration, batch_size=1)
     secs = seconds_for_frames(frames_for_duration(duration))
@@ -100,8 +101,8 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from maa.ldm import load_model
-    from maa.unet import num_params
+    from maa.core.checkpoint import num_params
+    from maa.infer.pipeline import load_model
 
     runs = [(s.split(":")[0], int(s.split(":")[1])) for s in args.runs.split(",")]
     print(f"# device {args.device}, torch threads {torch.get_num_threads()}, duration {args.duration} s, "

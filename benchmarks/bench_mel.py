@@ -1,4 +1,4 @@
-"""Throughput of `maa mel` (maa.features.compute_mels) against a plain per-file librosa loop.
+"""Throughput of `maa mel` (maa.data.mel_job.compute_mels) against a plain per-file librosa loop.
 
 Both process the same generated clips (10 s, 44.1 kHz stereo wav, as downloaded data sets
 usually are) to 16 kHz 80-bin log-mels. Prints clips/s and audio-seconds/s for each and the ratio.
@@ -42,7 +42,7 @@ def librosa_loop(rows: list[dict], seconds: float) -> float:
 
 
 def maa_mel(rows: list[dict], out: Path, seconds: float, device: str, workers: int) -> float:
-    from maa.features import MelJob, compute_mels
+    from maa.data.mel_job import MelJob, compute_mels
 
     t0 = time.perf_counter()
     s = compute_mels(rows, MelJob(out_dir=out, duration=seconds, device=device, workers=workers, batch_size=16))

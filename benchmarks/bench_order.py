@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bench_quality import ORDER, embed, fit_judge, rows_of
 
 
@@ -30,8 +29,8 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from maa.extractors import load_extractor
-    from maa.ldm import GenerateOptions, generate, load_model
+    from maa.eval.extractors import load_extractor
+    from maa.infer.pipeline import GenerateOptions, generate, load_model
 
     ex = load_extractor("aisfx")
     classes, proba = fit_judge(ex, rows_of(a.corpus / "train.jsonl"), proba=True)

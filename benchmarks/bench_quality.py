@@ -9,7 +9,7 @@
    VALID clips of the same classes vs the same test clips. KL (aisfx UCS head) of each generated
    clip vs a same-class test clip, next to valid-vs-test pairs of the same classes.
 4. 10 "A, then B" prompts: the judge labels each half; success when both halves are right. At
-   10 s (generate's default) and 4 s, with the default temporal composition (maa.temporal) and,
+   10 s (generate's default) and 4 s, with the default temporal composition (maa.infer.temporal) and,
    at 10 s, without it (what the UNet learned of word order by itself). The ceiling: the same
    judge on real "A, then B" made of two real test clips, each cut to half the duration.
 5. CPU speed: model load time, and wall time for one 10 s clip with the default sampler.
@@ -56,7 +56,7 @@ ORDER = [("dog", "a dog barks", "siren", "a siren wails"), ("thunder", "thunder 
 
 
 def rows_of(path: Path) -> list[dict]:
-    from maa.manifest import read_manifest
+    from maa.core.manifest import read_manifest
 
     return read_manifest(path)
 
@@ -68,7 +68,7 @@ def embed(ex, wavs16: list[np.ndarray]):
 
 
 def load_wavs(rows):
-    from maa.audio import load_audio
+    from maa.core.audio import load_audio
 
     return [load_audio(r["audio"]) for r in rows]
 
@@ -103,9 +103,9 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from maa.extractors import load_extractor
-    from maa.ldm import GenerateOptions, generate, load_model
-    from maa.metrics import frechet_distance_of, kl_divergence
+    from maa.eval.extractors import load_extractor
+    from maa.eval.metrics import frechet_distance_of, kl_divergence
+    from maa.infer.pipeline import GenerateOptions, generate, load_model
 
     ex = load_extractor("aisfx")
     train, valid, test = (rows_of(a.corpus / f"{s}.jsonl") for s in ("train", "valid", "test"))
@@ -120,7 +120,7 @@ def main():
     classes = list(PROMPTS)
     scorer = None
     if a.candidates > 1:
-        from maa.clap import MaaClapScorer
+        from maa.infer.scoring import MaaClapScorer
 
         scorer = MaaClapScorer(model.root / "clap")
 
@@ -130,7 +130,7 @@ def main():
         outs = generate(model, [p for p in prompts for _ in range(k)], [s * k + c for s in seeds for c in range(k)], o)
         if k == 1:
             return outs
-        from maa.clap import rank_candidates
+        from maa.infer.scoring import rank_candidates
 
         groups = [outs[i * k:(i + 1) * k] for i in range(len(prompts))]
         return [g[rank_candidates(scorer, [x.audio for x in g], g[0].prompt, g[0].parts)[0][0]] for g in groups]

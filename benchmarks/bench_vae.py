@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maa.discriminator import DiscConfig, MultiWindowDiscriminator
-from maa.trainer import TrainConfig
-from maa.vae import SpecVAE, num_params, preset
-from maa.vae_train import VAELossConfig, VAETask
+from maa.core.checkpoint import num_params
+from maa.models.vae import SpecVAE, preset
+from maa.train.discriminators import DiscConfig, MultiWindowDiscriminator
+from maa.train.loop import TrainConfig
+from maa.train.vae import VAELossConfig, VAETask
 
 
 def throughput(name: str, device: str, batch: int, steps: int, gan: bool, frames: int = 624) -> float:
@@ -48,9 +49,9 @@ def throughput(name: str, device: str, batch: int, steps: int, gan: bool, frames
 
 
 def reconstruction(vae_dir: str, train: str, val: str, png: str | None, device: str) -> None:
-    from maa.mel_data import FullMels, MelCrops, band_means, mel_rows
-    from maa.vae import load_vae
-    from maa.vae_train import evaluate, plot_mels
+    from maa.data.mels import FullMels, MelCrops, band_means, mel_rows
+    from maa.models.vae import load_vae
+    from maa.train.vae import evaluate, plot_mels
 
     vae = load_vae(vae_dir, device)
     bm = band_means(MelCrops(mel_rows(train), cache=False))

@@ -1,13 +1,13 @@
 """Neural vocoder vs Griffin-Lim: resynthesis quality on held-out clips, measured in one run.
 
-For each clip x of the manifest (whole frames only): mel = maa.mel(x), then
+For each clip x of the manifest (whole frames only): mel = maa.core.mel(x), then
   * neural:      the vocoder folder's model on mel;
-  * Griffin-Lim: maa.vocoder.GriffinLim, the fallback `maa generate` uses (fast GLA, 32
+  * Griffin-Lim: maa.infer.vocoders.GriffinLim, the fallback `maa generate` uses (fast GLA, 32
                  iterations, momentum 0.99, on the pseudo-inverse linear magnitude), or with
                  --gl torchaudio, torchaudio's GriffinLim with the same settings, shifted by
-                 half a hop so its frames sit where maa.mel's do.
+                 half a hop so its frames sit where maa.core.mel's do.
 Both are compared with x on
-  * mel L1: mean |log10-mel(y^) - log10-mel(x)| (maa.mel's features, lower is better);
+  * mel L1: mean |log10-mel(y^) - log10-mel(x)| (maa.core.mel's features, lower is better);
   * MR-STFT: multi-resolution STFT distance, spectral convergence + log-magnitude L1 at
     (1024, 120, 600), (2048, 240, 1200), (512, 50, 240) (lower is better);
 and timed (real-time factor = seconds of compute per second of audio, on this machine).
@@ -25,22 +25,24 @@ import time
 import numpy as np
 import torch
 
-from maa.audio import load_audio
-from maa.io import write_json_atomic
-from maa.manifest import read_manifest
-from maa.mel import DEFAULT as MEL, mel_spectrogram, mel_to_linear
-from maa.vocoder_nn import load_neural_vocoder, mr_stft_distance
+from maa.core.audio import load_audio
+from maa.core.io import write_json_atomic
+from maa.core.manifest import read_manifest
+from maa.core.mel import DEFAULT as MEL
+from maa.core.mel import mel_spectrogram, mel_to_linear
+from maa.infer.vocoders import load_neural_vocoder
+from maa.train.vocoder import mr_stft_distance
 
 
 def griffin_lim_torchaudio(mel: torch.Tensor, n_iter: int = 32) -> torch.Tensor:
-    """(80, F) log-mel -> (F * hop,) samples aligned with maa.mel's framing."""
+    """(80, F) log-mel -> (F * hop,) samples aligned with maa.core.mel's framing."""
     import torchaudio
 
     gl = torchaudio.transforms.GriffinLim(n_fft=MEL.n_fft, n_iter=n_iter, win_length=MEL.win_length,
                                           hop_length=MEL.hop_length, power=1.0, momentum=0.99)
     frames = mel.shape[-1]
     wav = gl(mel_to_linear(mel)[None])[0]
-    # torchaudio centres frame i on sample i*hop; maa.mel's frame i is centred on i*hop + hop/2
+    # torchaudio centres frame i on sample i*hop; maa.core.mel's frame i is centred on i*hop + hop/2
     wav = torch.cat([wav.new_zeros(MEL.hop_length // 2), wav])
     out = wav.new_zeros(frames * MEL.hop_length)
     n = min(len(out), len(wav))
@@ -76,7 +78,7 @@ def main(argv=None) -> dict:
     load_s = time.perf_counter() - t0
 
     if args.gl == "maa":
-        from maa.vocoder import GriffinLim
+        from maa.infer.vocoders import GriffinLim
 
         griffin_lim = GriffinLim(n_iter=args.gl_iters)
     else:

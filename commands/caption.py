@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import typer
-
 from maa.commands.common import friendly, info, progress_bar, warn
 
 HELP = """Caption clips: experts propose candidates, the audio-text scorer keeps the best.
@@ -50,10 +49,16 @@ def main(
 ):
     import torch
 
-    from maa.caption import EXPERTS, CaptionJob, HFCaptioner, caption_rows, read_bank
-    from maa.clap import load_scorer
-    from maa.errors import MaaError
-    from maa.manifest import read_manifest, write_manifest
+    from maa.core.errors import MaaError
+    from maa.core.manifest import read_manifest, write_manifest
+    from maa.data.caption import (
+        EXPERTS,
+        CaptionJob,
+        HFCaptioner,
+        caption_rows,
+        read_bank,
+    )
+    from maa.infer.scoring import load_scorer
 
     torch.manual_seed(seed)
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -64,7 +69,7 @@ def main(
             raise MaaError(f"--experts: unknown expert {e!r}; choose from {', '.join(EXPERTS)}")
     spec = scorer or os.environ.get("MAA_SCORER")
     if not spec:
-        from maa.ldm import BUNDLED_MODEL
+        from maa.infer.pipeline import BUNDLED_MODEL
 
         if not (BUNDLED_MODEL / "clap" / "config.json").exists():
             raise MaaError("--scorer is required: maa-clap:RUN/clap (train one with `maa train-clap`) or laion-clap:CKPT")

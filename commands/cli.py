@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import typer
+from maa.commands import (
+    caption,
+    generate,
+    mel,
+    reprogram,
+    train_clap,
+    train_ldm,
+    train_vae,
+    train_vocoder,
+)
+from maa.commands import eval as eval_cmd
 
 from maa import __version__
-from maa.commands import caption, eval as eval_cmd, generate, mel, reprogram, train_clap, train_ldm, train_vae
-from maa.commands import train_vocoder
 
 app = typer.Typer(
     name="maa",

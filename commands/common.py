@@ -9,7 +9,7 @@ from typing import Callable
 import typer
 from rich.console import Console
 
-from maa.errors import MaaError
+from maa.core.errors import MaaError
 
 # Logs and progress go to stderr so stdout stays clean for JSONL (pipes, jq).
 console = Console(stderr=True, highlight=False)

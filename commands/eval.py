@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import typer
-
 from maa.commands.common import console, friendly, info, progress_bar, warn
 
 HELP = """Score GENERATED clips against REFERENCE clips; every number names its extractor.
@@ -46,9 +45,9 @@ def main(
     no_spectral: bool = typer.Option(False, "--no-spectral", help="Skip mel L1 / LSD on paired clips."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    from maa.errors import MaaError
-    from maa.evaluate import EvalConfig, default_cache_dir, evaluate, table_rows
-    from maa.io import write_json_atomic
+    from maa.core.errors import MaaError
+    from maa.core.io import write_json_atomic
+    from maa.eval.evaluate import EvalConfig, default_cache_dir, evaluate, table_rows
 
     if not full and duration <= 0:
         raise MaaError(f"--duration {duration}: must be positive (or use --full)")

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import typer
-
 from maa.commands.common import friendly, info, warn
 
 HELP = """Generate audio from text with a latent diffusion model folder (from `maa train-ldm`).
@@ -69,8 +68,9 @@ def main(
 ):
     import torch
 
-    from maa.errors import MaaError
-    from maa.ldm import GenerateOptions, frames_for_duration, generate, load_model, sampler_calls, seconds_for_frames
+    from maa.core.errors import MaaError
+    from maa.core.mel import frames_for_duration, seconds_for_frames
+    from maa.infer.pipeline import GenerateOptions, generate, load_model, sampler_calls
 
     if threads:
         torch.set_num_threads(threads)
@@ -90,7 +90,7 @@ def main(
                            batch_size=batch_size, eta=eta, strength=strength, compose=compose)
     opts.check()
     if init_audio is not None:
-        from maa.audio import load_audio
+        from maa.core.audio import load_audio
 
         opts.init_audio = load_audio(init_audio, max_seconds=duration + 1.0)
     elif strength != 0.5:
@@ -132,7 +132,7 @@ def main(
         group = outs[i * k:(i + 1) * k]
         best, scores = 0, None
         if scorer is not None:
-            from maa.clap import rank_candidates
+            from maa.infer.scoring import rank_candidates
 
             order, scores = rank_candidates(scorer, [g.audio for g in group], group[0].prompt, group[0].parts)
             best = order[0]
@@ -153,11 +153,11 @@ def main(
         if path is None:
             _wav_to_stdout(g.audio)
         else:
-            from maa.audio import save_wav
+            from maa.core.audio import save_wav
 
             save_wav(path, g.audio)
             if png:
-                from maa.ldm import save_png
+                from maa.infer.plots import save_png
 
                 row["png"] = str(save_png(path.with_suffix(".png"), g.mel, g.prompt))
         rows.append(row)
@@ -165,7 +165,7 @@ def main(
             sink.write(json.dumps(row) + "\n")
             sink.flush()
     if manifest not in (None, "-"):
-        from maa.io import write_jsonl_atomic
+        from maa.core.io import write_jsonl_atomic
 
         write_jsonl_atomic(manifest, rows)
     info(f"generate: {len(items)} output(s), {secs:.2f} s each, {opts.sampler} x {opts.steps} steps, "
@@ -174,7 +174,7 @@ def main(
 
 def read_prompts(src: str) -> list[tuple[str, str, int | None]]:
     """(name, prompt, seed or None) from a prompt file: lines, name|prompt, or JSONL."""
-    from maa.errors import MaaError
+    from maa.core.errors import MaaError
 
     if src == "-":
         text = sys.stdin.read()
@@ -204,7 +204,7 @@ def read_prompts(src: str) -> list[tuple[str, str, int | None]]:
 
 
 def _out_path(out: str | None, out_dir: Path | None, name: str, prompt: str, i: int, used: set[str]) -> Path | None:
-    from maa.manifest import clip_id
+    from maa.core.manifest import clip_id
 
     if out == "-":
         return None
@@ -225,7 +225,7 @@ def _scorer(spec: str | None, root: Path, device: str):
     if spec is None:
         warn("-n: no audio-text scorer (no clap/ in the model folder and no --scorer); keeping the first candidate")
         return None
-    from maa.clap import load_scorer
+    from maa.infer.scoring import load_scorer
 
     return load_scorer(spec, device=device)
 

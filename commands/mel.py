@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import typer
-
 from maa.commands.common import friendly, info, parse_shard, progress_bar, warn
 
 HELP = """Compute Make-An-Audio log-mels (16 kHz, 80 bins, hop 256) for a manifest or folder.
@@ -41,9 +40,9 @@ def main(
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any clip failed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    from maa.errors import MaaError
-    from maa.features import MelJob, compute_mels
-    from maa.manifest import append_jsonl, read_manifest, write_manifest
+    from maa.core.errors import MaaError
+    from maa.core.manifest import append_jsonl, read_manifest, write_manifest
+    from maa.data.mel_job import MelJob, compute_mels
 
     if dtype not in ("float16", "float32"):
         raise MaaError(f"--dtype {dtype!r}: choose float16 or float32")

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 import typer
-
 from maa.commands.common import friendly, info, progress_bar, warn
 
 HELP = """Compose new training clips from single-event clips: "A before B", "A while B" ...
@@ -40,10 +39,10 @@ def main(
     manifest: str = typer.Option(None, "--manifest", "-m", help="Where to write the manifest; - for stdout. Default: OUTDIR/manifest.jsonl."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    from maa.audio import SAMPLE_RATE, save_wav
-    from maa.errors import MaaError
-    from maa.manifest import read_manifest, write_manifest
-    from maa.reprogram import ComposeConfig, Reprogrammer, example_rng, load_events
+    from maa.core.audio import SAMPLE_RATE, save_wav
+    from maa.core.errors import MaaError
+    from maa.core.manifest import read_manifest, write_manifest
+    from maa.data.reprogram import ComposeConfig, Reprogrammer, example_rng, load_events
 
     if count < 1:
         raise MaaError(f"--count {count}: must be at least 1")
@@ -95,7 +94,7 @@ def main(
 
 def _check_writable(out_dir: Path) -> None:
     """Fail before any work if OUTDIR (or where it would be created) cannot be written."""
-    from maa.errors import MaaError
+    from maa.core.errors import MaaError
 
     try:
         (out_dir / "audio").mkdir(parents=True, exist_ok=True)

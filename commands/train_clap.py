@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import typer
-
 from maa.commands.common import friendly, info, progress_bar
 
 HELP = """Train maa-clap, the small audio-text model behind caption, generate -n and eval's CLAP score.
@@ -47,7 +46,7 @@ def main(
     frames: int = typer.Option(192, "--frames", min=16, help="Training crop in mel frames (192 = ~3 s); shorter clips are tiled."),
     channels: str = typer.Option("32,64,128,256", "--channels", help="Audio CNN widths, one 3x3 conv + 2x2 pool each."),
     embed_dim: int = typer.Option(256, "--embed-dim", min=8, help="Joint audio-text embedding size."),
-    text_encoder: str = typer.Option("minilm", "--text-encoder", help="Frozen text encoder spec (maa.text): minilm or hf:PATH."),
+    text_encoder: str = typer.Option("minilm", "--text-encoder", help="Frozen text encoder spec (maa.models.text): minilm or hf:PATH."),
     ema: float = typer.Option(None, "--ema", help="EMA decay of the exported weights, e.g. 0.999 (default: off)."),
     ckpt_every: int = typer.Option(500, "--ckpt-every", min=1),
     val_every: int = typer.Option(200, "--val-every", min=1),
@@ -62,12 +61,30 @@ def main(
 ):
     import torch
 
-    from maa.clap import ClapConfig, MaaClap, MaaClapScorer, num_params
-    from maa.clap_train import ClapTask, PairedClips, all_texts, class_names, embed_texts, load_mels, measure, row_group
-    from maa.errors import MaaError
-    from maa.manifest import read_manifest, split_holdout
-    from maa.text import load_text_encoder
-    from maa.trainer import STATE_FILE, TrainConfig, dist_info, read_config, resolve_device, seed_everything, train
+    from maa.core.checkpoint import num_params, read_config
+    from maa.core.errors import MaaError
+    from maa.core.manifest import read_manifest, split_holdout
+    from maa.infer.scoring import MaaClapScorer
+    from maa.models.clap import ClapConfig, MaaClap
+    from maa.models.text import load_text_encoder
+    from maa.train.clap import (
+        ClapTask,
+        PairedClips,
+        all_texts,
+        class_names,
+        embed_texts,
+        load_mels,
+        measure,
+        row_group,
+    )
+    from maa.train.loop import (
+        STATE_FILE,
+        TrainConfig,
+        dist_info,
+        resolve_device,
+        seed_everything,
+        train,
+    )
 
     if threads:
         torch.set_num_threads(threads)

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import typer
-
 from maa.commands.common import friendly, info, progress_bar, warn
 
 HELP = """Train the text-conditioned latent diffusion UNet on top of a trained VAE.
@@ -70,16 +69,34 @@ def main(
 ):
     import torch
 
-    from maa.diffusion import DiffusionConfig
-    from maa.errors import MaaError
-    from maa.ldm import (CaptionedMels, LDMSetup, LDMTask, cache_dataset_latents, copy_companions, copy_vae,
-                         frames_for_duration, init_from, measure_scale, read_init_config, seconds_for_frames)
-    from maa.manifest import caption_of, read_manifest, split_holdout
-    from maa.text import CachedTextEncoder, load_text_cache, save_text_cache, sha256_file
-    from maa.trainer import STATE_FILE, TrainConfig, dist_info, read_config, resolve_device, seed_everything, train
-    from maa.unet import UNetConfig, num_params
-    from maa.unet import preset as unet_preset
-    from maa.vae import load_vae
+    from maa.core.checkpoint import num_params, read_config, sha256_file
+    from maa.core.errors import MaaError
+    from maa.core.manifest import caption_of, read_manifest, split_holdout
+    from maa.core.mel import frames_for_duration, seconds_for_frames
+    from maa.models.diffusion import DiffusionConfig
+    from maa.models.unet import UNetConfig
+    from maa.models.unet import preset as unet_preset
+    from maa.models.vae import load_vae
+    from maa.train.ldm import (
+        CaptionedMels,
+        LDMSetup,
+        LDMTask,
+        cache_dataset_latents,
+        copy_companions,
+        copy_vae,
+        init_from,
+        measure_scale,
+        read_init_config,
+    )
+    from maa.train.loop import (
+        STATE_FILE,
+        TrainConfig,
+        dist_info,
+        resolve_device,
+        seed_everything,
+        train,
+    )
+    from maa.train.text_cache import CachedTextEncoder, load_text_cache, save_text_cache
 
     if threads:
         torch.set_num_threads(threads)
@@ -144,9 +161,9 @@ def main(
     reprogrammer = None
     if reprogram_prob > 0 and not reprogram_pool:
         try:
-            from maa.reprogram import ComposeConfig, Reprogrammer, load_events
+            from maa.data.reprogram import ComposeConfig, Reprogrammer, load_events
         except ImportError:
-            raise MaaError("--reprogram-prob: maa.reprogram is not available in this install; use --reprogram-prob 0") from None
+            raise MaaError("--reprogram-prob: maa.data.reprogram is not available in this install; use --reprogram-prob 0") from None
         problems = []
         with progress_bar(len(rows), "load events", disable=quiet or not d.main) as bar:
             events = load_events(rows, on_problem=problems.append, progress=bar.update)

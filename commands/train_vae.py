@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import typer
-
 from maa.commands.common import friendly, info, progress_bar, warn
 
 HELP = """Train the spectrogram VAE (Make-An-Audio's autoencoder with a multi-window discriminator).
@@ -72,7 +71,7 @@ def main(
 ):
     import torch
 
-    from maa.errors import MaaError
+    from maa.core.errors import MaaError
 
     if threads:
         torch.set_num_threads(threads)
@@ -83,13 +82,20 @@ def main(
     if frames % 8:
         raise MaaError(f"--frames {frames}: must be a multiple of 8 (the VAE downsamples time by 8)")
 
-    from maa.discriminator import DiscConfig, MultiWindowDiscriminator
-    from maa.mel_data import MelCrops, band_means, mel_rows
-    from maa.manifest import split_holdout
-    from maa.trainer import STATE_FILE, TrainConfig, dist_info, load_weights, read_config, seed_everything, train
-    from maa.vae import SpecVAE, VAEConfig, num_params
-    from maa.vae import preset as get_preset
-    from maa.vae_train import VAELossConfig, VAETask
+    from maa.core.checkpoint import load_weights, num_params, read_config
+    from maa.core.manifest import split_holdout
+    from maa.data.mels import MelCrops, band_means, mel_rows
+    from maa.models.vae import SpecVAE, VAEConfig
+    from maa.models.vae import preset as get_preset
+    from maa.train.discriminators import DiscConfig, MultiWindowDiscriminator
+    from maa.train.loop import (
+        STATE_FILE,
+        TrainConfig,
+        dist_info,
+        seed_everything,
+        train,
+    )
+    from maa.train.vae import VAELossConfig, VAETask
 
     try:
         win = tuple(int(w) for w in windows.split(","))
@@ -156,11 +162,11 @@ def main(
 
 
 def _eval(manifest: str, vae_dir: Path | None, device: str, batch_size: int, per_clip: bool, quiet: bool):
-    from maa.errors import MaaError
-    from maa.mel_data import FullMels, mel_rows
-    from maa.trainer import resolve_device
-    from maa.vae import load_vae
-    from maa.vae_train import evaluate
+    from maa.core.errors import MaaError
+    from maa.data.mels import FullMels, mel_rows
+    from maa.models.vae import load_vae
+    from maa.train.loop import resolve_device
+    from maa.train.vae import evaluate
 
     if vae_dir is None:
         raise MaaError("--eval-only: pass the model folder with --vae DIR (or -o RUN to use RUN/vae)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-
 from maa.commands.common import friendly, info
 
 HELP = """Train a neural vocoder (Vocos-style ConvNeXt + iSTFT generator, multi-period and
@@ -52,10 +51,12 @@ def main(
     fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming RUN/trainer_state.pt."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    from maa.errors import MaaError
-    from maa.manifest import read_manifest
-    from maa.trainer import TrainConfig, train
-    from maa.vocoder_nn import AudioSegments, VocoderTask, num_parameters, preset as get_preset
+    from maa.core.checkpoint import num_params as num_parameters
+    from maa.core.errors import MaaError
+    from maa.core.manifest import read_manifest
+    from maa.models.vocos import preset as get_preset
+    from maa.train.loop import TrainConfig, train
+    from maa.train.vocoder import AudioSegments, VocoderTask
 
     if threads:
         import torch

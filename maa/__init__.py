@@ -1,5 +1,7 @@
-"""maa: Make-An-Audio as composable commands. The library: no CLI code here."""
+"""maa: Make-An-Audio as composable commands and a small library (see README, "Python API")."""
 
 __version__ = "0.1.0"
 
-from maa.errors import MaaError  # noqa: F401
+from maa.core.errors import MaaError
+
+__all__ = ["MaaError", "__version__"]

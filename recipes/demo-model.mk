@@ -18,7 +18,7 @@ LDM_ARGS   = $(MELS)/train/manifest.jsonl --val $(MELS)/valid/manifest.jsonl --p
 
 .PHONY: demo-model
 demo-model: $(MODEL_RUN)/.ldm2.done $(MODEL_RUN)/.decoder.done $(MODEL_RUN)/.vocoder.done $(MODEL_RUN)/.clap.done
-	$(BIN)/python -m maa.bundle --ldm-run $(MODEL_RUN)/ldm2-run --vae $(MODEL_RUN)/decoder-run/vae \
+	$(BIN)/python -m recipes.bundle --ldm-run $(MODEL_RUN)/ldm2-run --vae $(MODEL_RUN)/decoder-run/vae \
 	    --vocoder $(MODEL_RUN)/vocoder-run/vocoder --clap $(MODEL_RUN)/clap-run/clap -o $(BUNDLE)
 	$(BIN)/python benchmarks/bench_quality.py --model $(BUNDLE) --json $(MODEL_RUN)/quality.json
 

@@ -6,13 +6,13 @@ import torch
 
 
 def make_model_dir(root: Path, prediction: str = "eps", seed: int = 0) -> Path:
-    from maa.diffusion import DiffusionConfig
-    from maa.ldm import LDMSetup, LDMTask
-    from maa.text import load_text_encoder
-    from maa.trainer import save_weights
-    from maa.unet import preset as unet_preset
-    from maa.vae import SpecVAE
-    from maa.vae import preset as vae_preset
+    from maa.core.checkpoint import save_weights
+    from maa.models.diffusion import DiffusionConfig
+    from maa.models.text import load_text_encoder
+    from maa.models.unet import preset as unet_preset
+    from maa.models.vae import SpecVAE
+    from maa.models.vae import preset as vae_preset
+    from maa.train.ldm import LDMSetup, LDMTask
 
     torch.manual_seed(seed)
     vae_cfg = vae_preset("tiny")
@@ -36,7 +36,7 @@ def write_clips(root: Path, n: int = 8, seconds: float = 1.0) -> Path:
 
     import numpy as np
 
-    from maa.audio import save_wav
+    from maa.core.audio import save_wav
     from tests.conftest import real_ish
 
     root.mkdir(parents=True, exist_ok=True)

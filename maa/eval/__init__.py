@@ -1,0 +1,1 @@
+"""Scoring generated audio: FD, FAD, KL, IS and CLAP over PANNs, VGGish and CLAP embeddings."""

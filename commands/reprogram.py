@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from maa.commands.common import friendly, info, progress_bar, warn
+from maa.commands.options import Quiet, Seed
 
 HELP = """Compose new training clips from single-event clips: "A before B", "A while B" ...
 
@@ -30,19 +31,24 @@ def main(
     src: str = typer.Argument(..., help="Manifest of single-event clips (JSONL, CSV, TSV), folder of audio, or - for JSONL on stdin."),
     out_dir: Path = typer.Option(..., "-o", "--out-dir", help="Output folder (audio/ and manifest.jsonl)."),
     count: int = typer.Option(100, "--count", "-n", help="How many compositions to write."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
+    seed: Seed = 0,
     duration: float = typer.Option(10.0, "--duration", "-d", help="Length of every composition in seconds."),
     min_events: int = typer.Option(2, "--min-events", help="Fewest events per composition (>= 2)."),
     max_events: int = typer.Option(3, "--max-events", help="Most events per composition."),
     p_sequential: float = typer.Option(0.5, "--p-sequential", help="Share of sequential compositions (the rest are mixes)."),
     split: str = typer.Option(None, "--split", help="Use only rows whose `split` field is this (e.g. train)."),
     manifest: str = typer.Option(None, "--manifest", "-m", help="Where to write the manifest; - for stdout. Default: OUTDIR/manifest.jsonl."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: Quiet = False,
 ):
-    from maa.core.audio import SAMPLE_RATE, save_wav
+    from maa.core.audio import SAMPLE_RATE
     from maa.core.errors import MaaError
     from maa.core.manifest import read_manifest, write_manifest
-    from maa.data.reprogram import ComposeConfig, Reprogrammer, example_rng, load_events
+    from maa.data.reprogram import (
+        ComposeConfig,
+        Reprogrammer,
+        load_events,
+        write_compositions,
+    )
 
     if count < 1:
         raise MaaError(f"--count {count}: must be at least 1")
@@ -74,19 +80,8 @@ def main(
         raise MaaError(f"{src}: {e}") from None
 
     audio_dir = out_dir / "audio"
-    out_rows = []
     with progress_bar(count, "compose", disable=quiet) as bar:
-        for k in range(count):
-            comp = gen.sample(example_rng(seed, k))
-            cid = f"reprog_{seed}_{k:06d}"
-            path = save_wav(audio_dir / f"{cid}.wav", comp.audio, SAMPLE_RATE)
-            out_rows.append({
-                "id": cid, "audio": str(path.resolve()), "caption": comp.caption, "labels": comp.labels,
-                "duration": round(len(comp.audio) / SAMPLE_RATE, 3), "components": comp.components,
-                "spans": [list(s) for s in comp.spans], "template": comp.template, "segments": comp.segments,
-                "phrases": comp.phrases, "source": "maa reprogram", "license": " AND ".join(comp.licenses) or "unknown",
-            })
-            bar.update(1)
+        out_rows = write_compositions(gen, count, seed, audio_dir, progress=bar.update)
     write_manifest(manifest or out_dir / "manifest.jsonl", out_rows)
     info(f"reprogram: {count} compositions from {len(events)} clips ({len(set(gen.kind_of))} kinds of sound) "
          f"-> {audio_dir}, manifest {manifest or out_dir / 'manifest.jsonl'}")

@@ -4,4 +4,13 @@ __version__ = "0.1.0"
 
 from maa.core.errors import MaaError
 
-__all__ = ["MaaError", "__version__"]
+__all__ = ["MaaError", "__version__", "load_pipeline"]
+
+
+def __getattr__(name: str):
+    # lazily: `import maa` stays cheap (no torch) until the pipeline is asked for
+    if name == "load_pipeline":
+        from maa.infer.pipeline import load_pipeline
+
+        return load_pipeline
+    raise AttributeError(f"module 'maa' has no attribute {name!r}")

@@ -69,10 +69,11 @@ $(MODEL_RUN)/.decoder.done: $(MODEL_RUN)/.vae.done
 # encoded here (CPU, ~1 min) into runs/gpu_ldm/cache/
 .PHONY: demo-ldm-cache
 demo-ldm-cache: $(MELS)/.done $(POOL)/.done
-	$(MAA) train-ldm $(LDM_ARGS) --vae $(BUNDLE)/vae -o runs/gpu_ldm --steps 1 -b 4 --device cpu
+	$(MAA) train-ldm $(LDM_ARGS) --vae $(BUNDLE)/vae -o runs/gpu_ldm --steps 1 -b 4 --device cpu \
+	    $(if $(wildcard runs/gpu_ldm/trainer_state.pt),--resume)
 
 $(MODEL_RUN)/.vocoder.done: | demo-data
-	$(MAA) train-vocoder $(DEMO_DATA)/train.jsonl --valid $(DEMO_DATA)/valid.jsonl -o $(MODEL_RUN)/vocoder-run \
+	$(MAA) train-vocoder $(DEMO_DATA)/train.jsonl --val $(DEMO_DATA)/valid.jsonl -o $(MODEL_RUN)/vocoder-run \
 	    --preset small --steps 7400 --disc-start 1000000 -b 8 --lr 5e-4 --lr-half-life 1500 --refine 8 \
-	    --ckpt-every 200 --val-every 400 --device $(DEVICE)
+	    --ckpt-every 200 --val-every 400 --device $(DEVICE) $(if $(wildcard $(MODEL_RUN)/vocoder-run/trainer_state.pt),--resume)
 	@touch $@

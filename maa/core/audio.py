@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from maa.core.errors import MaaError
+from maa.core.errors import MaaError, warn
 from maa.core.io import atomic_path
 
 SAMPLE_RATE = 16000
@@ -29,9 +29,40 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     if path.stat().st_size == 0:
         raise MaaError(f"{path}: empty file (0 bytes); re-export or remove it")
     try:
-        return sf.info(str(path))
+        info = sf.info(str(path))
     except Exception as e:  # libsndfile's messages are long and vary by version
         raise MaaError(f"{path}: not a readable audio file ({_short(e)}); convert it to wav/flac/ogg/mp3") from None
+    if info.format == "WAV":
+        promised = _wav_data_bytes(path)
+        frame_bytes = info.channels * _SAMPLE_BYTES.get(info.subtype, 0)
+        if promised and frame_bytes and promised // frame_bytes > info.frames and info.samplerate > 0:
+            warn(f"{path}: truncated: its header promises {promised // frame_bytes / info.samplerate:.2f} s, "
+                 f"the file holds {info.duration:.2f} s; using what is there (re-export it to get the rest)")
+    return info
+
+
+_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+
+
+def _wav_data_bytes(path: Path) -> int | None:
+    """The size a RIFF/WAVE file's header gives its `data` chunk (None when unknown or a streaming 0/~0)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(12)[8:12] != b"WAVE":
+                return None
+            for _ in range(64):  # fmt, fact, LIST, ... then data
+                head = f.read(8)
+                if len(head) < 8:
+                    return None
+                cid, size = head[:4], struct.unpack("<I", head[4:])[0]
+                if cid == b"data":
+                    return size if 0 < size < 0xFFFFFFFF else None
+                f.seek(size + (size & 1), 1)
+    except OSError:
+        return None
+    return None
 
 
 def load_audio(
@@ -69,6 +100,10 @@ def load_audio(
         raise MaaError(f"{path}: zero-length audio (no samples); remove it from the data set")
     if not np.isfinite(x).all():
         raise MaaError(f"{path}: contains NaN or infinite samples; the file is corrupt, re-export it")
+    over = int(np.count_nonzero(np.abs(x) > 1.0))  # only float files can hold these
+    if over:
+        warn(f"{path}: {over} sample(s) beyond +-1 (peak {float(np.abs(x).max()):.2f}) clipped to +-1; "
+             "normalise the file to keep its waveform")
     x = x.mean(axis=1)  # downmix: averaging keeps the level of correlated channels
     if file_sr != sr:
         x = soxr.resample(x, file_sr, sr, quality="HQ").astype(np.float32)

@@ -1,4 +1,5 @@
-"""Model folders on disk: safetensors weights + config.json, file hashes, parameter counts."""
+"""Model folders on disk: safetensors weights + config.json, file hashes, parameter counts, and
+the small helpers every checkpoint reader shares (a `module.` prefix off, configs read safely)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from maa.core.config import tag_sources
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path, write_json_atomic
 
@@ -18,12 +20,19 @@ def num_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+def sha256_file(*paths: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of the file's bytes (of several files' bytes end to end), read in chunks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    for path in paths:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
     return h.hexdigest()
+
+
+def strip_prefix(state: dict, prefix: str = "module.") -> dict:
+    """Keys without `prefix` where they have it: DataParallel/DDP checkpoints save `module.`-prefixed keys."""
+    return {k.removeprefix(prefix): v for k, v in state.items()}
 
 
 def save_weights(dir: str | os.PathLike, modules: dict[str, nn.Module] | dict[str, dict], config: dict | None = None) -> None:
@@ -44,8 +53,6 @@ def save_weights(dir: str | os.PathLike, modules: dict[str, nn.Module] | dict[st
 
 def load_weights(dir: str | os.PathLike, modules: dict[str, nn.Module], strict: bool = True) -> dict:
     """Load <key>.safetensors into each module; returns config.json (or {} if absent)."""
-    from safetensors.torch import load_file
-
     dir = Path(dir)
     if not dir.is_dir():
         raise MaaError(f"{dir}: no such model folder; pass the folder a train command wrote (e.g. RUN/vae)")
@@ -54,13 +61,31 @@ def load_weights(dir: str | os.PathLike, modules: dict[str, nn.Module], strict: 
         if not path.exists():
             raise MaaError(f"{path}: missing weights file; is {dir} a complete model folder?")
         device = next(iter(m.parameters()), torch.empty(0)).device
+        state = load_safetensors(path, device=str(device))
         try:
-            m.load_state_dict(load_file(str(path), device=str(device)), strict=strict)
+            m.load_state_dict(state, strict=strict)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0]
             raise MaaError(f"{path}: weights do not fit the model in config.json ({first})") from None
     cfg_path = dir / "config.json"
-    return json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    return parse_config(cfg_path) if cfg_path.exists() else {}
+
+
+def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, or one MaaError naming it when the file is truncated, is
+    something else under that name (a pickle), or has a header no real file has (a shape whose
+    size overflows, a header length of 2^62): the library checks all of that before it allocates."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OverflowError, ValueError, RuntimeError) as e:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        what = ("a pickle (torch.save) renamed .safetensors" if head[:1] == b"\x80" or head == b"PK"
+                else f"damaged or truncated ({str(e).strip().splitlines()[0][:120]})")
+        raise MaaError(f"{path}: not a readable safetensors file: {what}; re-export or re-download it") from None
 
 
 def read_config(dir: str | os.PathLike) -> dict:
@@ -69,8 +94,18 @@ def read_config(dir: str | os.PathLike) -> dict:
     path = Path(dir) / "config.json"
     if not path.exists():
         raise MaaError(f"{path}: missing; pass a model folder written by a `maa train-*` command")
+    return parse_config(path)
+
+
+def parse_config(path: str | os.PathLike) -> dict:
+    """A config.json as nested ConfigDicts that remember the file (so config errors can name it)."""
     try:
-        return json.loads(path.read_text())
-    except ValueError as e:
+        obj = json.loads(Path(path).read_text())
+    except ValueError as e:  # UnicodeDecodeError included
         raise MaaError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:  # json recurses once per level: 200k nested lists exhaust the stack
+        raise MaaError(f"{path}: nested too deeply to be a config; is it the config.json a maa command wrote?") from None
+    if not isinstance(obj, dict):
+        raise MaaError(f"{path}: want a JSON object of settings, got a {type(obj).__name__}")
+    return tag_sources(obj, str(path))
 

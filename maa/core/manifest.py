@@ -18,11 +18,12 @@ import json
 import os
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
 from maa.core.errors import MaaError
-from maa.core.io import atomic_path
+from maa.core.io import atomic_path, read_text
 
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au"}
 PATH_FIELDS = ("audio", "mel")
@@ -37,7 +38,7 @@ def read_manifest(src: str | os.PathLike, on_problem: Problem | None = None, aud
     """
     report = on_problem or _raise
     if str(src) == "-":
-        rows = _read_jsonl(io.StringIO(sys.stdin.read()), "<stdin>", Path.cwd(), report)
+        rows = _read_jsonl(io.StringIO(read_text("<stdin>", sys.stdin.buffer.read())), "<stdin>", Path.cwd(), report)
         return _check_ids(rows, "<stdin>", report)
     path = Path(src)
     if path.is_dir():
@@ -47,7 +48,7 @@ def read_manifest(src: str | os.PathLike, on_problem: Problem | None = None, aud
     if path.suffix.lower() in AUDIO_EXTS:  # a single clip stands for a one-line manifest
         return [{"id": clip_id(path.stem), "audio": str(path.resolve())}]
     base = Path(audio_dir) if audio_dir else path.parent
-    head = path.read_text(errors="replace")
+    head = read_text(path)
     if not head.strip():
         raise MaaError(f"{path}: the manifest is empty; point at a folder of audio or a JSONL file with one clip per line")
     suffix = path.suffix.lower()
@@ -101,15 +102,45 @@ def clip_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "clip"
 
 
+STEM_CHARS = 80  # of the readable part; the full name stays far below any file system's 255 bytes
+
+
+def safe_stem(clip_id: str) -> str:
+    """The file name stem under which a command stores what it derives from clip `clip_id`.
+
+    Ids are data, not paths: `../x`, `/abs/x`, separators, NUL or 300 characters must all land
+    inside the output folder, one file per id. Plain lower-case ids ([a-z0-9._-], not starting
+    with a dot) are their own stem; anything else keeps a readable sanitised prefix plus 16 hex
+    digits of the id's SHA-1, so the name is stable across runs and unique even where the file
+    system ignores case (`Dog` and `dog` are different ids, hence different files).
+    """
+    clip_id = str(clip_id)
+    # a plain id that itself ends like a hashed stem is hashed too, so the two kinds never meet
+    if re.fullmatch(rf"[a-z0-9_-][a-z0-9._-]{{0,{STEM_CHARS - 1}}}", clip_id) and not _HASHED.search(clip_id):
+        return clip_id
+    import hashlib
+
+    prefix = re.sub(r"[^A-Za-z0-9_-]+", "_", clip_id)[:STEM_CHARS].strip("_") or "clip"
+    return f"{prefix}-{hashlib.sha1(clip_id.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+
+
+_HASHED = re.compile(r"-[0-9a-f]{16}$")
+
+
 def read_folder(root: Path) -> list[dict]:
+    files = [p for p in sorted(root.rglob("*"))
+             if p.is_file() and p.suffix.lower() in AUDIO_EXTS and not p.name.startswith(".")]
+    stems = [clip_id("__".join(p.relative_to(root).with_suffix("").parts)) for p in files]
+    uses = Counter(stems)
     rows = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix.lower() in AUDIO_EXTS and not p.name.startswith("."):
-            rel = p.relative_to(root)
-            row = {"id": clip_id("__".join(rel.with_suffix("").parts)), "audio": str(p.resolve())}
-            if len(rel.parts) > 1:
-                row["labels"] = [rel.parts[-2]]
-            rows.append(row)
+    for p, stem in zip(files, stems):
+        rel = p.relative_to(root)
+        # clip.flac beside clip.ogg: both are clips, so the extension joins the id of each
+        cid = stem if uses[stem] == 1 else clip_id(f"{stem}.{p.suffix[1:]}")
+        row = {"id": cid, "audio": str(p.resolve())}
+        if len(rel.parts) > 1:
+            row["labels"] = [rel.parts[-2]]
+        rows.append(row)
     if not rows:
         raise MaaError(f"{root}: no audio files found (looked for {', '.join(sorted(AUDIO_EXTS))}, recursively)")
     return rows

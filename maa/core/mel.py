@@ -12,13 +12,15 @@ models train on (624 = 8 x 78, divisible by the VAE's 8x downsampling).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from maa.core.audio import SAMPLE_RATE
+from maa.core.config import ConfigMixin, Range
 from maa.core.errors import MaaError
 
 LOG_FLOOR = 1e-5
@@ -26,7 +28,7 @@ MEL_MIN = float(np.log10(LOG_FLOOR))  # -5: the value of silence
 
 
 @dataclass(frozen=True)
-class MelConfig:
+class MelConfig(ConfigMixin):
     sample_rate: int = 16000
     n_fft: int = 1024
     win_length: int = 1024
@@ -43,8 +45,19 @@ class MelConfig:
     def frames_per_second(self) -> float:
         return self.sample_rate / self.hop_length
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    limits: ClassVar[dict] = {
+        "sample_rate": Range(1000, 192_000), "n_fft": Range(16, 16384), "win_length": Range(16, 16384),
+        "hop_length": Range(1, 4096), "n_mels": Range(1, 512), "fmin": Range(0.0, 96_000.0), "fmax": Range(0.0, 96_000.0),
+    }
+
+    def check_relations(self) -> None:
+        if self.win_length > self.n_fft:
+            self.fail("win_length", f"{self.win_length} is longer than n_fft {self.n_fft}")
+        if self.hop_length > self.n_fft:
+            self.fail("hop_length", f"{self.hop_length} is longer than n_fft {self.n_fft}")
+        if not self.fmin < self.fmax <= self.sample_rate / 2:
+            self.fail("fmax", f"{self.fmax:g} must lie above fmin {self.fmin:g} and at most at the Nyquist "
+                              f"frequency {self.sample_rate / 2:g}")
 
 
 DEFAULT = MelConfig()
@@ -62,11 +75,12 @@ def samples_for_frames(frames: int, cfg: MelConfig = DEFAULT) -> int:
 
 @lru_cache(maxsize=8)
 def _mel_basis_np(cfg: MelConfig) -> np.ndarray:
-    import librosa
+    # librosa.filters.mel(norm="slaney", htk=False), equal to 1e-7 (tests/core/test_mel.py checks
+    # against librosa); torchaudio imports in 0.2 s where librosa (numba, scipy) takes ~1.5 s
+    from torchaudio.functional import melscale_fbanks
 
-    return librosa.filters.mel(
-        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, norm="slaney", htk=False
-    ).astype(np.float32)
+    return melscale_fbanks(cfg.n_fft // 2 + 1, cfg.fmin, cfg.fmax, cfg.n_mels, cfg.sample_rate, norm="slaney",
+                           mel_scale="slaney").T.numpy().astype(np.float32)
 
 
 def mel_basis(cfg: MelConfig = DEFAULT, device=None, dtype=torch.float32) -> torch.Tensor:

@@ -30,6 +30,7 @@ import torch
 
 from maa.core.audio import SAMPLE_RATE, load_audio
 from maa.core.errors import MaaError
+from maa.core.io import read_text
 
 EXPERTS = ("labels", "retrieval", "captioner")
 # Phrasings of a label: zero-shot prompts and training texts use the same family.
@@ -65,7 +66,7 @@ def read_bank(path: str | os.PathLike) -> list[BankEntry]:
     if not path.is_file():
         raise MaaError(f"{path}: no such caption bank; pass a text file (one caption per line) or a JSONL manifest")
     seen: dict[str, BankEntry] = {}
-    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):  # non-UTF-8 bytes: a warning, not silence
         line = line.strip()
         if not line:
             continue
@@ -259,3 +260,25 @@ def _read_partial(path: Path) -> dict[str, dict]:
                 done[str(row["id"])] = row
     return done
 
+
+
+def parse_experts(text: str) -> tuple[str, ...]:
+    """--experts "labels,retrieval": the names, checked against EXPERTS."""
+    wanted = tuple(e.strip() for e in text.split(",") if e.strip())
+    for e in wanted:
+        if e not in EXPERTS:
+            raise MaaError(f"--experts: unknown expert {e!r}; choose from {', '.join(EXPERTS)}")
+    return wanted
+
+
+def caption_summary(result: list[dict]) -> tuple[str, bool]:
+    """The closing log line of `maa caption` and whether any clip ended with a caption."""
+    new = [r for r in result if r.get("candidates")]
+    by: dict[str, int] = {}
+    for r in new:
+        by[r["caption_source"]] = by.get(r["caption_source"], 0) + 1
+    kept = sum(1 for r in result if r.get("caption_source") == "given")
+    failed = sum(1 for r in result if r.get("caption_error"))
+    line = (f"captioned {len(new)} clips ({', '.join(f'{k} {v}' for k, v in sorted(by.items())) or 'none'}), "
+            f"kept {kept} existing captions, failed {failed}")
+    return line, bool(new or kept)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,8 +19,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from maa.core.audio import SAMPLE_RATE, audio_info, fit_length, load_audio
-from maa.core.errors import MaaError
+from maa.core.errors import MaaError, MaaWarning
 from maa.core.io import save_npy_atomic, write_json_atomic
+from maa.core.manifest import safe_stem
 from maa.core.mel import DEFAULT, mel_spectrogram, num_frames, samples_for_frames
 
 
@@ -69,7 +71,8 @@ def shard_rows(rows: list[dict], shard: tuple[int, int]) -> list[dict]:
 
 
 def mel_path(out_dir: Path, clip_id: str) -> Path:
-    return out_dir / "mels" / f"{clip_id}.npy"
+    """Where the mel of clip `clip_id` goes: always a file directly in OUTDIR/mels, whatever the id holds."""
+    return out_dir / "mels" / f"{safe_stem(clip_id)}.npy"
 
 
 class _Decode(Dataset):
@@ -84,16 +87,21 @@ class _Decode(Dataset):
 
     def __getitem__(self, i):
         row = self.rows[i]
-        try:
-            info = audio_info(row["audio"])
-            seconds = None if self.n_samples is None else self.n_samples / SAMPLE_RATE
-            wav = load_audio(row["audio"], max_seconds=seconds, info=info)
-        except MaaError as e:
-            return _Item(i, err=str(e))
-        except Exception as e:  # a bug in a decoder must not stop a long job
-            return _Item(i, err=f"{row['audio']}: unexpected {type(e).__name__}: {e}")
+        # the decoder's warnings (truncated file, clipped samples) travel back with the item,
+        # since a worker process has no console of its own
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MaaWarning)
+            try:
+                info = audio_info(row["audio"])
+                seconds = None if self.n_samples is None else self.n_samples / SAMPLE_RATE
+                wav = load_audio(row["audio"], max_seconds=seconds, info=info)
+            except MaaError as e:
+                return _Item(i, err=str(e))
+            except Exception as e:  # a bug in a decoder must not stop a long job
+                return _Item(i, err=f"{row['audio']}: unexpected {type(e).__name__}: {e}")
         silent = float(np.abs(wav).max(initial=0.0)) < 1e-6
-        item = _Item(i, wav=wav, seconds=len(wav) / SAMPLE_RATE, duration=float(info.duration), silent=silent)
+        item = _Item(i, wav=wav, seconds=len(wav) / SAMPLE_RATE, duration=float(info.duration), silent=silent,
+                     warnings=[str(w.message) for w in caught if issubclass(w.category, MaaWarning)])
         if self.mel_in_worker:
             x = fit_length(wav, self.n_samples) if self.n_samples else wav
             item.mel, item.wav = mel_spectrogram(torch.from_numpy(x)).numpy(), None
@@ -109,6 +117,7 @@ class _Item:
     duration: float = 0.0
     silent: bool = False
     err: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def _one_thread(_worker_id: int) -> None:
@@ -123,7 +132,11 @@ def check_settings(job: MelJob) -> None:
     """Refuse to mix mels made with other settings in one folder."""
     cfg_path = job.out_dir / "mel_config.json"
     if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
+        try:
+            old = json.loads(cfg_path.read_text())
+        except (ValueError, RecursionError) as e:
+            raise MaaError(f"{cfg_path}: damaged ({str(e)[:120]}); delete it to rebuild the settings from this run, "
+                           "or use a new output folder") from None
         if old != json.loads(json.dumps(job.settings())):
             raise MaaError(
                 f"{job.out_dir}: holds mels made with other settings ({cfg_path}); use a new output folder"
@@ -141,40 +154,43 @@ def compute_mels(rows: list[dict], job: MelJob, progress: Callable[[int], None] 
     summary = MelSummary()
     t0 = time.perf_counter()
     todo = []
-    for row in rows:
+    out: dict[int, dict] = {}  # by input position, so a rerun lists the rows in the same order
+    for n, row in enumerate(rows):
         p = mel_path(job.out_dir, row["id"])
         if p.exists():
             try:
                 frames = int(np.load(p, mmap_mode="r").shape[-1])
-                summary.rows.append({**row, "mel": str(p.resolve()), "frames": frames})
+            except (ValueError, OSError):
+                frames = None  # unreadable leftover: recompute
+            if frames is not None:
+                out[n] = _out_row(row, p, frames, _header_duration(row["audio"]))
                 summary.skipped += 1
                 if progress:
                     progress(1)
                 continue
-            except (ValueError, OSError):
-                pass  # unreadable leftover: recompute
-        todo.append(row)
+        todo.append((n, row))
 
     n_samples = samples_for_frames(job.frames) if job.frames else None
     device = torch.device(job.device)
     out_dtype = np.float16 if job.dtype == "float16" else np.float32
     workers = job.workers if len(todo) > job.batch_size else 0
     loader = DataLoader(
-        _Decode(todo, n_samples, mel_in_worker=workers > 0 and device.type == "cpu"), batch_size=job.batch_size,
+        _Decode([row for _, row in todo], n_samples, mel_in_worker=workers > 0 and device.type == "cpu"), batch_size=job.batch_size,
         num_workers=workers, collate_fn=_collate, shuffle=False, worker_init_fn=_one_thread,
     )
     for items in loader:
         good = []
         for it in items:
-            row = todo[it.index]
+            row = todo[it.index][1]
+            summary.warnings.extend(it.warnings)
             if it.err is not None:
                 summary.failed += 1
                 summary.failures.append({"id": row["id"], "audio": row["audio"], "reason": it.err})
                 continue
             if it.silent:
                 summary.warnings.append(f"{row['audio']}: silent (all samples ~0); kept, its mel is the floor value")
-            good.append((row, it))
-        pending = [it for _, it in good if it.mel is None]
+            good.append((todo[it.index][0], row, it))
+        pending = [it for _, _, it in good if it.mel is None]
         if pending and n_samples is not None:  # batched STFT on the device
             batch = torch.from_numpy(np.stack([fit_length(it.wav, n_samples) for it in pending])).to(device)
             for it, mel in zip(pending, mel_spectrogram(batch).cpu().numpy()):
@@ -182,15 +198,31 @@ def compute_mels(rows: list[dict], job: MelJob, progress: Callable[[int], None] 
         for it in pending:
             if it.mel is None:
                 it.mel = mel_spectrogram(torch.from_numpy(it.wav).to(device)).cpu().numpy()
-        for row, it in good:
+        for n, row, it in good:
             p = mel_path(job.out_dir, row["id"])
             save_npy_atomic(p, it.mel.astype(out_dtype))
-            summary.rows.append({**row, "mel": str(p.resolve()), "frames": int(it.mel.shape[-1]),
-                                 "sr": SAMPLE_RATE, "duration": round(it.duration, 4)})
+            out[n] = _out_row(row, p, int(it.mel.shape[-1]), it.duration)
             summary.done += 1
             summary.audio_seconds += it.seconds
         if progress:
             progress(len(items))
+    summary.rows = [out[n] for n in sorted(out)]
     summary.wall_seconds = time.perf_counter() - t0
     return summary
+
+
+def _out_row(row: dict, mel: Path, frames: int, duration: float | None) -> dict:
+    """The output manifest row: the same fields whether the mel was made now or by an earlier run."""
+    extra = {} if duration is None else {"sr": SAMPLE_RATE, "duration": round(duration, 4)}
+    return {**row, "mel": str(mel.resolve()), "frames": frames, **extra}
+
+
+def _header_duration(audio: str) -> float | None:
+    """A finished clip's duration from its header (cheap: no decoding), as the first run recorded it."""
+    try:
+        with warnings.catch_warnings():  # the first run already warned about this file
+            warnings.simplefilter("ignore", MaaWarning)
+            return float(audio_info(audio).duration)
+    except MaaError:
+        return None
 

@@ -333,3 +333,27 @@ def load_events(rows: list[dict], sr: int = SAMPLE_RATE, max_seconds: float = 30
 def _and(p: list[str]) -> str:
     return p[0] if len(p) == 1 else ", ".join(p[:-1]) + " and " + p[-1]
 
+
+
+def write_compositions(gen: Reprogrammer, count: int, seed: int, audio_dir, progress=None) -> list[dict]:
+    """`maa reprogram`: compositions 0..count-1 of `seed` as audio_dir/<id>.wav, and their manifest
+    rows (caption, labels, components in order of onset, spans in seconds, template, licenses).
+    Example k depends only on (seed, k), so the same seed gives the same bytes whatever `count`."""
+    from pathlib import Path
+
+    from maa.core.audio import save_wav
+
+    rows = []
+    for k in range(count):
+        comp = gen.sample(example_rng(seed, k))
+        cid = f"reprog_{seed}_{k:06d}"
+        path = save_wav(Path(audio_dir) / f"{cid}.wav", comp.audio, gen.cfg.sr)
+        rows.append({
+            "id": cid, "audio": str(path.resolve()), "caption": comp.caption, "labels": comp.labels,
+            "duration": round(len(comp.audio) / gen.cfg.sr, 3), "components": comp.components,
+            "spans": [list(s) for s in comp.spans], "template": comp.template, "segments": comp.segments,
+            "phrases": comp.phrases, "source": "maa reprogram", "license": " AND ".join(comp.licenses) or "unknown",
+        })
+        if progress:
+            progress(1)
+    return rows

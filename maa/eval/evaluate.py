@@ -17,7 +17,6 @@ absent and its block's `notes` says why (never -1, NaN or inf).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from maa.core.audio import SAMPLE_RATE, load_audio
+from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
 from maa.core.manifest import caption_of, read_manifest
 from maa.eval import metrics
@@ -86,14 +86,6 @@ def pair_clips(gen: list[dict], ref: list[dict]) -> Pairing:
     n_name = len(pairs) - n_id
     by = {(True, False): "id", (False, True): "file name", (True, True): "id and file name"}.get((n_id > 0, n_name > 0), "none")
     return Pairing(pairs, by, [g["id"] for g in still], [r["id"] for r in ref if r["id"] not in used])
-
-
-def content_hash(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class EmbeddingCache:
@@ -177,7 +169,7 @@ def embed_rows(rows: list[dict], ex, cfg: EvalConfig, what: str, skipped: list[d
 
     for row in rows:
         try:
-            digest = content_hash(row["audio"])
+            digest = sha256_file(row["audio"])
         except OSError as e:
             bad(row, f"{row['audio']}: cannot read ({e.strerror or e})")
             bar is not None and bar.update(1)

@@ -26,7 +26,6 @@ numpy's scalar/array reconstruction (data, no code) instead of ever using weight
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from maa.core.checkpoint import sha256_file, strip_prefix
 from maa.core.errors import MaaError
 from maa.infer.scoring import load_scorer
 
@@ -144,16 +144,7 @@ def check_state_dict(model: nn.Module, sd: dict, path: Path, what: str, hint: st
 
 
 def file_digest(*paths: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
-
-
-def _strip_prefix(sd: dict, prefix: str = "module.") -> dict:
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+    return sha256_file(*paths)[:16]
 
 
 def _pad_to(x: np.ndarray, n: int) -> np.ndarray:
@@ -259,7 +250,7 @@ class Cnn14Extractor(Extractor):
         sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
         if not isinstance(sd, dict):
             raise MaaError(f"{path}: expected a dict with the state dict under 'model' (the official PANNs layout)")
-        sd = _strip_prefix(sd)
+        sd = strip_prefix(sd)
         self.model = Cnn14()
         check_state_dict(self.model, sd, path, "PANNs CNN14 16 kHz",
                          "use Cnn14_16k_mAP=0.438.pth (zenodo record 3987831); the 32 kHz Cnn14_mAP=0.431.pth has "
@@ -343,7 +334,7 @@ class VGGishExtractor(Extractor):
             sd = sd["model"]
         if not isinstance(sd, dict):
             raise MaaError(f"{path}: expected a state dict (torchvggish's vggish-10086976.pth)")
-        sd = _strip_prefix(sd)
+        sd = strip_prefix(sd)
         self.model = VGGish()
         check_state_dict(self.model, sd, path, "torchvggish VGGish",
                          "use vggish-10086976.pth from the torchvggish v0.1 release (not the PCA file)")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from maa.core.audio import SAMPLE_RATE
 from maa.core.errors import MaaError
 from maa.models.clap import TextCache, check_pairs
+from maa.models.text import read_laion_checkpoint
 
 
 def _import_clap_module():
@@ -76,22 +77,6 @@ def _offline_text_towers(clap_module):
             setattr(model_mod, name, v)
 
 
-def _laion_state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
-    if not ckpt.is_file():
-        raise MaaError(f"{ckpt}: no such LAION-CLAP checkpoint; pass the .pt file (e.g. 630k-audioset-best.pt)")
-    try:
-        obj = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise MaaError(f"{ckpt}: cannot read it as a checkpoint with weights_only=True ({first})") from None
-    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise MaaError(f"{ckpt}: not a LAION-CLAP checkpoint (no tensor state_dict inside)")
-    sd = {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
-    sd.pop("text_branch.embeddings.position_ids", None)  # a buffer newer transformers no longer keeps
-    return sd
-
-
 def _laion_model_config(ckpt: Path, sd: dict, clap_module) -> dict:
     """The architecture: from CKPT.json (a laion model-config JSON) when present, else read off the weights."""
     side = Path(str(ckpt) + ".json")
@@ -129,7 +114,7 @@ class LaionClapScorer:
 
     def __init__(self, ckpt: str | os.PathLike, device: str = "cpu", tokenizer: str | None = None, batch_size: int = 8):
         self.ckpt = Path(ckpt)
-        sd = _laion_state_dict(self.ckpt)
+        sd = read_laion_checkpoint(self.ckpt)
         clap_module = _import_clap_module()
         cfg = _laion_model_config(self.ckpt, sd, clap_module)
         with _offline_text_towers(clap_module):

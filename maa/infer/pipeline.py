@@ -1,22 +1,37 @@
-"""Generation from a model folder: load it, lay out the clips, sample, decode, vocode.
+"""Generation from a model folder: load it, lay out the clips, sample, decode, vocode, rank.
 
 A generation model folder holds vae/ (maa train-vae), ldm/ (config.json + unet.safetensors,
 the EMA weights when training used EMA) and optionally vocoder/ and clap/. `maa train-ldm`
 copies the VAE into RUN/vae/, so RUN is such a folder.
 
-Generation (`generate`): per sample a seeded Gaussian latent (or, for audio-to-audio, the init
-audio's latent noised to the strength's timestep), a sampler over the guided denoiser, the VAE
-decoder, then the vocoder (Griffin-Lim unless the folder has a neural vocoder). A prompt with
-order words ("A, then B") is sampled part by part, each part a shorter clip of its own, and the
-parts are joined end to end (maa.infer.temporal).
+    pipe = maa.load_pipeline("runs/demo")                  # or None: the bundled model
+    outs = pipe(["a dog barks", "rain, then thunder"], duration=4, candidates=4)
+    outs[0].audio, outs[0].mel, outs[0].record             # 16 kHz float32, log-mel, the JSON line
+
+A `Pipeline` is its parts (UNet, VAE, text encoder, vocoder, schedule), passed in. One call:
+  1. checks the settings and prompts, and gives prompt i, candidate c the seed seed + i*K + c;
+  2. lays out the clips once (`make_plan`): a prompt with order words ("A, then B") becomes one
+     shorter clip per part (maa.infer.temporal), clips of one length batch together; the plan
+     also sizes the progress bar;
+  3. samples each batch: a seeded Gaussian latent per clip (audio-to-audio: the init audio's
+     latent noised to the strength's timestep), a sampler over the guided denoiser, the VAE
+     decoder, the vocoder (Griffin-Lim unless the folder has a neural vocoder);
+  4. joins the parts of a split prompt end to end, crossfaded;
+  5. best-of-K: ranks a prompt's candidates by audio-text score (maa.infer.scoring) and keeps the best;
+  6. writes the record: every setting that made the output, enough to make it again bit-exactly
+     (maa.infer.record keeps it inside the wav; `maa generate --replay`).
+`Pipeline.stream` yields each output as soon as its last batch is done (what `maa generate`
+writes from); `generate` is steps 1-4 without candidates or records.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -24,16 +39,18 @@ import torch
 from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
 from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
+from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames, seconds_for_frames
 from maa.infer.temporal import join, part_span, split_sequence
+from maa.infer.longform import WINDOW
+from maa.infer.timeline import check_options, generate_one, output_seconds, steps_of, uses_windows
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
 from maa.models.samplers import (
     SAMPLERS,
-    SPACING,
+    end_alpha,
     guided,
     model_denoiser,
+    schedule,
     sdedit_timesteps,
-    timesteps,
 )
 from maa.models.unet import UNet, UNetConfig
 
@@ -74,7 +91,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder
                gl_iters: int = 32) -> LDMModel:
     from maa.core.checkpoint import load_weights, read_config
     from maa.infer.vocoders import load_vocoder
-    from maa.models.text import load_text_encoder
+    from maa.models.text import load_text_encoder, resolve_spec
     from maa.models.vae import load_vae
 
     root = resolve_model_dir(path)
@@ -84,7 +101,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder
         raise MaaError(f"{root / 'ldm' / 'config.json'}: kind {cfg.get('kind')!r} is not an LDM config")
     unet = UNet(UNetConfig.from_dict(cfg["unet"])).to(dev)
     load_weights(root / "ldm", {"unet": unet})
-    text = load_text_encoder(text_encoder or cfg["text_encoder"], device=device, max_length=cfg.get("max_length", 77))
+    text = load_text_encoder(resolve_spec(text_encoder or cfg["text_encoder"], root), device=device, max_length=cfg.get("max_length", 77))
     if text.dim != unet.cfg.context_dim:
         raise MaaError(f"text encoder {text.name}: width {text.dim}, but the UNet was trained with {unet.cfg.context_dim}")
     dcfg = DiffusionConfig.from_dict(cfg["diffusion"])
@@ -104,6 +121,10 @@ class GenerateOptions:
     init_audio: np.ndarray | None = None  # audio-to-audio (SDEdit): 16 kHz mono
     strength: float = 0.5
     compose: bool = True  # "A, then B": A over the first half, B over the second (maa.infer.temporal)
+    # maa.infer.timeline.generate_one samples these (and durations over one window) instead:
+    inpaint: list | None = None  # [(start, end)] s of init_audio to regenerate; the rest is kept
+    timeline: list | None = None  # [{"start", "end", "prompt"}]: each event in its span
+    background: str | None = None  # with a timeline: the prompt under the events
 
     def check(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -114,6 +135,7 @@ class GenerateOptions:
             raise MaaError(f"--strength {self.strength}: must lie in [0, 1]")
         if self.batch_size < 1:
             raise MaaError(f"--batch-size {self.batch_size}: must be at least 1")
+        check_options(self)
 
 
 @dataclass
@@ -124,6 +146,12 @@ class Generated:
     prompt: str
     seed: int
     parts: list[str] | None = None  # the prompt's parts in time order, when it was split
+    # per part, the batch it was sampled in, when not alone: {"size", "at" (its row), "seed0" (the
+    # first row's seed: DDIM's eta noise and Griffin-Lim's phases come from it), "pad_text" (the
+    # batch's longest text, when longer: the token padding)}. Batch shape changes the last bits of
+    # a sample, so an exact replay (maa.infer.record) rebuilds a batch of that shape.
+    batches: list[dict | None] | None = None
+    extra: dict | None = None  # what maa.infer.timeline.generate_one adds to the record (spans, events, windows)
 
 
 def _noise(shape, seed: int) -> torch.Tensor:
@@ -179,9 +207,9 @@ def _frames_of(samples: int) -> int:
     return max(1, samples // MEL.hop_length)
 
 
-def _timesteps(opts: GenerateOptions, ac: torch.Tensor) -> list[int]:
-    """The sampler's timesteps; for audio-to-audio only the last `strength` share of them."""
-    ts = timesteps(opts.steps, ac, SPACING.get(opts.sampler, "uniform"))
+def _timesteps(opts: GenerateOptions, ac: torch.Tensor, grid: str = "maa") -> list[int]:
+    """The sampler's timesteps on the model's grid; for audio-to-audio only the last `strength` share of them."""
+    ts = schedule(opts.steps, ac, opts.sampler, grid)
     return sdedit_timesteps(ts, opts.strength) if opts.init_audio is not None else ts
 
 
@@ -201,7 +229,7 @@ def _sample(model: LDMModel, jobs: list[_Job], opts: GenerateOptions, on_step) -
     """Audio, mels and latents of a batch of clips of one length."""
     frames = jobs[0].frames
     c, h, w = model.vae.latent_shape(frames)
-    ts = _timesteps(opts, model.ac)
+    ts = _timesteps(opts, model.ac, model.dcfg.timestep_grid)
     noise = torch.stack([_noise((c, h, w), j.seed) for j in jobs]).to(model.device)
     x = noise
     if opts.init_audio is not None:  # SDEdit: the init latent, noised to the first timestep
@@ -211,53 +239,409 @@ def _sample(model: LDMModel, jobs: list[_Job], opts: GenerateOptions, on_step) -
         x = math.sqrt(a) * z_init + math.sqrt(1 - a) * noise
     if ts:
         den = model_denoiser(model.unet, model.dcfg.prediction, model.ac)
+        for t in dict.fromkeys([j.text for j in jobs] + [opts.negative]):
+            model.text.encode([t])  # each text alone (then cached): its embedding never depends on its batch
         cond, uncond = model.text.encode([j.text for j in jobs]), model.text.encode([opts.negative] * len(jobs))
         eps = guided(den, (cond.tokens, cond.mask), (uncond.tokens, uncond.mask), opts.guidance)
         x = SAMPLERS[opts.sampler](eps, x, ts, model.ac, eta=opts.eta, generator=torch.Generator().manual_seed(jobs[0].seed),
-                                   callback=(lambda i, _x: on_step()) if on_step else None)
+                                   callback=(lambda i, _x: on_step()) if on_step else None,
+                                   final_alpha=end_alpha(model.ac, model.dcfg.timestep_grid))
     mels = model.vae.decode_latent(x / model.dcfg.scale_factor, frames=frames).float()
     wavs = model.vocoder(mels).float().cpu().numpy()
     n = samples_for_frames(frames)
     return np.stack([fit_length(wv, n) for wv in wavs]), mels.cpu().numpy(), x.cpu()
 
 
-@torch.no_grad()
-def generate(model: LDMModel, prompts: list[str], seeds: list[int], opts: GenerateOptions,
-             on_step: Callable[[], None] | None = None) -> list[Generated]:
-    """One sample per (prompt, seed) pair, in batches of opts.batch_size. A prompt with order words
-    ("A, then B") is sampled part by part and joined (maa.infer.temporal), unless opts.compose is off."""
+@dataclass
+class Plan:
+    """What one call samples, laid out once: each prompt's parts, the clips in batches, the timesteps.
+    `sampler_calls()` is the progress bar's total."""
+    prompts: list[str]
+    seeds: list[int]
+    opts: GenerateOptions
+    parts: list[list[str]]
+    batches: list[list[_Job]]
+    overlaps: list[int]  # per prompt, the crossfade between its parts in samples
+    frames: int
+    timesteps: list[int]
+
+    def batches_for(self, need: set[int] | None = None) -> list[list[_Job]]:
+        """The batches that hold a clip of a prompt in `need` (all: None), whole, so every clip
+        is sampled in the same company as in a run of the whole plan (the same bits)."""
+        return self.batches if need is None else [b for b in self.batches if any(j.index in need for j in b)]
+
+    def sampler_calls(self, need: set[int] | None = None) -> int:
+        if uses_windows(self.opts):  # one output at a time (maa.infer.timeline.generate_one)
+            return steps_of(self.opts, len(self.timesteps)) * (len(self.prompts) if need is None else len(need))
+        return len(self.timesteps) * len(self.batches_for(need))
+
+
+def make_plan(model: LDMModel, prompts: list[str], seeds: list[int], opts: GenerateOptions) -> Plan:
+    """The settings and prompts checked, then the layout: the one place that computes it."""
     opts.check()
     if len(prompts) != len(seeds):
         raise ValueError("one seed per prompt")
     for p in prompts:
         if not str(p).strip():
             raise MaaError("empty prompt; describe the sound, e.g. \"a dog barks while rain falls\"")
-    frames = frames_for_duration(opts.duration, model.vae.factor)
-    length = samples_for_frames(frames)
     parts, jobs, overlaps = _layout(prompts, seeds, opts, model.vae.factor)
+    return Plan(list(prompts), [int(s) for s in seeds], opts, parts, _batches(jobs, opts.batch_size), overlaps,
+                frames_for_duration(opts.duration, model.vae.factor), _timesteps(opts, model.ac, model.dcfg.timestep_grid))
+
+
+def _company(batch: list[_Job], j: _Job, text) -> dict | None:
+    """Where clip j sat in its batch (see Generated.batches); None when alone."""
+    if len(batch) == 1:
+        return None
+    c = {"size": len(batch), "at": next(i for i, b in enumerate(batch) if b is j), "seed0": batch[0].seed}
+    n = lambda t: min(text.n_tokens(t), text.max_length)  # tokens after truncation
+    longest = max((b.text for b in batch), key=n)
+    if n(longest) > n(j.text):
+        c["pad_text"] = longest
+    return c
+
+
+@torch.no_grad()
+def stream(model: LDMModel, plan: Plan, on_step: Callable[[], None] | None = None,
+           need: set[int] | None = None) -> Iterator[tuple[int, Generated]]:
+    """(prompt index, Generated) for each prompt (in `need`, or all), as soon as its last clip is sampled."""
+    if uses_windows(plan.opts):
+        yield from _stream_windowed(model, plan, on_step, need)
+        return
+    opts, length = plan.opts, samples_for_frames(plan.frames)
+    keep_input = opts.init_audio is not None and not plan.timesteps  # strength ~0: nothing to change
+    left = {i: len(q) for i, q in enumerate(plan.parts) if need is None or i in need}
     done: dict[tuple[int, int], tuple] = {}
-    for batch in _batches(jobs, opts.batch_size):
+    for batch in plan.batches_for(need):
         for j, *result in zip(batch, *_sample(model, batch, opts, on_step)):
-            done[j.index, j.part] = result
-    keep_input = opts.init_audio is not None and not _timesteps(opts, model.ac)  # strength ~0: nothing to change
-    out = []
-    for i, (prompt, seed, q) in enumerate(zip(prompts, seeds, parts)):
-        got = [done[i, k] for k in range(len(q))]
-        if len(q) == 1:
-            audio, mel, z = got[0]
-        else:  # the parts end to end; the mel (for --png) crossfaded the same way, linearly
-            audio = join([g[0] for g in got], length, overlaps[i])
-            mel = join([g[1] for g in got], frames, _frames_of(overlaps[i]), equal_power=False)
-            z = torch.cat([g[2] for g in got], dim=-1)
-        if keep_input:
-            audio = fit_length(np.asarray(opts.init_audio, np.float32), length)
-        out.append(Generated(audio.astype(np.float32), mel, z, prompt, int(seed), q if len(q) > 1 else None))
+            if j.index not in left:
+                continue  # a clip of a prompt not asked for, sampled for its company
+            done[j.index, j.part] = (*result, _company(batch, j, model.text))
+            left[j.index] -= 1
+            if left[j.index]:
+                continue
+            i, q = j.index, plan.parts[j.index]
+            got = [done.pop((i, k)) for k in range(len(q))]
+            if len(q) == 1:
+                audio, mel, z = got[0][:3]
+            else:  # the parts end to end; the mel (for --png) crossfaded the same way, linearly
+                audio = join([g[0] for g in got], length, plan.overlaps[i])
+                mel = join([g[1] for g in got], plan.frames, _frames_of(plan.overlaps[i]), equal_power=False)
+                z = torch.cat([g[2] for g in got], dim=-1)
+            if keep_input:
+                audio = fit_length(np.asarray(opts.init_audio, np.float32), length)
+            company = [g[3] for g in got]
+            yield i, Generated(audio.astype(np.float32), mel, z, plan.prompts[i], plan.seeds[i], q if len(q) > 1 else None,
+                               company if any(company) else None)
+
+
+def _stream_windowed(model: LDMModel, plan: Plan, on_step, need: set[int] | None) -> Iterator[tuple[int, Generated]]:
+    """Inpainting, a timeline, or a clip longer than one window: each output on its own."""
+    for i, (prompt, seed, q) in enumerate(zip(plan.prompts, plan.seeds, plan.parts)):
+        if need is None or i in need:
+            parts = q if len(q) > 1 and not plan.opts.timeline and not plan.opts.inpaint else None
+            audio, mel, z, extra = generate_one(model, prompt, seed, plan.opts, parts, on_step)
+            yield i, Generated(audio, mel, z, prompt, seed, parts, extra=extra)
+
+
+def generate(model: LDMModel, prompts: list[str], seeds: list[int], opts: GenerateOptions,
+             on_step: Callable[[], None] | None = None) -> list[Generated]:
+    """One sample per (prompt, seed) pair, in batches of opts.batch_size. A prompt with order words
+    ("A, then B") is sampled part by part and joined (maa.infer.temporal), unless opts.compose is off."""
+    got = dict(stream(model, make_plan(model, prompts, seeds, opts), on_step))
+    return [got[i] for i in range(len(prompts))]
+
+
+
+@dataclass
+class Output:
+    """One output of a Pipeline call: the best candidate of prompt `index`."""
+    index: int
+    audio: np.ndarray  # float32 16 kHz
+    mel: np.ndarray  # (80, frames) log-mel before vocoding
+    latent: torch.Tensor
+    record: dict  # the JSON line (less where it was written): every setting that made it
+
+
+@dataclass
+class Request:
+    """A Pipeline call laid out: the plan of all candidates (prompt i, candidate c is sample i*K + c),
+    the scorer, and per output the record it starts from (what a rerun compares)."""
+    plan: Plan
+    candidates: int
+    scorer: object | None
+    records: list[dict]
+
+    def samples(self, outputs: set[int] | None) -> set[int] | None:
+        k = self.candidates
+        return None if outputs is None else {i * k + c for i in outputs for c in range(k)}
+
+    def sampler_calls(self, outputs: set[int] | None = None) -> int:
+        return self.plan.sampler_calls(self.samples(outputs))
+
+
+@dataclass(eq=False)
+class Pipeline(LDMModel):
+    """Text -> audio from its parts (see the module docstring for the steps); `load_pipeline` builds one."""
+    scorer: object | None = None  # for best-of-K; None: the folder's clap/ when there is one
+
+    def __call__(self, prompts: str | list[str], seeds: list[int | None] | None = None, seed: int = 0,
+                 candidates: int = 1, scorer=None, init_audio=None, on_step: Callable[[], None] | None = None,
+                 **settings) -> list[Output]:
+        """One Output per prompt. `settings` are GenerateOptions fields: steps, sampler, guidance,
+        negative, duration, batch_size, eta, strength, compose, ... `init_audio`: a path or 16 kHz
+        samples. Prompt i, candidate c gets seed + i*K + c, or seeds[i] + c where seeds[i] is given.
+        `scorer` ranks the K candidates: a Scorer, a spec (maa-clap:DIR, laion-clap:CKPT), None
+        (the folder's clap/) or False (keep the first)."""
+        req = self.request([prompts] if isinstance(prompts, str) else prompts, seeds, seed, candidates, scorer,
+                           init_audio, **settings)
+        return sorted(self.stream(req, on_step), key=lambda o: o.index)
+
+    def request(self, prompts: list[str], seeds: list[int | None] | None = None, seed: int = 0, candidates: int = 1,
+                scorer=None, init_audio=None, **settings) -> Request:
+        """Steps 1-2: check, seed, lay out. Cheap: nothing is sampled."""
+        from maa.infer.scoring import load_scorer
+
+        if candidates < 1:
+            raise MaaError(f"-n {candidates}: must be at least 1")
+        try:
+            opts = GenerateOptions(**settings)
+        except TypeError as e:
+            raise MaaError(f"generate: {e}") from None
+        init = {}
+        if init_audio is not None:
+            if isinstance(init_audio, (str, Path)):
+                from maa.core.audio import load_audio
+
+                init["init_audio"] = str(Path(init_audio).resolve())  # absolute: a replay may run elsewhere
+                init_audio = load_audio(init_audio, max_seconds=None if opts.inpaint else opts.duration + 1.0)
+            opts.init_audio = np.asarray(init_audio, np.float32)
+            init["init_sha256"] = hashlib.sha256(opts.init_audio.tobytes()).hexdigest()[:16]
+            if opts.inpaint:
+                opts.duration = len(opts.init_audio) / SAMPLE_RATE  # inpainting keeps the input's length
+        opts.duration = output_seconds(opts)  # a timeline lasts at least to its last event's end
+        k = candidates
+        texts = [" ".join(str(p).split()) for p in prompts]
+        seeds = list(seeds) if seeds is not None else [None] * len(texts)
+        if len(seeds) != len(texts):
+            raise ValueError("one seed (or None) per prompt")
+        bases = [int(s) if s is not None else int(seed) + i * k for i, s in enumerate(seeds)]
+        plan = make_plan(self, [t for t in texts for _ in range(k)], [b + c for b in bases for c in range(k)], opts)
+        if scorer is None and k > 1:
+            scorer = self.scorer or (f"maa-clap:{self.root / 'clap'}" if (self.root / "clap" / "config.json").exists() else None)
+        if isinstance(scorer, (str, Path)):  # loaded once per pipeline and spec
+            cache = self.__dict__.setdefault("_scorers", {})
+            scorer = cache.get(str(scorer)) or cache.setdefault(str(scorer), load_scorer(str(scorer), device=str(self.device)))
+        common = {**_settings(opts, plan.frames), **init, **self.identity()}
+        records = []
+        for text, base in zip(texts, bases):
+            seeds_of = {"seed": base} if k == 1 else {"seed": base, "candidates": k, "candidate_seeds": list(range(base, base + k))}
+            records.append({"prompt": text, **seeds_of, **common})
+        return Request(plan, k, scorer or None, records)
+
+    def stream(self, req: Request, on_step: Callable[[], None] | None = None,
+               outputs: set[int] | None = None) -> Iterator[Output]:
+        """Steps 3-6: each Output (of `outputs`, or all) as soon as its candidates are sampled."""
+        from maa.infer.scoring import rank_candidates
+
+        k, waiting = req.candidates, {}
+        for s, g in stream(self, req.plan, on_step, req.samples(outputs)):
+            waiting[s] = g
+            i = s // k
+            group = [waiting.get(i * k + c) for c in range(k)]
+            if any(g is None for g in group):
+                continue
+            for c in range(k):
+                del waiting[i * k + c]
+            record, best = dict(req.records[i]), 0
+            if k > 1 and req.scorer is not None:
+                order, scores = rank_candidates(req.scorer, [g.audio for g in group], group[0].prompt, group[0].parts)
+                best = order[0]
+                record.update(score=round(float(scores[best]), 4), candidate_scores=[round(float(x), 4) for x in scores])
+            g = group[best]
+            record["seed"] = g.seed
+            if g.parts:
+                record["parts"] = g.parts
+            if g.batches:
+                record["batch"] = g.batches
+            if g.extra:
+                record.update(g.extra)
+            yield Output(i, g.audio, g.mel, g.latent, record)
+
+    def replay(self, record: dict) -> Request:
+        """The Request that makes the output of `record` again, bit-exactly on the same device type:
+        its settings, its seed, and each part sampled in a batch of the recorded shape (Generated.batches)."""
+        from dataclasses import replace
+
+        names = {f.name for f in fields(GenerateOptions)} - {"batch_size", "init_audio"}
+        settings = {k: v for k, v in record.items() if k in names}
+        init = record.get("init_audio")
+        if record.get("init_sha256") and not init:
+            raise MaaError("the record's init audio was given as samples, not a file; it cannot be replayed")
+        req = self.request([record["prompt"]], [record["seed"]], init_audio=init, scorer=False, **settings)
+        if init and req.records[0].get("init_sha256") != record["init_sha256"]:
+            raise MaaError(f"{init}: not the init audio this output was made from (its content changed)")
+        batches = []
+        jobs = [j for b in req.plan.batches for j in b]  # one per part, in part order
+        for job, c in zip(jobs, record.get("batch") or [None] * len(jobs)):
+            if c is None:
+                batches.append([job])
+                continue
+            filler = replace(job, index=-1, text=c.get("pad_text", job.text), seed=c["seed0"])
+            batches.append([job if i == c["at"] else filler for i in range(c["size"])])
+        req.plan.batches = batches
+        req.records = [{**record, **self.identity()}]
+        return req
+
+    def identity(self) -> dict:
+        """What the record says about the model and the code: folder, content hash, encoder, vocoder, versions."""
+        from maa import __version__
+
+        if not hasattr(self, "_sha"):
+            self._sha = model_sha256(self.root)
+        out = {"model": str(Path(self.root).resolve()), "model_sha256": self._sha, "text_encoder": self.text.name,
+               "vocoder": self.vocoder.kind}
+        if self.vocoder.kind == "griffin-lim":
+            out["gl_iters"] = self.vocoder.n_iter
+        return {**out, "device": self.device.type, "maa": __version__}
+
+
+def load_pipeline(model_dir: str | Path | None = None, device: str = "auto", text_encoder: str | None = None,
+                  gl_iters: int = 32, scorer=None) -> Pipeline:
+    """The Pipeline of a model folder (None: the bundled model) on `device` (auto: CUDA when available)."""
+    from maa.core.device import pick_device
+
+    m = load_model(model_dir, device=str(pick_device(device)), text_encoder=text_encoder, gl_iters=gl_iters)
+    return Pipeline(**{f.name: getattr(m, f.name) for f in fields(LDMModel)}, scorer=scorer)
+
+
+def _settings(opts: GenerateOptions, frames: int) -> dict:
+    """The options as the record's JSON: every field but the batch size (numerics only) and the init
+    audio (recorded by hash); `duration` is the length used. Options added later join by themselves:
+    keep them JSON values, so `--replay` can pass them back to GenerateOptions."""
+    out = {}
+    for f in fields(opts):
+        if f.name in ("batch_size", "init_audio") or (f.name == "strength" and opts.init_audio is None):
+            continue
+        if f.name in ("inpaint", "timeline", "background") and not getattr(opts, f.name):
+            continue  # recorded only when used
+        v = getattr(opts, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    out["duration"] = round(seconds_for_frames(frames), 4)
+    out["frames"] = frames
     return out
 
 
-def sampler_calls(opts: GenerateOptions, prompts: list[str], factor: int = 8) -> int:
-    """Progress-bar total: sampler steps over all batches (a split prompt samples each part)."""
-    ts = _timesteps(opts, alphas_cumprod(DiffusionConfig()))
-    _, jobs, _ = _layout(prompts, list(range(len(prompts))), opts, factor)
-    return len(ts) * len(_batches(jobs, opts.batch_size))
+def model_sha256(root: Path) -> str:
+    """Content hash of what makes the audio (ldm/, vae/, vocoder/; not clap/, which only ranks)."""
+    from maa.core.checkpoint import sha256_file
 
+    h = hashlib.sha256()
+    for part in ("ldm", "vae", "vocoder"):
+        for f in sorted((root / part).rglob("*")) if (root / part).is_dir() else []:
+            if f.is_file() and not f.name.startswith("."):
+                h.update(f"{f.relative_to(root)}\0{sha256_file(f)}\0".encode())
+    return h.hexdigest()[:16]
+
+
+MAX_SECONDS = 3600.0  # above this (or above the free memory) a generation is refused unless forced
+
+
+@dataclass
+class Estimate:
+    seconds: float
+    bytes: float
+    latent: tuple[int, int, int]
+
+    def __str__(self) -> str:
+        t = self.seconds
+        when = f"{t:.0f} s" if t < 120 else f"{t / 60:.0f} min" if t < 7200 else f"{t / 3600:.1f} h"
+        return f"about {self.bytes / 2**30:.1f} GB and {when} (latent {'x'.join(map(str, self.latent))})"
+
+
+def estimate(root: Path, duration: float, steps: int, samples: int, batch_size: int, device: str = "cpu") -> Estimate:
+    """Memory and time of a generation from the model's configs alone (nothing is loaded): the
+    UNet's multiply-adds per step at the latent size (convolutions, attention and its T x T scores),
+    twice for guidance, at a throughput measured here on CPU (a fixed 20 TFLOP/s on CUDA). Memory:
+    weights, the skip activations and one attention score matrix of a batch. Order of magnitude,
+    not a promise: it catches the 1000 s clip that would run for hours."""
+    from maa.core.checkpoint import read_config
+
+    from maa.models.vae import VAEConfig
+
+    u = UNetConfig.from_dict(read_config(root / "ldm")["unet"])  # checked against sane ranges here
+    v = VAEConfig.from_dict(read_config(root / "vae")["vae"])
+    frames = frames_for_duration(duration, v.factor)
+    c0, h, w = v.z_channels, v.n_mels // v.factor, frames // v.factor
+    flops = act = scores = 0.0
+    for lvl, mult in enumerate(u.channel_mult):
+        c, t = u.channels * mult, h * w / 4 ** lvl
+        blocks = 2 * u.num_res_blocks + 1 + (2 if lvl == len(u.channel_mult) - 1 else 0)  # down, up, middle
+        flops += blocks * 36 * c * c * t  # two 3x3 convolutions per ResNet block, 2 flops per multiply-add
+        act += blocks * c * t * 4
+        if lvl in u.attn_levels or lvl == len(u.channel_mult) - 1:
+            flops += blocks * u.transformer_depth * (40 * c * c * t + 4 * t * t * c)  # projections, GEGLU, scores
+            scores = max(scores, u.num_heads * t * t * 4)
+    b = 2 * min(batch_size, samples)
+    params = sum(4 * u.channels ** 2 * m * m * 30 for m in u.channel_mult)  # rough weight count
+    mem = 4 * params + b * (act + scores) + b * v.n_mels * frames * v.ch * 4 * 3  # + the VAE decoder's widest map
+    rate = 20e12 if str(device).startswith("cuda") else _cpu_flops()
+    return Estimate(steps * samples * 2 * flops / rate, mem, (c0, h, w))
+
+
+@functools.cache  # once per process: estimates then compare exactly
+def _cpu_flops() -> float:
+    """Rough useful FLOP/s of this CPU: half a matrix product's rate (measured: the bundled model's
+    10 s clip within a factor of 1.5 on one busy thread)."""
+    import time
+
+    a = torch.randn(256, 256)
+    a @ a
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < 0.02:
+        a @ a
+        n += 1
+    return n * 2 * 256 ** 3 / (time.perf_counter() - t0) / 2
+
+
+def preflight(model_dir=None, device: str = "auto", samples: int = 1, force: bool = False,
+              **settings) -> tuple[Path, str, Estimate]:
+    """Everything about a generation that can be checked before the model is loaded: the settings,
+    the model folder, the device, and the memory and time it will need (refused above the free
+    memory or MAX_SECONDS unless `force`). Returns (model folder, device, estimate)."""
+    from maa.core.device import pick_device
+
+    opts = GenerateOptions(**settings)
+    opts.check()
+    root = resolve_model_dir(model_dir)
+    dev = str(pick_device(device))
+    secs = output_seconds(opts)
+    if uses_windows(opts) and not opts.inpaint:  # one window at a time (maa.infer.longform)
+        samples, secs = samples * steps_of(opts, 1), min(secs, WINDOW)
+    est = estimate(root, secs, opts.steps, samples, opts.batch_size, dev)
+    why = check_estimate(est, dev)
+    if why and not force:
+        raise MaaError(f"generate: {est} is {why}; shorten --duration or --steps, or pass --force to run anyway")
+    return root, dev, est
+
+
+def check_estimate(est: Estimate, device: str = "cpu") -> str | None:
+    """Why a generation of this size is refused (None: it fits): above MAX_SECONDS or the free memory."""
+    free = _free_memory(device)
+    if free and est.bytes > free:
+        return f"more than the {free / 2**30:.1f} GB free on {device}"
+    if est.seconds > MAX_SECONDS:
+        return f"more than the {MAX_SECONDS / 3600:g} h bound"
+    return None
+
+
+def _free_memory(device: str) -> float | None:
+    if str(device).startswith("cuda"):
+        return float(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

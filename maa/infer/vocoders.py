@@ -12,7 +12,6 @@ the phase from alternating projections. Framing matches maa.core.mel: mel frame 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maa.core.errors import MaaError
+from maa.core.errors import MaaError, warn
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import LOG_FLOOR, MelConfig, as_mel_batch, mel_basis, mel_to_linear
 from maa.models.bigvgan import (
+    CONFIG_NAMES,
     WEIGHT_NAMES,
     BigVGAN,
     fold_weight_norm,
@@ -49,7 +49,12 @@ def load_bigvgan(path: str | Path, device: str | torch.device = "cpu"):
     if weights is None:
         raise MaaError(f"{path}: no generator weights ({' or '.join(WEIGHT_NAMES)})")
     try:
-        ckpt = torch.load(weights, map_location="cpu", weights_only=True)
+        if weights.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            ckpt = load_file(str(weights))
+        else:
+            ckpt = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:
         raise MaaError(f"{weights}: cannot read ({str(e).splitlines()[0][:160]}); "
                        "want a state dict saved with torch.save") from None
@@ -134,7 +139,7 @@ def load_neural_vocoder(path: str | Path, device: str | torch.device = "cpu", re
     `.kind` ("vocos" or "bigvgan"), `.config`, `.sample_rate`, `.hop` describe it.
     `refine`: mel_refine iterations on the output; None takes the folder's config value.
     """
-    from maa.core.checkpoint import load_weights
+    from maa.core.checkpoint import load_weights, parse_config
 
     device = torch.device(device)
     d = resolve_vocoder_dir(path)
@@ -148,12 +153,12 @@ def load_neural_vocoder(path: str | Path, device: str | torch.device = "cpu", re
     if not cfg_path.exists():
         raise MaaError(f"{d}: no config.json; pass a folder written by `maa train-vocoder` or a BigVGAN folder "
                        "(best_netG.pt + args.yml)")
-    meta = json.loads(cfg_path.read_text())
+    meta = parse_config(cfg_path)
     if meta.get("kind") != VOCOS_KIND:
         raise MaaError(f"{cfg_path}: kind {meta.get('kind')!r} is not a vocoder; pass the vocoder/ folder of a run")
     cfg = VocoderConfig.from_dict(meta["vocoder"])
     mel_cfg = meta.get("mel", MEL.to_dict())
-    if MelConfig(**mel_cfg) != MEL:
+    if MelConfig.from_dict(mel_cfg) != MEL:
         raise MaaError(f"{cfg_path}: trained on a different mel ({mel_cfg}); maa uses {MEL.to_dict()}")
     gen = VocosGenerator(cfg).to(device)
     load_weights(d, {WEIGHTS: gen})
@@ -200,17 +205,38 @@ class GriffinLim:
 
 
 def has_neural_vocoder(model_dir: str | Path | None) -> bool:
-    return model_dir is not None and (Path(model_dir) / "vocoder" / "config.json").exists()
+    """Whether model_dir/vocoder/ is a vocoder folder: `maa train-vocoder`'s or an official BigVGAN's."""
+    if model_dir is None:
+        return False
+    d = Path(model_dir) / "vocoder"
+    return (d / "config.json").exists() or is_bigvgan_dir(d)
+
+
+def unused_vocoder_reason(model_dir: str | Path | None) -> str | None:
+    """Why a model_dir/vocoder/ that exists is no vocoder (None when there is none, or it is one)."""
+    if model_dir is None or not (Path(model_dir) / "vocoder").is_dir() or has_neural_vocoder(model_dir):
+        return None
+    d = Path(model_dir) / "vocoder"
+    held = sorted(p.name for p in d.iterdir() if not p.name.startswith("."))
+    if any((d / n).exists() for n in CONFIG_NAMES):
+        lacks = f"no generator weights ({', '.join(WEIGHT_NAMES)})"
+    else:
+        lacks = "no config.json (from `maa train-vocoder`) and no BigVGAN args.yml"
+    return (f"{d}: not used as the vocoder, Griffin-Lim instead (lower quality): it holds "
+            f"{', '.join(held[:5]) or 'nothing'}{' ...' if len(held) > 5 else ''} but {lacks}")
 
 
 def load_vocoder(model_dir: str | Path | None = None, device: str | torch.device = "cpu", gl_iters: int = 32):
-    """The neural vocoder stored in model_dir/vocoder/ if there is one, else Griffin-Lim.
+    """The neural vocoder stored in model_dir/vocoder/ if there is one, else Griffin-Lim (with a
+    warning saying why when vocoder/ exists but holds no usable vocoder).
 
     Both are callables mapping log-mels (B, 80, F) to (B, F * 256) waveforms with `.kind`,
     `.sample_rate` and `.hop`.
     """
     if has_neural_vocoder(model_dir):
-
         return load_neural_vocoder(Path(model_dir) / "vocoder", device)
+    reason = unused_vocoder_reason(model_dir)
+    if reason:
+        warn(reason)
     return GriffinLim(n_iter=gl_iters, device=device)
 

@@ -26,21 +26,24 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maa.core.config import ConfigMixin, OneOf, Range
 from maa.core.errors import MaaError
 
 CONFIG_NAMES = ("args.yml", "args.yaml", "config.json", "config.yml", "config.yaml")
-WEIGHT_NAMES = ("best_netG.pt", "bigvgan_generator.pt", "generator.pt", "g_best.pt")
+# bigvgan.safetensors: what `maa convert` writes (weight norm folded, filters included)
+WEIGHT_NAMES = ("best_netG.pt", "bigvgan_generator.pt", "generator.pt", "g_best.pt", "bigvgan.safetensors")
 
 
 @dataclass(frozen=True)
-class BigVGANConfig:
+class BigVGANConfig(ConfigMixin):
     num_mels: int = 80
     upsample_rates: tuple[int, ...] = (4, 4, 2, 2, 2, 2)
     upsample_kernel_sizes: tuple[int, ...] = (8, 8, 4, 4, 4, 4)
@@ -55,19 +58,34 @@ class BigVGANConfig:
     sampling_rate: int = 16000
     hop_size: int = 256
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "BigVGANConfig":
-        kw = {}
-        for k in cls.__dataclass_fields__:
-            if k in d:
-                v = d[k]
-                if isinstance(v, list):
-                    v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
-                kw[k] = str(v) if k == "resblock" else v
-        return cls(**kw)
+    # the 16 kHz model has 1536 initial channels, 6 upsamplers and 3 kernels; BigVGAN v2's largest fit too
+    limits: ClassVar[dict] = {
+        "num_mels": Range(8, 512), "upsample_rates": Range(1, 32, count=(1, 8)),
+        "upsample_kernel_sizes": Range(1, 64, count=(1, 8)), "upsample_initial_channel": Range(16, 4096),
+        "resblock": OneOf("1", "2"), "resblock_kernel_sizes": Range(1, 63, count=(1, 8)),
+        "resblock_dilation_sizes": Range(1, 64, count=(1, 8)), "activation": OneOf("snake", "snakebeta"),
+        "sampling_rate": Range(1000, 192_000), "hop_size": Range(1, 4096),
+    }
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def check_relations(self) -> None:
+        if len(self.upsample_kernel_sizes) != len(self.upsample_rates):
+            self.fail("upsample_kernel_sizes", f"{len(self.upsample_kernel_sizes)} kernels for "
+                                               f"{len(self.upsample_rates)} upsample rates")
+        if len(self.resblock_dilation_sizes) != len(self.resblock_kernel_sizes):
+            self.fail("resblock_dilation_sizes", f"{len(self.resblock_dilation_sizes)} dilation lists for "
+                                                 f"{len(self.resblock_kernel_sizes)} kernels")
+        if self.upsample_initial_channel >> len(self.upsample_rates) < 1:
+            self.fail("upsample_initial_channel", f"{self.upsample_initial_channel} cannot be halved "
+                                                  f"{len(self.upsample_rates)} times")
+
+    @classmethod
+    def from_dict(cls, d: dict, *, file=None, key=None, unknown: str = "ignore") -> "BigVGANConfig":
+        """Keys beyond the generator's are ignored by default: args.yml holds the training settings too."""
+        file = file if file is not None else getattr(d, "file", None)
+        key = key if key is not None else getattr(d, "key", None)
+        if isinstance(d, dict) and isinstance(d.get("resblock"), int):  # YAML reads resblock: 1 as a number
+            d = {**d, "resblock": str(d["resblock"])}
+        return super().from_dict(d, file=file, key=key, unknown=unknown)
 
 
 # ----------------------------------------------------------------------------- anti-aliased activation
@@ -275,7 +293,7 @@ def read_bigvgan_config(path: Path) -> BigVGANConfig:
                 raise MaaError(f"{p}: cannot parse the BigVGAN config ({str(e).splitlines()[0]})") from None
             if not isinstance(d, dict):
                 raise MaaError(f"{p}: want a mapping of BigVGAN hyper-parameters")
-            cfg = BigVGANConfig.from_dict(d)
+            cfg = BigVGANConfig.from_dict(d, file=p)
             if cfg.num_mels != 80 or math.prod(cfg.upsample_rates) != 256:
                 raise MaaError(f"{p}: this BigVGAN takes {cfg.num_mels} mels at hop {math.prod(cfg.upsample_rates)}; "
                                "maa's mels are 80 bins at hop 256 (use the 16 kHz / 80-band model)")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maa.core.config import ConfigMixin, Range
 from maa.core.errors import MaaError
 
 # log10-mel values lie in about [-5, 1.5]; this maps them to about [-1.2, 1.5] before the CNN.
@@ -20,7 +21,7 @@ MEL_CENTER, MEL_SCALE = -2.0, 2.5
 
 
 @dataclass
-class ClapConfig:
+class ClapConfig(ConfigMixin):
     n_mels: int = 80
     channels: tuple[int, ...] = (32, 64, 128, 256)  # one 3x3 conv + BN + ReLU + 2x2 pool per entry
     hidden: int = 512  # width of both projection MLPs
@@ -31,18 +32,19 @@ class ClapConfig:
     time_pool: int = 2  # average pairs of frames first: 31 frames/s is plenty for "what sound is this"
     init_temperature: float = 0.07  # CLIP's starting temperature
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
+    limits: ClassVar[dict] = {
+        "n_mels": Range(8, 512), "channels": Range(1, 2048, count=(1, 8)), "hidden": Range(1, 8192),
+        "embed_dim": Range(1, 4096), "text_dim": Range(1, 8192), "crop_frames": Range(8, 100_000),
+        "time_pool": Range(1, 16), "init_temperature": Range(1e-4, 1.0),
+    }
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClapConfig":
-        known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        if "channels" in d:
-            d["channels"] = tuple(d["channels"])
-        return cls(**d)
+    def check_relations(self) -> None:
+        if self.n_mels < 2 ** len(self.channels):  # each stage halves the bins too
+            self.fail("channels", f"{len(self.channels)} stages halve {self.n_mels} mel bins below one")
+        shortest = self.time_pool * 2 ** len(self.channels)  # the input pool and one 2x pool per stage
+        if self.crop_frames < shortest:
+            self.fail("crop_frames", f"{self.crop_frames} is too short for {len(self.channels)} pooling stages; "
+                                     f"at least {shortest}")
 
 
 class AudioEncoder(nn.Module):

@@ -11,34 +11,34 @@ v = sqrt(a_t) eps - sqrt(1 - a_t) x0.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from maa.core.config import ConfigMixin, OneOf, Range
 from maa.core.errors import MaaError
 
 
 @dataclass
-class DiffusionConfig:
+class DiffusionConfig(ConfigMixin):
     num_steps: int = 1000
     beta_start: float = 0.00085
     beta_end: float = 0.0120
     prediction: str = "eps"  # "eps" or "v"
     scale_factor: float = 1.0  # latents are multiplied by this before diffusion (1 / std of training latents)
     cond_drop: float = 0.1  # share of training captions replaced by "" (classifier-free guidance)
+    # Sampling timesteps: "maa" (samplers.timesteps, ending at the clean point), or "official":
+    # Make-An-Audio's DDIM grid range(0, T, T // n) + 1 whose last step goes to a_0, not to 1.
+    timestep_grid: str = "maa"
 
-    def __post_init__(self):
-        if self.prediction not in ("eps", "v"):
-            raise MaaError(f"--prediction {self.prediction!r}: choose eps or v")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DiffusionConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    # the official schedule is 1000 steps, betas 0.00085-0.012, scale factor ~0.2 (SD's 0.18215)
+    limits: ClassVar[dict] = {
+        "num_steps": Range(1, 100_000), "beta_start": Range(1e-8, 0.5), "beta_end": Range(1e-8, 0.999),
+        "prediction": OneOf("eps", "v"), "scale_factor": Range(1e-4, 1e4), "cond_drop": Range(0.0, 1.0),
+        "timestep_grid": OneOf("maa", "official"),
+    }
 
 
 def alphas_cumprod(cfg: DiffusionConfig) -> torch.Tensor:

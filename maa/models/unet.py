@@ -5,6 +5,10 @@ Shape of the paper's model (`base`): 4-channel latents, 320 channels, channel mu
 (one downsampling), 2 ResNet blocks per level, a transformer of depth 1 with 8 heads at both
 levels and in the middle. The text context width (`context_dim`) comes from the text encoder.
 
+The official Make-An-Audio UNet (`maa convert`) is this one with coords off, context_dim 1024,
+GroupNorm eps 1e-5 in the ResNet blocks and the output norm (norm_eps), and no cross-attention
+mask (context_mask False: every context token, padding included, is attended to).
+
 Any latent size works: odd sizes are handled by resizing the upsampled map to its skip's size,
 so every duration rounded to whole latent frames can be generated.
 """
@@ -12,18 +16,20 @@ so every duration rounded to whole latent frames can be generated.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from maa.core.config import ConfigMixin, Range
 from maa.core.errors import MaaError
 
 
 @dataclass
-class UNetConfig:
+class UNetConfig(ConfigMixin):
     in_channels: int = 4
     out_channels: int = 4
     channels: int = 320
@@ -40,14 +46,33 @@ class UNetConfig:
     # attention are shift-invariant, so without them the middle of a latent cannot tell the start
     # of a clip from its end and "A, then B" cannot be learned. False: configs saved before them.
     coords: bool = False
+    # GroupNorm eps of the ResNet blocks and the output norm (the transformers' norm keeps 1e-6).
+    # The official Make-An-Audio weights were trained with 1e-5 there.
+    norm_eps: float = 1e-6
+    # False: cross-attention sees every context token, padding included, as the official model does.
+    context_mask: bool = True
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    # Checked before anything is built (a config asking for 2048 channels took 9.4 GB before
+    # failing). The ranges hold the paper's `base` and the official Make-An-Audio v1 UNet (320
+    # channels, mult up to 1-2-4-4, 8 heads, depth 1, context 1024) with room to spare.
+    limits: ClassVar[dict] = {
+        "in_channels": Range(1, 64), "out_channels": Range(1, 64), "channels": Range(8, 1024),
+        "channel_mult": Range(1, 8, count=(1, 6)), "num_res_blocks": Range(1, 8),
+        "attn_levels": Range(0, 5, count=(0, 6)), "num_heads": Range(1, 64), "transformer_depth": Range(1, 16),
+        "context_dim": Range(1, 8192), "norm_groups": Range(1, 128), "dropout": Range(0.0, 1.0),
+        "norm_eps": Range(1e-12, 0.1),
+    }
+    max_width: ClassVar[int] = 4096  # channels x the largest mult (official: 1280)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "UNetConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known})
+    def check_relations(self) -> None:
+        widths = [self.channels * m for m in self.channel_mult]
+        if max(widths) > self.max_width:
+            self.fail("channel_mult", f"{list(self.channel_mult)} x {self.channels} channels gives {max(widths)} "
+                                      f"channels at the widest level; at most {self.max_width}")
+        # every level with a transformer, and the middle (always one, at the last level's width)
+        for lvl in sorted({*(a for a in self.attn_levels if a < len(widths)), len(widths) - 1}):
+            if widths[lvl] % self.num_heads:
+                self.fail("num_heads", f"{self.num_heads} does not divide the {widths[lvl]} channels of level {lvl}")
 
 
 PRESETS: dict[str, UNetConfig] = {
@@ -77,8 +102,8 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return F.pad(emb, (0, dim % 2))
 
 
-def _norm(c: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(groups, c), c, eps=1e-6)
+def _norm(c: int, groups: int, eps: float = 1e-6) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(groups, c), c, eps=eps)
 
 
 def _zero(m: nn.Module) -> nn.Module:
@@ -89,11 +114,11 @@ def _zero(m: nn.Module) -> nn.Module:
 
 
 class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, temb: int, groups: int, dropout: float):
+    def __init__(self, cin: int, cout: int, temb: int, groups: int, dropout: float, eps: float = 1e-6):
         super().__init__()
-        self.norm1, self.conv1 = _norm(cin, groups), nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm1, self.conv1 = _norm(cin, groups, eps), nn.Conv2d(cin, cout, 3, padding=1)
         self.temb = nn.Linear(temb, cout)
-        self.norm2, self.drop = _norm(cout, groups), nn.Dropout(dropout)
+        self.norm2, self.drop = _norm(cout, groups, eps), nn.Dropout(dropout)
         self.conv2 = _zero(nn.Conv2d(cout, cout, 3, padding=1))
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
@@ -174,7 +199,7 @@ class Level(nn.Module):
 
     def __init__(self, cin: int, cout: int, cfg: UNetConfig, temb: int, attn: bool):
         super().__init__()
-        self.res = ResBlock(cin, cout, temb, cfg.norm_groups, cfg.dropout)
+        self.res = ResBlock(cin, cout, temb, cfg.norm_groups, cfg.dropout, cfg.norm_eps)
         self.attn = (SpatialTransformer(cout, cfg.num_heads, cfg.transformer_depth, cfg.context_dim, cfg.norm_groups)
                      if attn else None)
 
@@ -186,6 +211,7 @@ class Level(nn.Module):
 class UNet(nn.Module):
     def __init__(self, cfg: UNetConfig):
         super().__init__()
+        cfg.check()  # again: a dataclass field may have been set after construction
         self.cfg = cfg
         ch, temb = cfg.channels, cfg.channels * 4
         self.time_mlp = nn.Sequential(nn.Linear(ch, temb), nn.SiLU(), nn.Linear(temb, temb))
@@ -205,7 +231,7 @@ class UNet(nn.Module):
                 skips.append(c)
 
         self.mid1 = Level(c, c, cfg, temb, attn=True)
-        self.mid2 = ResBlock(c, c, temb, cfg.norm_groups, cfg.dropout)
+        self.mid2 = ResBlock(c, c, temb, cfg.norm_groups, cfg.dropout, cfg.norm_eps)
 
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
@@ -215,7 +241,7 @@ class UNet(nn.Module):
                 c = ch * mult
             self.upsample.append(nn.Conv2d(c, c, 3, padding=1) if lvl > 0 else nn.Identity())
 
-        self.norm_out = _norm(c, cfg.norm_groups)
+        self.norm_out = _norm(c, cfg.norm_groups, cfg.norm_eps)
         self.conv_out = _zero(nn.Conv2d(c, cfg.out_channels, 3, padding=1))
 
     def _run(self, block, *args):
@@ -227,6 +253,8 @@ class UNet(nn.Module):
         """x (B, C, H, W) noisy latents, t (B,) timesteps, context (B, L, D) text tokens, mask (B, L) bool."""
         if t.dim() == 0:
             t = t.expand(x.shape[0])
+        if not self.cfg.context_mask:
+            mask = None
         temb = self.time_mlp(timestep_embedding(t, self.cfg.channels).to(x.dtype))
         h = self.conv_in(torch.cat([x, position_maps(x)], dim=1) if self.cfg.coords else x)
         skips = [h]

@@ -10,6 +10,10 @@ both axes: 80 x 624 -> 4 x 10 x 78 (base, as in the paper).
 Input scaling: mels (log10 magnitude, about [-5, 1.5]) are mapped to about [-1, 1] by a fixed
 affine map before the encoder and back after the decoder, so losses are in log-mel units.
 
+The official Make-An-Audio VAE (`maa convert`) differs in three config fields: no affine
+(mel_center 0, mel_scale 1: it takes raw log10 mels), right/bottom-only padding before each
+stride-2 conv (down_pad "right"), and 1x1 `quant_conv`/`post_quant_conv` around the latent.
+
 Length rules: the frame count must be a multiple of 8 for `encode`/`decode`; `encode_mel`
 right-pads any other length with silence (-5, the log floor) up to the next multiple of 8, and
 `reconstruct` crops the decoded mel back to the input's length. The 80 bins are fixed by the
@@ -19,13 +23,15 @@ config (n_mels must be divisible by 8).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maa.core.config import ConfigMixin, OneOf, Range
 from maa.core.errors import MaaError
 from maa.core.mel import MEL_MIN
 
@@ -33,7 +39,7 @@ MEL_CENTER, MEL_SCALE = -1.75, 3.25  # [-5, 1.5] -> [-1, 1]
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(ConfigMixin):
     n_mels: int = 80
     ch: int = 128
     ch_mult: tuple[int, ...] = (1, 2, 2, 4)  # len - 1 downsamplings: 4 levels -> 8x
@@ -42,19 +48,34 @@ class VAEConfig:
     z_channels: int = 4
     norm_groups: int = 32
     dropout: float = 0.0
+    # Options for the official Make-An-Audio VAE (maa convert); the defaults are maa's own VAE.
+    mel_center: float = MEL_CENTER  # encoder input (mel - center) / scale, decoder output inverted; official 0, 1
+    mel_scale: float = MEL_SCALE
+    down_pad: str = "same"  # stride-2 convs: "same" pads 1 on every side, "right" pads right/bottom only (official)
+    quant_conv: bool = False  # 1x1 convs after the encoder and before the decoder (official)
 
     @property
     def factor(self) -> int:
         return 2 ** (len(self.ch_mult) - 1)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    # Checked before anything is built; the ranges hold the paper's / official VAE (ch 128, mult
+    # 1-2-2-4, 2 blocks, 512 channels at the widest) with room to spare.
+    limits: ClassVar[dict] = {
+        "n_mels": Range(8, 512), "ch": Range(4, 512), "ch_mult": Range(1, 8, count=(1, 6)),
+        "num_res_blocks": Range(1, 8), "attn_levels": Range(0, 5, count=(0, 6)), "z_channels": Range(1, 64),
+        "norm_groups": Range(1, 128), "dropout": Range(0.0, 1.0), "mel_center": Range(-100.0, 100.0),
+        "mel_scale": Range(1e-3, 1e3), "down_pad": OneOf("same", "right"),
+    }
+    max_width: ClassVar[int] = 2048  # ch x the largest mult (official: 512)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "VAEConfig":
-        known = {f.name for f in fields(cls)}
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
-        return cls(**kw)
+    def check_relations(self) -> None:
+        widest = self.ch * max(self.ch_mult)
+        if widest > self.max_width:
+            self.fail("ch_mult", f"{list(self.ch_mult)} x ch {self.ch} gives {widest} channels at the widest level; "
+                                 f"at most {self.max_width}")
+        if self.n_mels % self.factor:
+            self.fail("n_mels", f"{self.n_mels} is not divisible by the downsampling factor {self.factor} "
+                                f"({len(self.ch_mult)} levels)")
 
 
 PRESETS: dict[str, VAEConfig] = {
@@ -108,17 +129,22 @@ class Attention(nn.Module):
     def forward(self, x):
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)
-        out = F.scaled_dot_product_attention(q, k, v)  # (b, hw, c)
+        if q.is_cuda:  # the fused (flash / memory-efficient) kernels take only (b, heads, L, d); 3-D runs the O(L^2) math one
+            out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        else:  # on the CPU the 3-D call, so CPU results stay bit-identical to earlier versions
+            out = F.scaled_dot_product_attention(q, k, v)  # (b, hw, c)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
 class Down(nn.Module):
-    def __init__(self, c: int):
+    def __init__(self, c: int, pad: str = "same"):
         super().__init__()
-        self.conv = nn.Conv2d(c, c, 3, stride=2, padding=1)
+        self.right = pad == "right"
+        self.conv = nn.Conv2d(c, c, 3, stride=2, padding=0 if self.right else 1)
 
     def forward(self, x):
-        return self.conv(x)
+        # "right": the sampling grid starts at the first pixel, one pixel left of "same"'s
+        return self.conv(F.pad(x, (0, 1, 0, 1)) if self.right else x)
 
 
 class Up(nn.Module):
@@ -149,7 +175,7 @@ class Encoder(nn.Module):
                 if level in cfg.attn_levels:
                     layers.append(Attention(c, g))
             if level < len(chans) - 1:
-                layers.append(Down(c))
+                layers.append(Down(c, cfg.down_pad))
         self.down = nn.Sequential(*layers)
         self.mid = _mid(c, cfg)
         self.norm_out = _norm(c, g)
@@ -216,11 +242,13 @@ class Posterior:
 class SpecVAE(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
-        if cfg.n_mels % cfg.factor:
-            raise MaaError(f"VAE config: n_mels {cfg.n_mels} is not divisible by the downsampling factor {cfg.factor}")
+        cfg.check()  # again: a dataclass field may have been set after construction
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+        if cfg.quant_conv:
+            self.quant_conv = nn.Conv2d(2 * cfg.z_channels, 2 * cfg.z_channels, 1)
+            self.post_quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, 1)
 
     @property
     def factor(self) -> int:
@@ -238,13 +266,18 @@ class SpecVAE(nn.Module):
 
     def encode(self, mel: torch.Tensor) -> Posterior:
         """(B, 80, T) or (B, 1, 80, T) log-mel, T % 8 == 0 -> posterior over (B, C, 80/8, T/8)."""
-        x = (self._check(mel) - MEL_CENTER) / MEL_SCALE
-        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        x = (self._check(mel) - self.cfg.mel_center) / self.cfg.mel_scale
+        moments = self.encoder(x)
+        if self.cfg.quant_conv:
+            moments = self.quant_conv(moments)
+        mean, logvar = moments.chunk(2, dim=1)
         return Posterior(mean, logvar.clamp(-30.0, 20.0))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, C, 10, T/8) -> (B, 1, 80, T) log-mel."""
-        return self.decoder(z) * MEL_SCALE + MEL_CENTER
+        if self.cfg.quant_conv:
+            z = self.post_quant_conv(z)
+        return self.decoder(z) * self.cfg.mel_scale + self.cfg.mel_center
 
     def forward(self, mel: torch.Tensor, sample: bool = True):
         post = self.encode(mel)

@@ -28,12 +28,14 @@ Griffin-Lim; the raw network, trained for minutes on a CPU, does not (benchmarks
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maa.core.config import ConfigMixin, Range
 from maa.core.errors import MaaError
 
 VOCOS_KIND = "vocos"
@@ -41,7 +43,7 @@ WEIGHTS = "generator"  # RUN/vocoder/generator.safetensors is all inference need
 
 
 @dataclass(frozen=True)
-class VocoderConfig:
+class VocoderConfig(ConfigMixin):
     # generator
     n_mels: int = 80
     dim: int = 256
@@ -69,17 +71,26 @@ class VocoderConfig:
     # data
     segment_frames: int = 32  # mel frames per training crop (32 -> 0.51 s)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    # Vocos' own sizes (dim 512-768, 8-12 layers) and HiFi-GAN's discriminators fit with room to spare
+    limits: ClassVar[dict] = {
+        "n_mels": Range(8, 512), "dim": Range(8, 2048), "intermediate": Range(8, 8192), "layers": Range(1, 64),
+        "kernel": Range(1, 63), "n_fft": Range(16, 16384), "hop": Range(1, 4096), "sample_rate": Range(1000, 192_000),
+        "refine": Range(0, 1000), "max_log_mag": Range(0.0, 30.0), "mpd_periods": Range(1, 64, count=(0, 16)),
+        "mpd_channels": Range(1, 2048, count=(1, 8)), "mrd_resolutions": Range(1, 16384, count=(0, 8)),
+        "mrd_channels": Range(1, 1024), "lambda_mel": Range(0.0, 1e4), "lambda_stft": Range(0.0, 1e4),
+        "lambda_fm": Range(0.0, 1e4), "lambda_adv": Range(0.0, 1e4), "stft_resolutions": Range(1, 16384, count=(0, 8)),
+        "disc_start": Range(0, 10**12), "lr_half_life": Range(0, 10**12), "segment_frames": Range(1, 100_000),
+    }
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "VocoderConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        kw = {k: v for k, v in d.items() if k in known}
-        for k, v in kw.items():  # JSON turns tuples into lists; keep the dataclass hashable
-            if isinstance(v, list):
-                kw[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
-        return cls(**kw)
+    def check_relations(self) -> None:
+        if self.kernel % 2 == 0:
+            self.fail("kernel", f"{self.kernel} is even; an odd kernel keeps the frame count")
+        if self.hop > self.n_fft:
+            self.fail("hop", f"{self.hop} is longer than n_fft {self.n_fft}")
+        for name in ("mrd_resolutions", "stft_resolutions"):
+            for n_fft, hop, win in getattr(self, name):
+                if win > n_fft or hop > n_fft:
+                    self.fail(name, f"[{n_fft}, {hop}, {win}]: hop and window must not exceed n_fft")
 
 
 PRESETS: dict[str, VocoderConfig] = {

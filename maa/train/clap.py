@@ -15,6 +15,7 @@ InfoNCE targets; clips without labels are grouped by caption.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,23 +24,20 @@ import torch
 
 from maa.core.errors import MaaError
 from maa.core.mel import DEFAULT as MEL_DEFAULT
-from maa.core.mel import MEL_MIN, mel_spectrogram
+from maa.core.mel import MEL_MIN
 from maa.data.caption import label_captions, label_text
-from maa.models.clap import MaaClap, fit_mel, info_nce
+from maa.models.clap import ClapConfig, MaaClap, fit_mel, info_nce
 from maa.train.loop import TrainConfig, adamw, autocast, backward_step
+from maa.train.run import Reporter, RunOptions
 
 ZERO_SHOT_TEMPLATE = "the sound of {}"
 
 
 def clip_mel(row: dict, max_seconds: float = 30.0) -> np.ndarray:
-    """The (80, T) log-mel of a row: its `mel` file if any, else computed from its audio."""
-    if row.get("mel"):
-        from maa.data.mels import load_mel
+    """The (80, T) float32 log-mel of a row: its `mel` file if any, else computed from its audio."""
+    from maa.data.mels import row_mel
 
-        return np.asarray(load_mel(row["mel"]), dtype=np.float32)
-    from maa.core.audio import load_audio
-
-    return mel_spectrogram(load_audio(row["audio"], max_seconds=max_seconds)).numpy()
+    return np.asarray(row_mel(row, max_seconds=max_seconds), dtype=np.float32)
 
 
 def load_mels(rows: Sequence[dict], progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
@@ -220,3 +218,124 @@ def measure(scorer, rows: Sequence[dict], mels: Sequence[np.ndarray], classes: l
             out.update({f"class_{k}": v for k, v in retrieval(text, audio, rel).items()})
     return out
 
+
+
+# ----------------------------------------------------------------------------- `maa train-clap`
+
+
+@dataclass(kw_only=True)
+class ClapTrainOptions(RunOptions):
+    """Everything `maa train-clap` takes; the defaults are the command's."""
+
+    manifest: str
+    val_fraction: float = 0.1
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 50
+    cosine: bool = True
+    frames: int = 192
+    channels: str = "32,64,128,256"
+    embed_dim: int = 256
+    text_encoder: str = "minilm"
+    ckpt_every: int = 500
+    val_every: int = 200
+    log_every: int = 25
+
+
+def clap_folder(path: str | Path) -> Path:
+    """The clap/ folder of a RUN or model folder, or the folder itself when it is one."""
+    p = Path(path).expanduser()
+    return p / "clap" if (p / "clap" / "config.json").exists() else p
+
+
+def _read_clap_config(folder: Path, what: str) -> ClapConfig:
+    import json
+
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        cfg = {}
+    if cfg.get("kind") != "maa-clap" or "model" not in cfg:
+        raise MaaError(f"{what}: not a maa-clap folder (pass RUN or RUN/clap of `maa train-clap`)")
+    return ClapConfig.from_dict(cfg["model"])
+
+
+def _texted(src: str) -> list[dict]:
+    from maa.core.manifest import read_manifest
+
+    return [r for r in read_manifest(src) if r.get("caption") or r.get("labels")]
+
+
+def train_clap(o: ClapTrainOptions, ui: Reporter | None = None) -> dict:
+    """`maa train-clap`: the run-folder rule, --init / the run's own architecture, clips and texts
+    embedded once, the loop, then held-out zero-shot and retrieval figures. Returns the final metrics."""
+    from maa.core.checkpoint import load_weights, num_params
+    from maa.core.manifest import split_holdout
+    from maa.infer.scoring import MaaClapScorer
+    from maa.models.text import load_text_encoder
+    from maa.train.loop import seed_everything, train
+    from maa.train.run import begin
+
+    ui = ui or Reporter()
+    try:
+        widths = tuple(int(c) for c in o.channels.split(","))
+    except ValueError:
+        raise MaaError(f"--channels {o.channels!r}: want widths separated by commas, e.g. 32,64,128,256") from None
+    shortest = ClapConfig().time_pool * 2 ** len(widths)  # the input pool and one 2x pool per CNN stage
+    if o.frames < shortest:
+        raise MaaError(f"--frames {o.frames}: too short for {len(widths)} pooling stages; use at least {shortest}")
+    if o.batch_size < 2:
+        raise MaaError(f"--batch-size {o.batch_size}: maa-clap needs at least 2 (the in-batch negatives)")
+    run = begin(o, ui, seed=False)
+    out_dir, init = Path(o.out_dir), None
+    cfg = ClapConfig(channels=widths, embed_dim=o.embed_dim, text_encoder=o.text_encoder, crop_frames=o.frames)
+    if run.start.resume and (out_dir / "clap" / "config.json").exists():
+        cfg = _read_clap_config(out_dir / "clap", str(out_dir / "clap"))  # the run's own architecture wins
+    elif o.init is not None:
+        init = clap_folder(o.init)
+        cfg = _read_clap_config(init, f"--init {o.init}")  # its architecture and text encoder
+    frames = cfg.crop_frames
+
+    rows = _texted(o.manifest)
+    if not rows:
+        raise MaaError(f"{o.manifest}: no clip has a caption or labels; maa-clap learns from text paired with audio")
+    if o.val:
+        val_rows = _texted(o.val)
+    else:
+        rows, val_rows = split_holdout(rows, o.val_fraction, min_rows=10)
+
+    encoder = load_text_encoder(cfg.text_encoder, device=str(run.device))
+    if encoder.dim != cfg.text_dim:
+        cfg.text_dim = encoder.dim
+    with ui.bar(len(rows) + len(val_rows), "read clips", disable=o.quiet or not run.main) as bar:
+        mels = load_mels(rows, bar.update)
+        val_mels = load_mels(val_rows, bar.update)
+    texts = all_texts(rows + val_rows)
+    table = embed_texts(encoder, texts)
+    groups = {g: i for i, g in enumerate(dict.fromkeys(row_group(r) for r in rows + val_rows))}
+    train_set = PairedClips(rows, mels, table, frames, groups, augment=True)
+    val_set = PairedClips(val_rows, val_mels, table, frames, groups, augment=False) if val_rows else None
+
+    seed_everything(o.seed)
+    model = MaaClap(cfg)
+    if init is not None:
+        load_weights(init, {"model": model})
+    classes = class_names(rows)
+    task = ClapTask(model, classes, cosine=o.cosine)
+    if run.main:
+        ui.info(f"maa-clap: {num_params(model) / 1e6:.2f} M trainable parameters"
+                f"{f' (from {o.init})' if init is not None else ''}; {len(rows)} training clips, {len(val_rows)} held "
+                f"out, {len(texts)} distinct texts, {len(classes)} classes; device: {run.describe_device()}")
+    tcfg = o.train_config(run.device, weight_decay=o.weight_decay,
+                          max_val_batches=max(1, -(-len(val_rows) // o.batch_size)))
+    final = train(task, train_set, val_set, tcfg, resume=run.start.resume)
+    if not run.main:
+        return final
+    if val_rows:
+        scorer = MaaClapScorer(out_dir / "clap", device=str(run.device))
+        final.update({f"heldout_{k}": v for k, v in measure(scorer, val_rows, val_mels, class_names(rows + val_rows)).items()})
+    final["model"] = str(out_dir / "clap")
+    ui.info(f"wrote {out_dir / 'clap'}; use it as --scorer maa-clap:{out_dir / 'clap'}")
+    return final

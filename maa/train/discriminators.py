@@ -13,13 +13,15 @@ like with like.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from maa.core.config import ConfigMixin, Range
 from maa.models.vocos import VocoderConfig
 
 
@@ -100,19 +102,15 @@ def multi_resolution(cfg: VocoderConfig) -> MultiDiscriminator:
 
 
 @dataclass
-class DiscConfig:
+class DiscConfig(ConfigMixin):
     windows: tuple[int, ...] = (32, 64, 128)
     channels: int = 128
     layers: int = 3
     dropout: float = 0.25
     spectral_norm: bool = False
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DiscConfig":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    limits: ClassVar[dict] = {"windows": Range(1, 4096, count=(1, 8)), "channels": Range(1, 1024),
+                              "layers": Range(1, 16), "dropout": Range(0.0, 1.0)}
 
 
 class WindowDiscriminator(nn.Module):

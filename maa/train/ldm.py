@@ -30,6 +30,7 @@ from maa.models.diffusion import (
     measure_scale_factor,
 )
 from maa.models.unet import UNet, UNetConfig
+from maa.train.run import Reporter, RunOptions
 
 # ----------------------------------------------------------------------------- data
 
@@ -49,30 +50,18 @@ class CaptionedMels(torch.utils.data.Dataset):
                  latent_shape: tuple[int, int] = (4, 10), reprogrammer=None, reprogram_prob: float = 0.0,
                  pool: "CaptionedMels | None" = None):
         from maa.core.manifest import caption_of
+        from maa.data.mels import RowMels
 
         self.rows, self.frames = rows, frames
         self.captions = [caption_of(r) or "" for r in rows]
         self.latents, self.latent_shape = latents, latent_shape
         self.reprogrammer, self.reprogram_prob, self.pool = reprogrammer, reprogram_prob, pool
-        self._mels: dict[int, np.ndarray] = {}
+        self._mels = RowMels(rows)  # float16 in memory: the demo corpus fits many times over
 
     def __len__(self):
         return len(self.rows)
 
     def mel(self, i: int) -> np.ndarray:
-        if i not in self._mels:
-            row = self.rows[i]
-            if row.get("mel"):
-                from maa.data.mels import load_mel
-
-                m = np.asarray(load_mel(row["mel"]), dtype=np.float32)
-            else:
-                from maa.core.audio import load_audio
-
-                m = mel_spectrogram(load_audio(row["audio"], max_seconds=60.0)).numpy()
-            if not np.isfinite(m).all():
-                raise MaaError(f"{row.get('mel') or row['audio']}: NaN or infinite mel values; recompute it")
-            self._mels[i] = m.astype(np.float16)  # the demo corpus fits in memory many times over
         return self._mels[i]
 
     def _zeros_latent(self):
@@ -80,7 +69,7 @@ class CaptionedMels(torch.utils.data.Dataset):
         return torch.zeros(c, h, self.frames // 8)
 
     def get(self, i: int, rng: np.random.Generator | None) -> dict:
-        from maa.data.mels import tile_crop
+        from maa.data.mels import random_crop
 
         if self.pool is not None and rng is not None and rng.random() < self.reprogram_prob:
             return self.pool.get(int(rng.integers(len(self.pool))), rng)  # a composition written in advance
@@ -94,12 +83,7 @@ class CaptionedMels(torch.utils.data.Dataset):
             start = int(rng.integers(0, z.shape[-1] - w + 1)) if rng is not None else 0
             return {"mel": torch.zeros(1, MEL.n_mels, self.frames), "latent": z[..., start:start + w].float(), "cached": True,
                     "caption": self.captions[i]}
-        m = self.mel(i)
-        t = m.shape[1]
-        start = 0
-        if rng is not None:
-            start = int(rng.integers(0, max(t - self.frames, 0) + 1 if t >= self.frames else t))
-        mel = torch.from_numpy(tile_crop(m, self.frames, start).astype(np.float32))[None]
+        mel = random_crop(self.mel(i), self.frames, rng)
         return {"mel": mel, "latent": self._zeros_latent(), "cached": False, "caption": self.captions[i]}
 
     def __getitem__(self, i: int) -> dict:
@@ -346,10 +330,10 @@ def init_from(path: str | Path, unet: UNet, cfg: dict | None = None) -> dict:
 
     `unet` may add the position maps the saved one lacks: their input weights start at zero, so
     at step 0 the network computes exactly what the saved one did."""
-    from safetensors.torch import load_file
+    from maa.core.checkpoint import load_safetensors
 
     d, cfg = ldm_dir_of(path), cfg or read_init_config(path)
-    state = {k: v.float() for k, v in load_file(str(d / cfg.get("weights", "unet.safetensors"))).items()}
+    state = {k: v.float() for k, v in load_safetensors(d / cfg.get("weights", "unet.safetensors")).items()}
     w, own = state.get("conv_in.weight"), unet.conv_in.weight
     if w is not None and w.shape[1] < own.shape[1] and w.shape[0] == own.shape[0]:
         state["conv_in.weight"] = torch.cat([w, w.new_zeros(w.shape[0], own.shape[1] - w.shape[1], *w.shape[2:])], 1)
@@ -372,3 +356,145 @@ def copy_companions(init: str | Path, run_dir: Path, names: tuple[str, ...] = ("
             done.append(name)
     return done
 
+
+
+# ----------------------------------------------------------------------------- `maa train-ldm`
+
+
+@dataclass(kw_only=True)
+class LDMTrainOptions(RunOptions):
+    """Everything `maa train-ldm` takes; the defaults are the command's."""
+
+    manifest: str
+    vae_dir: Path
+    preset: str = "small"
+    channels: int = 0  # 0: the preset's
+    text_encoder: str = "minilm"
+    prediction: str = "eps"
+    steps: int = 20000
+    batch_size: int = 16
+    duration: float = 10.0
+    cond_drop: float = 0.1
+    reprogram_prob: float = 0.0
+    reprogram_pool: str | None = None
+    cache_latents: bool = False
+    val_fraction: float = 0.05
+    ema: float | None = 0.999
+    grad_checkpoint: bool = False
+
+
+def _captioned(src: str, ui: Reporter, main: bool) -> list[dict]:
+    from maa.core.manifest import caption_of, read_manifest
+
+    rows = read_manifest(src)
+    good = [r for r in rows if caption_of(r)]
+    if len(good) < len(rows) and main:
+        ui.warn(f"{src}: {len(rows) - len(good)} rows have neither caption nor labels; skipped "
+                "(caption them with `maa caption`)")
+    if not good:
+        raise MaaError(f"{src}: no row has a caption or labels; the LDM learns from text-audio pairs")
+    return good
+
+
+def train_ldm(o: LDMTrainOptions, ui: Reporter | None = None) -> dict:
+    """`maa train-ldm`: the run-folder rule, resume/--init precedence, text and latent caches,
+    reprogramming, the scale factor, then the loop. Returns the final metrics."""
+    from maa.core.checkpoint import num_params, read_config, sha256_file
+    from maa.core.manifest import caption_of, split_holdout
+    from maa.core.mel import frames_for_duration, seconds_for_frames
+    from maa.models.unet import preset as unet_preset
+    from maa.models.vae import load_vae
+    from maa.train.loop import train
+    from maa.train.run import begin
+    from maa.train.text_cache import CachedTextEncoder, load_text_cache, save_text_cache
+
+    ui = ui or Reporter()
+    if not 0.0 <= o.reprogram_prob <= 1.0:
+        raise MaaError(f"--reprogram-prob {o.reprogram_prob}: must lie in [0, 1]")
+    if o.reprogram_pool and o.reprogram_prob <= 0:
+        raise MaaError("--reprogram-pool: also pass --reprogram-prob (the share of examples drawn from the pool), e.g. 0.3")
+    if not 0.0 <= o.cond_drop < 1.0:
+        raise MaaError(f"--cond-drop {o.cond_drop}: must lie in [0, 1)")
+    run = begin(o, ui)
+    out_dir, d = Path(o.out_dir), run.dist
+    own = out_dir / "ldm" / "config.json"
+    saved = read_config(out_dir / "ldm") if run.start.resume and own.exists() else None  # the run's own settings win
+    icfg = read_init_config(o.init) if o.init is not None and saved is None else None  # resuming ignores --init
+    for cfg, what in ((saved, "--resume: the run was trained"), (icfg, f"--init {o.init}: trained")):
+        if cfg is not None and cfg.get("text_encoder") != o.text_encoder:
+            raise MaaError(f"{what} with --text-encoder {cfg.get('text_encoder')}; pass that")
+
+    rows = _captioned(o.manifest, ui, d.main)
+    if o.val:
+        val_rows = _captioned(o.val, ui, d.main)
+    else:
+        rows, val_rows = split_holdout(rows, o.val_fraction)
+    pool_rows = _captioned(o.reprogram_pool, ui, d.main) if o.reprogram_pool else []
+
+    frames = frames_for_duration(o.duration)
+    vae = load_vae(o.vae_dir, run.device)
+    # every caption known up front is encoded once and kept in RUN/cache/: reruns (and machines
+    # without the encoder's weights) skip the text encoder; only fresh compositions need it
+    text_cache = out_dir / "cache" / "text.safetensors"
+    text = CachedTextEncoder(o.text_encoder, load_text_cache(text_cache, o.text_encoder), device=str(run.device))
+    if text.add([""] + [caption_of(r) for r in rows + pool_rows + val_rows]) and d.main:
+        save_text_cache(text_cache, o.text_encoder, text.table)
+    unet_cfg = unet_preset(o.preset, context_dim=text.dim, in_channels=vae.cfg.z_channels,
+                           out_channels=vae.cfg.z_channels, grad_checkpoint=o.grad_checkpoint,
+                           **({"channels": o.channels} if o.channels else {}))
+    dcfg = DiffusionConfig(prediction=o.prediction, cond_drop=o.cond_drop)
+    if saved is not None:
+        unet_cfg, dcfg = UNetConfig.from_dict(saved["unet"]), DiffusionConfig.from_dict(saved["diffusion"])
+        frames = saved.get("train_frames", frames)
+    elif icfg is not None:
+        # new runs always get the position maps; init_from zero-initialises them if the model lacks them
+        unet_cfg = UNetConfig.from_dict({**icfg["unet"], "coords": True, "grad_checkpoint": o.grad_checkpoint})
+        dcfg = DiffusionConfig.from_dict({**icfg["diffusion"], "cond_drop": o.cond_drop})
+        if unet_cfg.in_channels != vae.cfg.z_channels:
+            raise MaaError(f"--init {o.init}: its UNet takes {unet_cfg.in_channels}-channel latents, the VAE "
+                           f"{o.vae_dir} makes {vae.cfg.z_channels}; pass the VAE it was trained with")
+
+    reprogrammer = None
+    if o.reprogram_prob > 0 and not o.reprogram_pool:
+        from maa.data.reprogram import ComposeConfig, Reprogrammer, load_events
+
+        problems = []
+        with ui.bar(len(rows), "load events", disable=o.quiet or not d.main) as bar:
+            events = load_events(rows, on_problem=problems.append, progress=bar.update)
+        for p in problems[:5]:
+            ui.warn(p["reason"])
+        reprogrammer = Reprogrammer(events, ComposeConfig(duration=seconds_for_frames(frames)))
+
+    latent_shape = (vae.cfg.z_channels, vae.cfg.n_mels // vae.factor)
+    pool_set = CaptionedMels(pool_rows, frames, latent_shape=latent_shape) if pool_rows else None
+    train_set = CaptionedMels(rows, frames, latent_shape=latent_shape, reprogrammer=reprogrammer,
+                              reprogram_prob=o.reprogram_prob, pool=pool_set)
+    val_set = CaptionedMels(val_rows, frames, latent_shape=latent_shape) if val_rows else None
+    if o.cache_latents:
+        sets = {ns: ds for ns, ds in {"": train_set, "pool/": pool_set, "val/": val_set}.items() if ds is not None}
+        tag = {"vae": sha256_file(Path(o.vae_dir) / "vae.safetensors"), "frames": frames}
+        with ui.bar(sum(len(s.rows) for s in sets.values()), "encode latents", disable=o.quiet or not d.main) as bar:
+            cache_dataset_latents(vae, sets, out_dir / "cache" / "latents.safetensors", tag, write=d.main,
+                                  progress=bar.update)
+    if saved is None and icfg is None:
+        dcfg.scale_factor = measure_scale(vae, train_set)
+
+    task = LDMTask(LDMSetup(unet=unet_cfg, diffusion=dcfg, text_encoder=o.text_encoder, frames=frames), vae, text)
+    if icfg is not None:
+        init_from(o.init, task.unet, icfg)
+    if d.main:
+        copy_vae(o.vae_dir, out_dir)
+        if icfg is not None:
+            copy_companions(o.init, out_dir)
+        ui.info(f"train-ldm: {len(rows)} training clips, {len(val_rows)} held out; UNet "
+                f"{num_params(task.unet) / 1e6:.2f} M parameters ({f'from {o.init}' if icfg is not None else o.preset}); "
+                f"crops of {frames} mel frames ({seconds_for_frames(frames):.2f} s, latent "
+                f"{latent_shape[0]}x{latent_shape[1]}x{frames // vae.factor}); scale factor {dcfg.scale_factor:.4f}; "
+                f"text {text.name} ({text.dim}-d)"
+                + (f"; reprogramming {o.reprogram_prob:.0%}" if reprogrammer or pool_set else "")
+                + (f" from a pool of {len(pool_rows)}" if pool_set else "") + f"; device: {run.describe_device()}")
+    final = train(task, train_set, val_set, o.train_config(run.device), resume=run.start.resume)
+    if d.main:
+        ui.info(f"train-ldm: step {final['step']}, model folder {out_dir} (generate with `maa generate \"...\" "
+                f"--model {out_dir}`)" + (f"; held-out loss {final['val_loss']:.4f}" if "val_loss" in final else ""))
+    return final

@@ -23,7 +23,8 @@ all-reduce under torchrun and the optimizer step). The loop owns everything else
     crash between files never mixes steps. It is a plain tensor/dict file read back with
     torch.load(weights_only=True).
   * `train(..., resume=True)` continues exactly: on CPU an interrupted and resumed run
-    logs the same losses as an uninterrupted one (tests/test_trainer.py checks it).
+    logs the same losses as an uninterrupted one (tests/train/test_loop.py checks it). Whether
+    to resume is decided by maa.train.run.prepare_run (the `train-*` run-folder rule).
   * multi-GPU / multi-node: launch the same command under `torchrun`. Gradients are
     averaged across ranks inside `backward_step` (one flat all-reduce per optimizer step:
     plain data parallelism, like DDP without the bucketing, and it works for any number
@@ -54,15 +55,17 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, ClassVar, Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from maa.core.checkpoint import save_weights
+from maa.core.config import ConfigMixin, Range
+from maa.core.device import pick_device
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path, write_json_atomic
 
@@ -71,7 +74,7 @@ METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     out_dir: Path
     steps: int
     batch_size: int = 8  # per rank
@@ -90,10 +93,14 @@ class TrainConfig:
     warmup_steps: int = 0  # linear LR warm-up from 0 (applied by the loop to every optimizer)
     quiet: bool = False  # no progress bar
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["out_dir"] = str(self.out_dir)
-        return d
+    # a NaN learning rate or a zero interval would only fail (or train nothing) much later
+    limits: ClassVar[dict] = {
+        "steps": Range(0, 10**12), "batch_size": Range(1, 1 << 20), "lr": Range(0.0, 10.0),
+        "weight_decay": Range(0.0, 100.0), "grad_clip": Range(0.0, 1e9), "ema_decay": Range(0.0, 1.0),
+        "ckpt_every": Range(1, 10**12), "val_every": Range(1, 10**12), "log_every": Range(1, 10**12),
+        "seed": Range(0, 2**64 - 1), "num_workers": Range(0, 256), "max_val_batches": Range(0, 10**9),
+        "warmup_steps": Range(0, 10**12),
+    }
 
 
 class Task(Protocol):
@@ -141,7 +148,7 @@ def init_distributed(device: str) -> Dist:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); no-op otherwise."""
     d = dist_info()
     if d.world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
+        backend = "nccl" if pick_device(device).type == "cuda" else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(d.local_rank)
         torch.distributed.init_process_group(backend=backend)
@@ -149,13 +156,13 @@ def init_distributed(device: str) -> Dist:
 
 
 def resolve_device(device: str, d: Dist | None = None) -> torch.device:
+    """`auto` (CUDA when available, else CPU), cpu, cuda, cuda:N, checked; under torchrun each
+    process takes its LOCAL_RANK GPU whatever CUDA device was named."""
     d = d or dist_info()
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise MaaError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-        if d.enabled:  # one GPU per process under torchrun
-            return torch.device("cuda", d.local_rank)
-    return torch.device(device)
+    dev = pick_device(device)
+    if dev.type == "cuda" and d.enabled:  # one GPU per process under torchrun
+        return torch.device("cuda", d.local_rank)
+    return dev
 
 
 # ----------------------------------------------------------------------------- step helpers
@@ -440,7 +447,7 @@ def _load(modules, opts, emas, cfg: TrainConfig, device) -> _State:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise MaaError(f"{path}: cannot read the trainer state ({e}); delete it to start over") from None
+        raise MaaError(f"{path}: cannot read the trainer state ({e}); pass --fresh to start over") from None
     for k, m in modules.items():
         if k not in state["modules"]:
             raise MaaError(f"{path}: no weights for module {k!r}; it was written by a different model")

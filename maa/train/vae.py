@@ -14,12 +14,16 @@ trains from disc_start on. Not ported: the learned log-variance on the reconstru
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from maa.core.config import ConfigMixin, Range
+from maa.core.device import describe
+from maa.core.errors import MaaError
 from maa.core.io import atomic_path
 from maa.core.mel import DEFAULT as MEL_DEFAULT
 from maa.core.mel import MEL_MIN
@@ -31,10 +35,11 @@ from maa.train.discriminators import (
     hinge_g_loss,
 )
 from maa.train.loop import TrainConfig, autocast, backward_step
+from maa.train.run import Reporter, RunOptions
 
 
 @dataclass
-class VAELossConfig:
+class VAELossConfig(ConfigMixin):
     kl_weight: float = 1e-6
     disc_weight: float = 0.5
     disc_start: int = 50_001  # the paper's step; `maa train-vae` defaults to half the run
@@ -42,8 +47,8 @@ class VAELossConfig:
     fm_weight: float = 0.0  # feature matching off by default, as in the paper
     betas: tuple[float, float] = (0.5, 0.9)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    limits: ClassVar[dict] = {"kl_weight": Range(0.0, 1e6), "disc_weight": Range(0.0, 1e6), "disc_start": Range(0, 10**12),
+                              "fm_weight": Range(0.0, 1e6), "betas": Range(0.0, 0.9999)}
 
 
 def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last: torch.nn.Parameter) -> torch.Tensor:
@@ -200,3 +205,129 @@ def evaluate(vae: SpecVAE, dataset, device="cpu", batch_size: int = 8, band_mean
     return {"mel_l1": err / max(pixels, 1), "band_mean_l1": base / max(pixels, 1), "clips": len(items),
             "frames": pixels // (bm.numel() or 1), "per_clip": per_clip}
 
+
+# ----------------------------------------------------------------------------- `maa train-vae`
+
+
+@dataclass(kw_only=True)
+class VAETrainOptions(RunOptions):
+    """Everything `maa train-vae` takes; the defaults are the command's."""
+
+    manifest: str
+    preset: str | None = None  # None: small (a resumed run keeps its own)
+    steps: int = 20000
+    batch_size: int = 8
+    lr: float = 1.5e-4
+    frames: int = 624
+    val_fraction: float = 0.05
+    kl_weight: float = 1e-6
+    disc_weight: float = 0.5
+    disc_start: int | None = None  # None: half of steps
+    adaptive: bool = True
+    fm_weight: float = 0.0
+    windows: str = "32,64,128"
+    disc_channels: int | None = None
+    decoder_only: bool = False
+
+
+def _init_configs(init: Path, vae_cfg, disc_cfg):
+    """--init DIR: the architecture (and discriminator) of a trained VAE folder, or a one-line error."""
+    from maa.core.checkpoint import read_config
+    from maa.models.vae import VAEConfig
+    from maa.train.discriminators import DiscConfig
+
+    if not (init / "config.json").exists() or not (init / "vae.safetensors").exists():
+        raise MaaError(f"--init {init}: not a VAE folder (config.json + vae.safetensors from `maa train-vae`)")
+    saved = read_config(init)
+    if "vae" not in saved:
+        raise MaaError(f"--init {init}: config.json has no 'vae' section; pass the vae/ folder of a run")
+    return VAEConfig.from_dict(saved["vae"]), DiscConfig.from_dict(saved["disc"]) if "disc" in saved else disc_cfg
+
+
+def train_vae(o: VAETrainOptions, ui: Reporter | None = None) -> dict:
+    """`maa train-vae`: the run-folder rule, --init / the run's own architecture, mel crops, the loop."""
+    from maa.core.checkpoint import load_weights, num_params, read_config
+    from maa.core.manifest import split_holdout
+    from maa.data.mels import MelCrops, band_means, mel_rows
+    from maa.models.vae import VAEConfig
+    from maa.models.vae import preset as get_preset
+    from maa.train.discriminators import DiscConfig
+    from maa.train.loop import seed_everything, train
+    from maa.train.run import begin
+
+    ui = ui or Reporter()
+    if o.frames % 8:
+        raise MaaError(f"--frames {o.frames}: must be a multiple of 8 (the VAE downsamples time by 8)")
+    try:
+        win = tuple(int(w) for w in o.windows.split(","))
+    except ValueError:
+        raise MaaError(f"--windows {o.windows!r}: want frame counts separated by commas, e.g. 32,64,128") from None
+    if o.decoder_only and not o.init:
+        raise MaaError("--decoder-only: pass --init DIR, the trained VAE whose decoder to fine-tune")
+    vae_cfg = get_preset(o.preset or "small")
+    disc_cfg = DiscConfig(windows=win, channels=o.disc_channels or {"base": 128, "tiny": 32}.get(o.preset or "small", 64))
+    run = begin(o, ui, seed=False)
+    out_dir, init = Path(o.out_dir), Path(o.init) if o.init else None
+    own = out_dir / "vae" / "config.json"
+    if run.start.resume and own.exists():
+        saved = read_config(out_dir / "vae")  # the run's own architecture wins over --preset and --init
+        vae_cfg, disc_cfg = VAEConfig.from_dict(saved["vae"]), DiscConfig.from_dict(saved["disc"])
+        if o.preset and vae_cfg != get_preset(o.preset):
+            ui.warn(f"{own}: resuming with the run's own architecture, not --preset {o.preset}")
+        init = None
+    elif init:
+        vae_cfg, disc_cfg = _init_configs(init, vae_cfg, disc_cfg)
+
+    rows = mel_rows(o.manifest)
+    if o.val:
+        val_rows = mel_rows(o.val)
+    else:
+        rows, val_rows = split_holdout(rows, o.val_fraction)
+    cache = (len(rows) + len(val_rows)) * 80 * o.frames * 2 < 2 * 1024**3  # keep mels in RAM below ~2 GB
+    loss = VAELossConfig(kl_weight=o.kl_weight, disc_weight=o.disc_weight, adaptive=o.adaptive, fm_weight=o.fm_weight,
+                         disc_start=o.steps // 2 if o.disc_start is None else o.disc_start)
+    if o.disc_weight <= 0:
+        loss.disc_start = 10**12
+
+    seed_everything(o.seed)
+    train_set = MelCrops(rows, frames=o.frames, cache=cache)
+    val_set = MelCrops(val_rows, frames=o.frames, cache=cache) if val_rows else None
+    bm = band_means(MelCrops(rows[:: max(1, len(rows) // 500)], frames=o.frames, cache=False))  # a spread sample
+    vae_model, disc_model = SpecVAE(vae_cfg), MultiWindowDiscriminator(disc_cfg)
+    if init:
+        load_weights(init, {"vae": vae_model})
+        if (init / "disc.safetensors").exists():
+            load_weights(init, {"disc": disc_model})
+    task = VAETask(vae_model, disc_model, loss, o.frames, band_mean=bm, decoder_only=o.decoder_only)
+    if run.main:
+        ui.info(f"train-vae: {len(rows)} training mels, {len(val_rows)} held out; VAE {num_params(task.vae) / 1e6:.2f} M "
+                f"parameters, discriminator {num_params(task.disc) / 1e6:.2f} M; GAN from step {loss.disc_start}; "
+                f"device: {run.describe_device()}")
+    final = train(task, train_set, val_set, o.train_config(run.device), resume=run.start.resume)
+    if run.main:
+        ui.info(f"train-vae: step {final['step']}, model in {out_dir / 'vae'}" + (
+            f"; held-out mel L1 {final['val_mel_l1']:.3f} (per-band mean: "
+            f"{final.get('val_band_mean_l1', float('nan')):.3f})" if "val_mel_l1" in final else ""))
+    return final
+
+
+def eval_vae(manifest: str, vae_dir: Path | None, device: str = "auto", batch_size: int = 8,
+             ui: Reporter | None = None, quiet: bool = False) -> dict:
+    """`maa train-vae --eval-only`: the reconstruction error of a VAE folder on a mel manifest
+    (summary fields plus `per_clip`)."""
+    from maa.data.mels import FullMels, mel_rows
+    from maa.models.vae import load_vae
+    from maa.train.loop import resolve_device
+
+    ui = ui or Reporter()
+    if vae_dir is None:
+        raise MaaError("--eval-only: pass the model folder with --vae DIR (or -o RUN to use RUN/vae)")
+    dev = resolve_device(device)
+    vae = load_vae(vae_dir, dev)
+    rows = mel_rows(manifest)
+    with ui.bar(len(rows), "eval", disable=quiet) as bar:
+        res = evaluate(vae, FullMels(rows), dev, batch_size=batch_size, progress=bar.update)
+    res["vae"] = str(vae_dir)
+    ui.info(f"eval: {res['clips']} clips, mel L1 {res['mel_l1']:.4f} (per-band mean of the same clips: "
+            f"{res['band_mean_l1']:.4f}); device: {describe(dev)}")
+    return res

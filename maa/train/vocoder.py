@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import LOG_FLOOR, MelConfig, mel_basis, mel_spectrogram
 from maa.models.vocos import VOCOS_KIND, WEIGHTS, VocoderConfig, VocosGenerator
 from maa.train.discriminators import multi_period, multi_resolution, stft_mag
+from maa.train.run import Reporter, RunOptions
 
 
 def log_mel(wav: torch.Tensor, cfg: MelConfig = MEL) -> torch.Tensor:
@@ -197,3 +199,93 @@ class VocoderTask:
     def export_config(self) -> dict:
         return {"kind": VOCOS_KIND, "vocoder": self.cfg.to_dict(), "mel": MEL.to_dict(), "weights": f"{WEIGHTS}.safetensors"}
 
+
+
+# ----------------------------------------------------------------------------- `maa train-vocoder`
+
+
+@dataclass(kw_only=True)
+class VocoderTrainOptions(RunOptions):
+    """Everything `maa train-vocoder` takes; the defaults are the command's."""
+
+    manifest: str
+    preset: str = "small"
+    steps: int = 20000
+    batch_size: int = 8
+    segment_frames: int | None = None  # None: the preset's
+    lr: float = 2e-4
+    lr_half_life: int = 0
+    disc_start: int | None = None  # None: a third of steps
+    refine: int = 8
+    grad_clip: float = 100.0
+
+
+def vocoder_folder(path: str | Path) -> Path:
+    """The vocoder/ folder of a RUN or model folder, or the folder itself when it is one."""
+    p = Path(path).expanduser()
+    return p / "vocoder" if (p / "vocoder" / "config.json").exists() else p
+
+
+def _read_vocoder_config(folder: Path, what: str) -> VocoderConfig:
+    import json
+
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        cfg = {}
+    if cfg.get("kind") != VOCOS_KIND or "vocoder" not in cfg:
+        raise MaaError(f"{what}: not a maa vocoder folder (pass RUN or RUN/vocoder of `maa train-vocoder`)")
+    return VocoderConfig.from_dict(cfg["vocoder"])
+
+
+def train_vocoder(o: VocoderTrainOptions, ui: Reporter | None = None) -> dict:
+    """`maa train-vocoder`: the run-folder rule, the preset (or --init / the run's own config), audio
+    crops, the loop. Returns the final metrics."""
+    from dataclasses import replace
+
+    from maa.core.checkpoint import load_weights, num_params
+    from maa.core.manifest import read_manifest
+    from maa.models.vocos import preset as get_preset
+    from maa.train.loop import train
+    from maa.train.run import begin
+
+    ui = ui or Reporter()
+    overrides = {"disc_start": o.disc_start if o.disc_start is not None else o.steps // 3,
+                 "lr_half_life": o.lr_half_life, "refine": o.refine}
+    if o.segment_frames is not None:
+        overrides["segment_frames"] = o.segment_frames
+    cfg = get_preset(o.preset, **overrides)
+    run = begin(o, ui)
+    out_dir, init = Path(o.out_dir), None
+    if run.start.resume and (out_dir / "vocoder" / "config.json").exists():
+        cfg = _read_vocoder_config(out_dir / "vocoder", str(out_dir / "vocoder"))  # the run's own settings win
+    elif o.init is not None:
+        init = vocoder_folder(o.init)  # its architecture; the schedule options still apply
+        cfg = replace(_read_vocoder_config(init, f"--init {o.init}"), **overrides)
+
+    rows = read_manifest(o.manifest)
+    if o.val:
+        val_rows = read_manifest(o.val)
+    else:  # the last 5% of the training rows, at most 32
+        n_val = min(32, max(1, len(rows) // 20)) if len(rows) > 1 else 0
+        rows, val_rows = rows[:len(rows) - n_val], rows[len(rows) - n_val:]
+    if not rows:
+        raise MaaError(f"{o.manifest}: no training clips")
+    ui.info(f"train-vocoder: decoding {len(rows)} training and {len(val_rows)} validation clips")
+    train_set = AudioSegments(rows, cfg.segment_frames)
+    # validation crops are 4x longer: a steadier figure, still cheap
+    val_set = AudioSegments(val_rows, cfg.segment_frames * 4, gain=False) if val_rows else None
+
+    task = VocoderTask(cfg)
+    if init is not None:
+        load_weights(init, {k: m for k, m in task.modules().items() if (init / f"{k}.safetensors").exists()})
+    if run.main:
+        ui.info(f"train-vocoder: {f'from {o.init}' if init is not None else f'preset {o.preset}'}, generator "
+                f"{num_params(task.gen) / 1e6:.2f} M parameters, GAN from step {cfg.disc_start}; writing "
+                f"{out_dir / 'vocoder'}; device: {run.describe_device()}")
+    final = train(task, train_set, val_set, o.train_config(run.device, max_val_batches=4), resume=run.start.resume)
+    shown = {k: round(v, 4) for k, v in final.items() if isinstance(v, float) and k in
+             ("mel_l1", "stft", "val_mel_l1", "val_mr_stft")}
+    if run.main:
+        ui.info(f"train-vocoder: done at step {final.get('step')}; {shown}; weights in {out_dir / 'vocoder'}")
+    return final

@@ -94,3 +94,26 @@ def test_atomic_outputs_get_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "p.wav").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_truncated_wav_and_clipped_floats_warn(tmp_path):
+    import warnings
+
+    from maa.core.errors import MaaWarning
+
+    x = (0.5 * np.sin(np.arange(16000) / 7)).astype(np.float32)
+    sf.write(tmp_path / "t.wav", x, 16000, subtype="PCM_16")
+    data = (tmp_path / "t.wav").read_bytes()
+    (tmp_path / "t.wav").write_bytes(data[: 44 + 4800 * 2])  # 0.3 s of the header's 1 s
+    with pytest.warns(MaaWarning, match=r"t.wav: truncated: its header promises 1.00 s, the file holds 0.30 s"):
+        y = load_audio(tmp_path / "t.wav")
+    np.testing.assert_allclose(y, x[:4800], atol=1e-4)
+    sf.write(tmp_path / "loud.wav", 3 * x, 16000, subtype="FLOAT")
+    over = int(np.count_nonzero(np.abs(3 * x) > 1))
+    with pytest.warns(MaaWarning, match=rf"loud.wav: {over} sample\(s\) beyond \+-1 \(peak 1.50\) clipped"):
+        assert load_audio(tmp_path / "loud.wav").max() == 1.0
+    sf.write(tmp_path / "ok.wav", x, 16000, subtype="PCM_16")
+    sf.write(tmp_path / "ok.flac", x, 16000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MaaWarning)
+        load_audio(tmp_path / "ok.wav"), load_audio(tmp_path / "ok.flac")

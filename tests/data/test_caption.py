@@ -104,6 +104,15 @@ def test_read_bank_text_and_jsonl(tmp_path):
         read_bank(tmp_path / "empty.txt")
 
 
+def test_non_utf8_caption_bank_warns(tmp_path):
+    from maa.core.errors import MaaWarning
+
+    bank = tmp_path / "bank.txt"
+    bank.write_bytes(b"a dog barks\na caf\xe9 hums\n")
+    with pytest.warns(MaaWarning, match=r"bank.txt: not UTF-8 \(line 2, byte 0xe9\)"):
+        assert [b.text for b in read_bank(bank)] == ["a dog barks", "a caf\ufffd hums"]
+
+
 def test_retrieval_picks_the_right_class_with_labels_hidden(clips):
     bank = read_bank_from(["a high beep", "white noise hiss", "a man talks", "static crackles"])
     job = CaptionJob(experts=("labels", "retrieval"), bank=bank, top_k=3, batch_size=3)

@@ -1,6 +1,7 @@
 """`maa mel` end to end through the CLI, on a folder of mixed and broken files."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +131,51 @@ def test_bad_options(tmp_path, args, msg):
     if msg is None and torch.cuda.is_available():
         pytest.skip("has CUDA")
     assert r.exit_code == 1 and (msg or "CUDA is not available") in r.output
+
+
+def test_rerun_writes_the_same_manifest(tmp_path):
+    messy_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    assert run("mel", tmp_path / "in", "-o", out, "-d", "1", "-j", "0", "-q").exit_code == 0
+    first = (out / "manifest.jsonl").read_bytes()
+    assert all({"sr", "duration"} <= set(json.loads(l)) for l in first.decode().splitlines())
+    (out / "mels" / "song.npy").unlink()  # a half-finished rerun: one clip redone, the rest skipped
+    r = run("mel", tmp_path / "in", "-o", out, "-d", "1", "-j", "0", "-q")
+    assert r.exit_code == 0 and "done 1, skipped 7" in r.output, r.output
+    assert (out / "manifest.jsonl").read_bytes() == first
+    assert run("mel", tmp_path / "in", "-o", out, "-d", "1", "-j", "0", "-q").exit_code == 0
+    assert (out / "manifest.jsonl").read_bytes() == first
+
+
+def test_hostile_ids_stay_inside_and_keep_their_id(tmp_path):
+    from maa.core.manifest import read_manifest
+    from maa.data.mel_job import MelJob, compute_mels
+
+    sf.write(tmp_path / "a.wav", real_ish(0.5), 16000)
+    ids = ["../../../escaped", str(tmp_path / "abs" / "x"), "a/b", "a\x00b", "x" * 400, "Dog", "dog"]
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(json.dumps({"id": i, "audio": "a.wav"}) + "\n" for i in ids))
+    summary = compute_mels(read_manifest(m), MelJob(out_dir=tmp_path / "out" / "o", duration=0.5, workers=0))
+    assert summary.done == len(ids) and [r["id"] for r in summary.rows] == ids
+    mels = sorted((tmp_path / "out" / "o" / "mels").iterdir())
+    assert len(mels) == len(ids) and {p.resolve() for p in mels} == {Path(r["mel"]) for r in summary.rows}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.jsonl", "out"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["o"]
+
+
+def test_damaged_settings_file_is_one_line(tmp_path):
+    sf.write(tmp_path / "a.wav", real_ish(0.5), 16000)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mel_config.json").write_text('{"mel": {"sr"')
+    r = run("mel", tmp_path / "a.wav", "-o", tmp_path / "out", "-q")
+    assert r.exit_code == 1 and r.output.count("error:") == 1 and "mel_config.json: damaged" in r.output
+
+
+def test_decoder_warnings_reach_stderr_from_workers(tmp_path):
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        sf.write(tmp_path / "in" / f"loud{i}.wav", 2 * real_ish(0.5, seed=i), 16000, subtype="FLOAT")
+    r = run("mel", tmp_path / "in", "-o", tmp_path / "out", "-d", "0.5", "-j", "2", "-b", "1", "-q")
+    assert r.exit_code == 0, r.output
+    lines = [l for l in r.output.splitlines() if l.startswith("warning:") and "clipped to +-1" in l]
+    assert sorted(l.split("/")[-1].split(":")[0] for l in lines) == ["loud0.wav", "loud1.wav", "loud2.wav"]

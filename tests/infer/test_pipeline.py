@@ -1,19 +1,17 @@
-import json
-
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
-from maa.commands.cli import app
-from typer.testing import CliRunner
 
 from maa.core.mel import frames_for_duration, samples_for_frames, seconds_for_frames
+from maa.core.errors import MaaError
 from maa.infer.pipeline import (
     GenerateOptions,
     _layout,
+    estimate,
     generate,
     load_model,
-    sampler_calls,
+    load_pipeline,
+    make_plan,
 )
 from maa.infer.temporal import part_span
 from tests.conftest import real_ish
@@ -30,24 +28,6 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(model_dir):
     return load_model(model_dir, gl_iters=4)
-
-
-def _run(*args, input=None):
-    return CliRunner().invoke(app, ["generate", *[str(a) for a in args]], input=input)
-
-
-def test_cli_writes_a_16k_wav_of_the_requested_duration(tmp_path, model_dir):
-    r = _run("a dog barks", "-o", tmp_path / "dog.wav", "--model", model_dir, "--duration", 1.5, "--steps", 4,
-             "--png", "-q")
-    assert r.exit_code == 0, r.output
-    info = sf.info(str(tmp_path / "dog.wav"))
-    assert info.samplerate == 16000 and info.channels == 1 and info.subtype == "PCM_16"
-    row = json.loads(r.stdout)
-    frames = 96  # 1.5 s = 92.75 frames -> 12 latent frames
-    assert row["frames"] == frames and info.frames == (frames + 1) * 256 and row["duration"] == 1.552
-    assert "rounded to 96 mel frames = 1.552 s" in r.stderr
-    assert row["seed"] == 0 and row["sampler"] == "dpm++" and row["steps"] == 4 and row["vocoder"] == "griffin-lim"
-    assert (tmp_path / "dog.png").stat().st_size > 1000
 
 
 def test_same_seed_same_audio_and_batches_do_not_matter(model):
@@ -112,74 +92,10 @@ def test_progress_total_counts_every_part(model):
     calls = []
     generate(model, prompts, [0, 1, 2], opts, on_step=lambda: calls.append(1))
     # one batch of the two whole prompts, one of the two parts (shorter clips): 2 x 3 steps
-    assert len(calls) == sampler_calls(opts, prompts, model.vae.factor) == 6
+    assert len(calls) == make_plan(model, prompts, [0, 1, 2], opts).sampler_calls() == 6
 
 
-def test_cli_strength_zero_returns_the_input(tmp_path, model_dir):
-    from maa.core.audio import save_wav
-
-    x = real_ish(1.0)
-    save_wav(tmp_path / "in.wav", x)
-    r = _run("a bell", "-o", tmp_path / "o.wav", "--model", model_dir, "--duration", 1.0, "--init-audio",
-             tmp_path / "in.wav", "--strength", 0, "-q")
-    assert r.exit_code == 0, r.output
-    y, sr = sf.read(str(tmp_path / "o.wav"), dtype="float32")
-    assert sr == 16000 and np.abs(y[:16000] - np.clip(x, -1, 1)).max() < 1e-4  # 16-bit rounding only
-    assert json.loads(r.stdout)["strength"] == 0.0
-
-
-def test_prompt_files_candidates_and_manifest(tmp_path, model_dir):
-    (tmp_path / "p.txt").write_text("# comment\nbark|a dog barks\n\nrain falls on a roof\n"
-                                    '{"id": "bell", "prompt": "a bell rings", "seed": 42}\n')
-    r = _run("--prompts", tmp_path / "p.txt", "--out-dir", tmp_path / "out", "--model", model_dir, "--duration", 0.3,
-             "--steps", 2, "-n", 2, "--seed", 10, "--manifest", tmp_path / "gen.jsonl", "-q")
-    assert r.exit_code == 0, r.output
-    assert r.stdout == "" and "keeping the first candidate" in r.stderr
-    rows = [json.loads(l) for l in (tmp_path / "gen.jsonl").read_text().splitlines()]
-    assert [Path(r["path"]).name for r in rows] == ["bark.wav", "0001_rain_falls_on_a_roof.wav", "bell.wav"]
-    assert [r["seed"] for r in rows] == [10, 12, 42]  # prompt i, candidate 0: seed + i * K
-    assert all(Path(r["path"]).exists() and r["candidates"] == 2 for r in rows)
-
-
-def test_bundled_model_generates_offline(tmp_path):
-    """The design card's one-liner: no --model, the bundled weights, a valid 16 kHz wav."""
-    r = _run("dog barking", "-o", tmp_path / "out.wav", "--duration", 2, "--steps", 5, "-q")
-    assert r.exit_code == 0, r.output
-    row = json.loads(r.stdout)
-    assert row["vocoder"] == "vocos" and row["model"].endswith("assets/model")
-    wav, sr = sf.read(tmp_path / "out.wav")
-    # 2 s is rounded to whole latent frames (8 mel frames = 128 ms): the row states the length used
-    assert sr == 16000 and abs(row["duration"] - 2) < 0.13 and len(wav) == round(row["duration"] * 16000)
-    assert 0.01 < np.abs(wav).max() <= 1.0
-
-
-def test_cli_errors_and_warnings(tmp_path, model_dir, monkeypatch):
-    import maa.infer.pipeline
-
-    monkeypatch.setattr(maa.infer.pipeline, "BUNDLED_MODEL", tmp_path / "not-installed")
-    r = _run("   ", "-o", tmp_path / "x.wav", "--model", model_dir)
-    assert r.exit_code == 1 and "empty prompt" in r.output
-    r = _run("a dog", "-o", tmp_path / "x.wav")
-    assert r.exit_code == 1 and "no bundled model yet; train one with" in r.output
-    r = _run("a dog", "-o", tmp_path / "x.wav", "--model", model_dir, "--sampler", "euler")
-    assert r.exit_code == 1 and "--sampler" in r.output
-    r = _run("dog " * 100, "-o", tmp_path / "long.wav", "--model", model_dir, "--duration", 0.3, "--steps", 1, "-q")
-    assert r.exit_code == 0 and "longer than 77 tokens" in r.stderr
-
-
-def test_wav_to_stdout(model_dir):
-    import io
-
-    r = _run("a dog", "-o", "-", "--model", model_dir, "--duration", 0.3, "--steps", 1, "-q")
-    assert r.exit_code == 0
-    y, sr = sf.read(io.BytesIO(r.stdout_bytes))
-    assert sr == 16000 and len(y) == 17 * 256
-
-
-from pathlib import Path  # noqa: E402
-
-
-def test_order_words_split_the_prompt_over_time(tmp_path, model, model_dir):
+def test_order_words_split_the_prompt_over_time(model):
     opts = GenerateOptions(steps=4, duration=1.0)
     ab, ba, mixed = generate(model, ["a bell rings, then a dog barks", "a dog barks before a bell rings",
                                      "a bell rings, then a dog barks"], [3, 3, 3], opts)
@@ -204,9 +120,77 @@ def test_order_words_split_the_prompt_over_time(tmp_path, model, model_dir):
     np.testing.assert_allclose(ab.audio[:start], bell.audio[:start], atol=1e-5)  # before the crossfade: A alone
     np.testing.assert_allclose(ab.audio[part_span(0, 2, n, ov)[1]:], dog.audio[part_span(0, 2, n, ov)[1] - start:end - start],
                                atol=1e-5)  # after it: B alone, from its own start
-    r = _run("a bell rings, then a dog barks", "-o", tmp_path / "s.wav", "--model", model_dir, "-d", 1, "--steps", 2, "-q")
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["parts"] == ["a bell rings", "a dog barks"]
-    r = _run("a bell rings, then a dog barks", "-o", tmp_path / "s.wav", "--model", model_dir, "-d", 1, "--steps", 2,
-             "-q", "--no-compose")
-    assert r.exit_code == 0 and "parts" not in json.loads(r.stdout)
+
+
+class LoudestScorer:
+    """A stand-in audio-text scorer: a clip's score is its RMS, whatever the text."""
+    name = "loudest"
+
+    def embed_audio(self, wavs):
+        return torch.tensor([[float(np.sqrt(np.mean(np.square(w))))] for w in wavs])
+
+    def embed_text(self, texts):
+        return torch.ones(len(texts), 1)
+
+    def similarity(self, wavs, texts):
+        return self.embed_audio(wavs)[:, 0]
+
+
+def test_pipeline_best_of_k_seeds_and_records(model_dir, model):
+    pipe = load_pipeline(model_dir, device="cpu", gl_iters=4, scorer=LoudestScorer())
+    steps = []
+    outs = pipe(["a dog barks", "rain falls, then thunder"], seed=5, candidates=3, steps=2, duration=0.5, batch_size=2,
+                on_step=lambda: steps.append(1))
+    assert [o.index for o in outs] == [0, 1]
+    req = pipe.request(["a dog barks", "rain falls, then thunder"], seed=5, candidates=3, steps=2, duration=0.5, batch_size=2)
+    assert len(steps) == req.sampler_calls() == 2 * len(req.plan.batches)
+    opts = GenerateOptions(steps=2, duration=0.5, batch_size=2)
+    for out, prompt, first in zip(outs, ["a dog barks", "rain falls, then thunder"], [5, 8]):
+        # the reference: the prompt's candidates alone, in the batches they had (Griffin-Lim's phases depend on the row)
+        cands = generate(model, [prompt] * 3, [first, first + 1, first + 2], opts)
+        if "then" in prompt:  # a split prompt is scored part by part, each on its own half
+            rms = [np.mean([np.sqrt(np.mean(np.square(h))) for h in np.array_split(c.audio, 2)]) for c in cands]
+        else:
+            rms = [np.sqrt(np.mean(np.square(c.audio))) for c in cands]
+        best = int(np.argmax(rms))
+        r = out.record
+        assert r["candidate_seeds"] == [first, first + 1, first + 2] and r["seed"] == first + best and r["candidates"] == 3
+        np.testing.assert_allclose(r["candidate_scores"], rms, atol=2e-4)
+        assert np.array_equal(out.audio, cands[best].audio)
+        assert r["prompt"] == prompt and r["steps"] == 2 and r["frames"] == 32 and r["maa"] and r["device"] == "cpu"
+    assert outs[1].record["parts"] == ["rain falls", "thunder"] and "parts" not in outs[0].record
+    # own seeds per prompt; a single prompt as a string; no scorer keeps the first candidate
+    own = pipe(["a dog barks", "rain"], seeds=[None, 42], candidates=2, scorer=False, steps=1, duration=0.3)
+    assert [o.record["seed"] for o in own] == [0, 42] and "score" not in own[0].record
+    (one,) = pipe("a bell", steps=1, duration=0.3)
+    assert one.audio.shape == (samples_for_frames(16),) and one.mel.shape == (80, 16)
+    with pytest.raises(MaaError, match="unexpected keyword argument 'stepz'"):
+        pipe("a bell", stepz=3)
+
+
+def test_stream_samples_only_what_is_asked_for(model_dir):
+    pipe = load_pipeline(model_dir, device="cpu", gl_iters=4)
+    req = pipe.request(["a", "b", "c"], steps=2, duration=0.3, batch_size=1)
+    n = []
+    got = list(pipe.stream(req, lambda: n.append(1), outputs={1}))
+    assert [o.index for o in got] == [1] and len(n) == req.sampler_calls({1}) == 2 < req.sampler_calls()
+    full = pipe(["a", "b", "c"], steps=2, duration=0.3, batch_size=1)
+    assert np.array_equal(got[0].audio, full[1].audio) and got[0].record == full[1].record
+
+
+def test_import_maa_stays_cheap():
+    import subprocess
+    import sys
+
+    import maa
+
+    subprocess.run([sys.executable, "-c", "import sys, maa; assert 'torch' not in sys.modules"], check=True)
+    assert maa.load_pipeline is load_pipeline  # the attribute loads the pipeline module on first use
+
+
+def test_estimate_scales_with_the_latent(model_dir):
+    short, long = (estimate(model_dir, d, 10, 1, 1) for d in (2.0, 20.0))
+    assert long.latent == (4, 10, 156) and long.seconds > 9 * short.seconds and long.bytes > short.bytes
+    # 1000 s: the tiny UNet attends at level 1 (2 heads): (5 x 3906)^2 scores per head, guided (x2), 4 bytes
+    huge = estimate(model_dir, 1000.0, 1, 1, 1)
+    assert huge.bytes >= 2 * 2 * (5 * 3906) ** 2 * 4 and "GB" in str(huge)

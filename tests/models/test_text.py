@@ -152,3 +152,19 @@ def test_text_cache_round_trip_and_lazy_encoder(minilm, tmp_path, monkeypatch):
     mixed = cached.encode(["a new caption", "rain falls"])
     assert torch.allclose(mixed.pooled[0], minilm.encode(["a new caption"]).pooled[0], atol=1e-5)
     assert "a new caption" not in cached.table
+
+
+def test_one_laion_checkpoint_reader_for_the_text_tower_and_the_scorer(tmp_path):
+    from maa.models.text import read_laion_checkpoint
+
+    w = torch.arange(6.0).reshape(2, 3)
+    torch.save({"epoch": 3, "state_dict": {"module.text_projection.0.weight": w,
+                                           "module.text_branch.embeddings.position_ids": torch.arange(4),
+                                           "logit_scale_a": torch.tensor(1.0)}}, tmp_path / "c.pt")
+    sd = read_laion_checkpoint(tmp_path / "c.pt")
+    assert set(sd) == {"text_projection.0.weight", "logit_scale_a"} and torch.equal(sd["text_projection.0.weight"], w)
+    torch.save({"state_dict": {"a": "not a tensor"}}, tmp_path / "d.pt")
+    with pytest.raises(MaaError, match=r"d\.pt: not a LAION-CLAP checkpoint"):
+        read_laion_checkpoint(tmp_path / "d.pt")
+    with pytest.raises(MaaError, match="no such LAION-CLAP checkpoint"):
+        read_laion_checkpoint(tmp_path / "nope.pt")

@@ -1,0 +1,35 @@
+"""`maa info`: the generation record inside a wav that `maa generate` wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from maa.commands.common import friendly
+
+HELP = """Print the generation record inside wav files (prompt, seed, settings, model hash, version) as
+one JSON line per file, on stdout (jq-readable).
+
+Examples:
+
+  maa info out.wav
+
+  maa info out/*.wav | jq -r '[.seed, .prompt] | @tsv'
+
+`maa generate --replay out.wav -o again.wav` makes the file again from its record.
+"""
+
+
+@friendly
+def main(files: list[Path] = typer.Argument(..., help="wav files written by `maa generate`.")):
+    from maa.core.errors import MaaError
+    from maa.infer.record import read_record
+
+    for f in files:
+        if not f.is_file():
+            raise MaaError(f"{f}: no such file")
+        record = read_record(f)
+        if record is None:
+            raise MaaError(f"{f}: holds no generation record (not written by maa generate, or its metadata was stripped)")
+        typer.echo(json.dumps(record, ensure_ascii=False))

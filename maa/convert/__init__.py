@@ -1,0 +1,1 @@
+"""Converters from other toolkits' released weights to maa model folders (`maa convert`)."""

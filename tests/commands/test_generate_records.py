@@ -1,0 +1,222 @@
+"""`maa generate`: records inside the wav, replay, `maa info`, resumable --prompts, checks before the load."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from maa.commands.cli import app
+from typer.testing import CliRunner
+
+from maa.infer.record import read_record, wav_bytes
+from tests.ldm_fixtures import make_model_dir
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_model_dir(tmp_path_factory.mktemp("model"))
+
+
+def _run(*args, input=None):
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def _no_load(monkeypatch):
+    """Fail loudly if the command gets as far as loading the model."""
+    import maa.infer.pipeline
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was loaded before the check")
+
+    monkeypatch.setattr(maa.infer.pipeline, "load_model", refuse)
+
+
+def test_record_chunk_round_trip_and_libsndfile_reads_it(tmp_path):
+    x = (0.3 * np.sin(np.arange(4000) / 7)).astype(np.float32)
+    rec = {"prompt": "a dög barks " + "x" * 3000, "seed": 3, "maa": "0.1.0"}  # longer than libsndfile's comment limit
+    (tmp_path / "a.wav").write_bytes(wav_bytes(x, rec))
+    y, sr = sf.read(tmp_path / "a.wav", dtype="int16")
+    ref, _ = sf.read(_plain(tmp_path, x), dtype="int16")
+    assert sr == 16000 and np.array_equal(y, ref)  # the audio is untouched by the chunk
+    assert read_record(tmp_path / "a.wav") == rec
+    short = {"prompt": "rain", "seed": 1, "maa": "0.1.0"}
+    (tmp_path / "b.wav").write_bytes(wav_bytes(x, short))
+    with sf.SoundFile(tmp_path / "b.wav") as f:  # libsndfile parses the chunk as the file's comment
+        assert json.loads(f.comment) == short
+    assert read_record(_plain(tmp_path, x)) is None
+
+
+def _plain(tmp_path, x):
+    sf.write(tmp_path / "plain.wav", x, 16000, subtype="PCM_16")
+    return tmp_path / "plain.wav"
+
+
+def test_replay_is_sample_exact_from_a_mixed_batch(tmp_path, model_dir):
+    # -n 2 -b 3: prompt 2's first candidate shares a batch with prompt 1's two; stochastic DDIM (eta)
+    # draws its noise for the whole batch from the first row's seed, so the replay must rebuild all that
+    (tmp_path / "p.txt").write_text("dog|a dog barks loudly in the yard\nbell|a bell rings, then rain falls\n")
+    r = _run("generate", "--prompts", tmp_path / "p.txt", "--out-dir", tmp_path / "out", "--model", model_dir,
+             "-d", 0.6, "--steps", 3, "-n", 2, "-b", 3, "--sampler", "ddim", "--eta", 0.7, "--seed", 4, "-q")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.splitlines()]  # in the order they were finished
+    bell = next(row for row in rows if row["id"] == "bell")
+    assert bell["parts"] == ["a bell rings", "rain falls"] and bell["candidate_seeds"] == [6, 7]
+    assert any(c and c["at"] > 0 for c in bell["batch"])  # it really sat behind others in its batch
+    for row in rows:
+        again = tmp_path / f"again_{row['id']}.wav"
+        r = _run("generate", "--replay", row["path"], "-o", again, "-q", "--manifest", tmp_path / "m.jsonl")
+        assert r.exit_code == 0, r.output
+        a, _ = sf.read(row["path"], dtype="int16")
+        b, _ = sf.read(again, dtype="int16")
+        assert np.array_equal(a, b)
+        assert read_record(again) == read_record(row["path"])
+    # and a plain generation of the same prompt alone is not bit-equal (the replay's batch matters)
+    r = _run("generate", "a bell rings, then rain falls", "--seed", 6, "-o", tmp_path / "alone.wav", "--model", model_dir,
+             "-d", 0.6, "--steps", 3, "--sampler", "ddim", "--eta", 0.7, "-q")
+    assert r.exit_code == 0
+    assert not np.array_equal(sf.read(tmp_path / "alone.wav", dtype="int16")[0], sf.read(bell["path"], dtype="int16")[0])
+
+
+def test_info_prints_the_record(tmp_path, model_dir):
+    r = _run("generate", "a dog barks", "-o", tmp_path / "d.wav", "--model", model_dir, "-d", 0.3, "--steps", 2,
+             "--negative", "noise", "-q")
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)
+    r = _run("info", tmp_path / "d.wav")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)
+    assert rec == {k: v for k, v in row.items() if k not in ("id", "path")}
+    for key in ("prompt", "negative", "seed", "sampler", "steps", "guidance", "duration", "model_sha256", "maa"):
+        assert key in rec
+    assert rec["negative"] == "noise" and len(rec["model_sha256"]) == 16
+    sf.write(tmp_path / "plain.wav", np.zeros(100), 16000)
+    r = _run("info", tmp_path / "plain.wav")
+    assert r.exit_code == 1 and "holds no generation record" in r.output and "Traceback" not in r.output
+    r = _run("generate", "--replay", tmp_path / "plain.wav", "-o", tmp_path / "x.wav")
+    assert r.exit_code == 1 and "holds no generation record" in r.output
+
+
+def test_rerun_skips_what_is_made_and_redoes_what_changed(tmp_path, model_dir):
+    (tmp_path / "p.txt").write_text("a|a dog barks\nb|rain falls\n")
+    args = ["generate", "--prompts", tmp_path / "p.txt", "--out-dir", tmp_path / "o", "--model", model_dir, "-d", 0.3,
+            "--manifest", tmp_path / "m.jsonl", "-q"]
+    assert _run(*args, "--steps", 2).exit_code == 0
+    first = (tmp_path / "m.jsonl").read_text()
+    stamp = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o").iterdir()}
+    r = _run(*args, "--steps", 2)
+    assert r.exit_code == 0 and "2 output(s) already made with these settings, skipped" in r.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o").iterdir()} == stamp
+    assert (tmp_path / "m.jsonl").read_text() == first  # the manifest still lists both
+    r = _run(*args, "--steps", 3)
+    assert r.exit_code == 0 and "skipped" not in r.stderr
+    assert json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])["steps"] == 3
+    r = _run(*args, "--steps", 3, "--overwrite")
+    assert r.exit_code == 0 and "skipped" not in r.stderr
+
+
+def test_interrupted_run_continues_to_the_same_bytes(tmp_path, model_dir, monkeypatch):
+    import maa.infer.record as record
+
+    (tmp_path / "p.txt").write_text("".join(f"p{i}|a sound number {i}\n" for i in range(3)))
+    common = ["generate", "--prompts", tmp_path / "p.txt", "--model", model_dir, "-d", 0.3, "--steps", 2, "-b", 3,
+              "-n", 2, "-q"]  # batches [p0 p0 p1] [p1 p2 p2]: the rerun resamples p0's batch for p1
+    assert _run(*common, "--out-dir", tmp_path / "ref", "--manifest", tmp_path / "ref.jsonl").exit_code == 0
+    save, calls = record.save_wav_with_record, []
+
+    def second_write_interrupted(*a):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return save(*a)
+
+    monkeypatch.setattr(record, "save_wav_with_record", second_write_interrupted)
+    r = _run(*common, "--out-dir", tmp_path / "run", "--manifest", tmp_path / "run.jsonl")
+    assert r.exit_code == 130 and "finished outputs are kept" in r.output
+    assert len((tmp_path / "run.jsonl").read_text().splitlines()) == 1 == len(list((tmp_path / "run").glob("*.wav")))
+    monkeypatch.setattr(record, "save_wav_with_record", save)
+    r = _run(*common, "--out-dir", tmp_path / "run", "--manifest", tmp_path / "run.jsonl")
+    assert r.exit_code == 0 and "1 output(s) already made with these settings, skipped" in r.stderr
+    names = sorted(p.name for p in (tmp_path / "ref").glob("*.wav"))
+    assert len(names) == 3 and sorted(p.name for p in (tmp_path / "run").glob("*.wav")) == names
+    for n in names:  # the resumed batches hold the same clips as the uninterrupted run's: the same bits
+        assert (tmp_path / "run" / n).read_bytes() == (tmp_path / "ref" / n).read_bytes(), n
+    strip = lambda text: [{k: v for k, v in json.loads(line).items() if k != "path"} for line in text.splitlines()]
+    assert strip((tmp_path / "run.jsonl").read_text()) == strip((tmp_path / "ref.jsonl").read_text())
+
+
+@pytest.mark.slow
+def test_kill_in_the_middle_then_rerun_gives_the_same_bytes(tmp_path, model_dir):
+    prompts = "".join(f"p{i}|a sound number {i}\n" for i in range(4))
+    (tmp_path / "p.txt").write_text(prompts)
+    common = ["--prompts", tmp_path / "p.txt", "--model", model_dir, "-d", 0.5, "--steps", 20, "-b", 1, "-q",
+              "--threads", 1]
+    ref = _run("generate", *common, "--out-dir", tmp_path / "ref", "--manifest", tmp_path / "ref.jsonl")
+    assert ref.exit_code == 0, ref.output
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "maa.commands.cli", "generate", *map(str, common), "--out-dir", str(out),
+           "--manifest", str(tmp_path / "run.jsonl")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (tmp_path / "run.jsonl").exists():  # the manifest line is an output's last step
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(p.name for p in out.glob("*.wav"))
+    assert 1 <= len(done) < 4, done
+    listed = [Path(json.loads(line)["path"]).name for line in (tmp_path / "run.jsonl").read_text().splitlines()]
+    assert set(listed) <= set(done) and len(done) - len(listed) <= 1  # at most the one killed between wav and line
+    stamp = {n: (out / n).stat().st_mtime_ns for n in done}
+    r = _run("generate", *common, "--out-dir", out, "--manifest", tmp_path / "run.jsonl")
+    assert r.exit_code == 0, r.output
+    assert f"{len(done)} output(s) already made with these settings, skipped" in r.stderr
+    assert all((out / n).stat().st_mtime_ns == stamp[n] for n in done)  # kept, not redone
+    names = sorted(p.name for p in (tmp_path / "ref").glob("*.wav"))
+    assert sorted(p.name for p in out.glob("*.wav")) == names and len(names) == 4
+    for n in names:
+        assert (out / n).read_bytes() == (tmp_path / "ref" / n).read_bytes(), n
+    strip = lambda text: [{k: v for k, v in json.loads(line).items() if k != "path"} for line in text.splitlines()]
+    assert strip((tmp_path / "run.jsonl").read_text()) == strip((tmp_path / "ref.jsonl").read_text())
+
+
+def test_bad_outputs_and_inputs_are_refused_before_the_load(tmp_path, model_dir, monkeypatch):
+    _no_load(monkeypatch)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "p.txt").write_text("a dog\n|  \n")
+    (tmp_path / "good.txt").write_text("a dog\nrain\n")
+    cases = [
+        (["a dog", "-o", tmp_path / "adir"], "is a folder"),
+        (["--prompts", tmp_path / "good.txt", "--out-dir", tmp_path / "afile"], "is a file"),
+        (["a dog", "-o", tmp_path / "afile" / "x.wav"], "is a file, not a folder"),
+        (["a dog", "-o", tmp_path / "x.wav", "-n", 2, "--scorer", f"maa-clap:{tmp_path / 'nope'}"], "does not exist"),
+        (["--prompts", tmp_path / "p.txt", "--out-dir", tmp_path / "o"], "line 2: empty prompt"),
+        (["a dog", "-o", tmp_path / "x.wav", "--manifest", tmp_path / "adir"], "--manifest"),
+        (["a dog", "-o", tmp_path / "x.wav", "--sampler", "euler"], "--sampler"),
+        (["a dog", "-o", tmp_path / "x.wav", "-d", 1000, "--steps", 200], "pass --force"),
+    ]
+    for args, message in cases:
+        r = _run("generate", *args, "--model", model_dir)
+        assert r.exit_code == 1, (args, r.output)
+        assert message in r.output and "Traceback" not in r.output and "loaded" not in r.output, (args, r.output)
+        assert r.output.count("error:") == 1
+
+
+def test_long_duration_states_its_cost_and_guidance_below_one_warns(tmp_path, model_dir):
+    r = _run("generate", "a dog", "-o", tmp_path / "x.wav", "--model", model_dir, "-d", 1000, "--steps", 200)
+    line = next(s for s in r.output.splitlines() if s.startswith("error:"))
+    assert r.exit_code == 1 and "GB and" in line and "(latent 4x10x7812)" in line and "--force" in line
+    r = _run("generate", "a dog", "-o", tmp_path / "x.wav", "--model", model_dir, "-d", 0.3, "--steps", 1, "-g", 0.5, "-q")
+    assert r.exit_code == 0, r.output
+    assert "warning: --guidance 0.5 is below 1" in r.stderr and "GB and" in r.stderr

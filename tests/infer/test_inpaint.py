@@ -1,0 +1,143 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from maa.core.errors import MaaError
+from maa.core.mel import mel_spectrogram
+from maa.infer.inpaint import (
+    AUDIO_FADE,
+    inpaint,
+    join_flux_ratio,
+    level_jump_db,
+    parse_span,
+    span_weight,
+    spans_mel_error,
+)
+from maa.infer.pipeline import GenerateOptions, load_model
+from maa.models.diffusion import DiffusionConfig, alphas_cumprod
+from maa.models.samplers import SAMPLERS, SPACING, hold_known, regional, timesteps
+from tests.conftest import real_ish
+from tests.ldm_fixtures import make_model_dir
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+AC = alphas_cumprod(DiffusionConfig())
+
+
+def toy(mu, s):
+    """Exact eps of data N(mu, s^2), column by column (see tests/models/test_samplers.py)."""
+    def eps(x, t):
+        a = float(AC[t])
+        return math.sqrt(1 - a) * (x - math.sqrt(a) * mu) / (a * s**2 + 1 - a)
+    return eps
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_hold_known_keeps_the_known_columns_and_leaves_the_free_ones_to_the_sampler(name):
+    g = torch.Generator().manual_seed(0)
+    x_T = torch.randn(3, 2, 10, generator=g, dtype=torch.float64)
+    known = torch.randn(3, 2, 10, generator=g, dtype=torch.float64)
+    eps = toy(torch.tensor(0.7, dtype=torch.float64), torch.tensor(0.4, dtype=torch.float64))
+    ts = timesteps(8, AC, SPACING[name])
+    keep = torch.tensor([1.0] * 4 + [0.0] * 6, dtype=torch.float64)
+    steps = []
+    out = hold_known(SAMPLERS[name], known, keep, x_T, AC)(eps, x_T.clone(), ts, AC, callback=lambda i, x: steps.append(i))
+    plain = SAMPLERS[name](eps, x_T.clone(), ts, AC)
+    assert torch.equal(out[..., :4], known[..., :4])  # the clean known latent after the last step
+    # the toy denoiser acts column by column, so the free columns follow the plain sampler exactly
+    torch.testing.assert_close(out[..., 4:], plain[..., 4:])
+    assert steps == list(range(len(ts)))  # the caller's callback still sees every step
+    with_none = hold_known(SAMPLERS[name], known, torch.zeros(10, dtype=torch.float64), x_T, AC)
+    torch.testing.assert_close(with_none(eps, x_T.clone(), ts, AC), plain)
+
+
+def test_regional_gives_each_column_its_own_denoiser():
+    x_T = torch.randn(2, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    one = lambda v: torch.tensor(v, dtype=torch.float64)
+    a, b = toy(one(2.0), one(0.1)), toy(one(-1.0), one(0.5))
+    w = torch.tensor([[1.0] * 5 + [0.0] * 7, [0.0] * 5 + [1.0] * 7])
+    ts = timesteps(10, AC)
+    mixed = SAMPLERS["ddim"](regional([a, b], w), x_T.clone(), ts, AC)
+    torch.testing.assert_close(mixed[:, :5], SAMPLERS["ddim"](a, x_T.clone(), ts, AC)[:, :5])
+    torch.testing.assert_close(mixed[:, 5:], SAMPLERS["ddim"](b, x_T.clone(), ts, AC)[:, 5:])
+    # a column nobody covers falls to the first denoiser; weights are normalised
+    half = regional([a, b], torch.tensor([[0.0, 2.0, 1.0], [0.0, 2.0, 3.0]]))
+    x = torch.randn(1, 3, dtype=torch.float64)
+    want = torch.stack([a(x, 500)[0, 0], (a(x, 500)[0, 1] + b(x, 500)[0, 1]) / 2,
+                        (a(x, 500)[0, 2] + 3 * b(x, 500)[0, 2]) / 4])
+    torch.testing.assert_close(half(x, 500)[0], want)
+
+
+@pytest.mark.parametrize("text, span", [("2.0-3.5", (2.0, 3.5)), ("6-7", (6.0, 7.0)), (" .5 - 1 ", (0.5, 1.0))])
+def test_parse_span(text, span):
+    assert parse_span(text) == span
+
+
+@pytest.mark.parametrize("text", ["3-2", "2", "a-b", "1-1", "-1-2"])
+def test_parse_span_rejects_with_the_fix(text):
+    with pytest.raises(MaaError, match="START-END"):
+        parse_span(text)
+
+
+def test_span_weight_ramps_are_centred_on_the_edges():
+    t = np.arange(0, 10, 0.01)
+    w = span_weight(t, [(2.0, 4.0), (3.5, 5.0)], 0.2)
+    assert w[t < 1.9].max() == 0 and w[(t > 2.1) & (t < 4.9)].min() == 1 and w[t > 5.1].max() == 0
+    assert w[np.argmin(abs(t - 2.0))] == pytest.approx(0.5) and w[np.argmin(abs(t - 1.95))] == pytest.approx(0.25)
+    # a span reaching the clip's start has no ramp there: nothing before it is kept
+    assert span_weight(t, [(0.0, 1.0)], 0.2)[0] == 1
+
+
+def test_join_measures_see_a_click_and_a_level_step_but_not_a_crossfade():
+    sr = 16000
+    t = np.arange(4 * sr) / sr
+    lowpass = np.hanning(33) / np.hanning(33).sum()
+
+    def texture(seed, phase):  # a tone over low-passed noise: one sound, two takes of it
+        noise = np.random.default_rng(seed).standard_normal(len(t))
+        return 0.3 * np.sin(2 * np.pi * 220 * t + phase) + 3 * np.convolve(noise, lowpass, "same")
+
+    a, b = texture(1, 0.0), texture(2, 2.0)
+    cut = np.where(t < 2.0, a, b)  # a hard splice: a step in the waveform, broadband
+    w = span_weight(t, [(2.0, 4.0)], AUDIO_FADE)
+    faded = (1 - w) * a + w * b
+    assert join_flux_ratio(cut, [2.0]) > 4
+    assert join_flux_ratio(faded, [2.0]) < 1.5
+    assert level_jump_db(np.where(t < 2.0, a, 0.1 * a), 2.0) == pytest.approx(20, abs=0.3)
+    assert level_jump_db(faded, 2.0) < 0.5
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return load_model(make_model_dir(tmp_path_factory.mktemp("model")), gl_iters=4)
+
+
+def test_inpaint_keeps_the_round_trip_outside_the_spans_and_changes_the_inside(model):
+    audio = real_ish(3.0, seed=3)
+    spans = [(0.8, 1.6), (2.2, 2.6)]
+    opts = GenerateOptions(steps=4, guidance=2.0)
+    out = inpaint(model, "a door slams", audio, spans, opts, seed=5)
+    assert out.audio.shape == audio.shape and out.audio.dtype == np.float32
+    # the known latent comes back exactly wherever its mask is 1 (frames far from the spans)
+    from maa.infer.inpaint import encode
+    z_in = encode(model, audio, out.mel.shape[-1])[0]
+    assert torch.equal(out.latent[..., :3], z_in[..., :3])  # 0 - 0.38 s
+    # audio outside the spans is the round trip itself; inside it is new
+    margin = AUDIO_FADE / 2 + 0.02
+    mel_in, mel_out, mel_rt = (mel_spectrogram(torch.from_numpy(x)).numpy() for x in (audio, out.audio, out.roundtrip))
+    in_rt, out_rt = spans_mel_error(mel_rt, mel_in, spans, margin + 0.07)  # mel windows reach 0.04 s
+    in_o, out_o = spans_mel_error(mel_out, mel_in, spans, margin + 0.07)
+    assert out_o == pytest.approx(out_rt, rel=0.02)
+    changed_in, changed_out = spans_mel_error(mel_out, mel_rt, spans, margin + 0.07)
+    assert changed_in > 0.3 and changed_in > 20 * changed_out
+    # no clicks at the four edges, and the same seed gives the same result
+    assert join_flux_ratio(out.audio, [0.8, 1.6, 2.2, 2.6], away=0.15) < 2.0
+    assert np.array_equal(inpaint(model, "a door slams", audio, spans, opts, seed=5).audio, out.audio)
+
+
+def test_inpaint_errors_name_the_fix(model):
+    with pytest.raises(MaaError, match="outside the 1.00 s input"):
+        inpaint(model, "x", np.zeros(16000, np.float32), [(2.0, 3.0)], GenerateOptions(steps=1))
+    with pytest.raises(MaaError, match="at least one span"):
+        inpaint(model, "x", np.zeros(16000, np.float32), [], GenerateOptions(steps=1))

@@ -344,7 +344,7 @@ def main(argv=None):
     ap.add_argument("--train-batch-vae", type=int, default=None, help="default 8 (--tiny 2)")
     ap.add_argument("--mel-clips", type=int, default=None, help="default 1000 (--tiny 8)")
     ap.add_argument("--channels-last", action="store_true", help="also the fast path with channels-last")
-    ap.add_argument("--cpu-fast", action="store_true", help="bf16/compile rows on a CPU too")
+    ap.add_argument("--cpu-fast", action="store_true", help="the compile rows on a CPU too (autocast is CUDA-only: bf16 rows run fp32 there)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     t = a.tiny

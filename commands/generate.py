@@ -28,6 +28,12 @@ Examples:
 
   maa generate "a door slams, then a bell rings" -o seq.wav -d 4                # first half, second half
 
+  maa generate "a door slams" --init-audio scene.wav --inpaint 2.0-3.5 -o fixed.wav   # only that span is new
+
+  maa generate --timeline "0-3: a dog barks; 2-6: rain falls" --background wind -o t.wav   # events in their spans
+
+  maa generate "rain falls on a roof" --duration 120 -o rain.wav               # window by window, any length
+
 Prompt files: one prompt per line, `name|prompt`, or JSON lines {"id", "prompt" (or "caption"),
 optional "seed"}. Blank lines and lines starting with # are skipped. Each output is written as soon
 as it is done; a rerun skips outputs already made with the same settings (--overwrite redoes them).
@@ -50,7 +56,7 @@ def main(
     out_dir: Path = typer.Option(None, "--out-dir", help="Folder for --prompts outputs (<name>.wav). Default: the current folder."),
     model_dir: Path = typer.Option(None, "--model", help="Model folder (RUN of `maa train-ldm`: vae/ + ldm/ [+ vocoder/, clap/]). Default: the bundled model."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed of the first output; prompt i, candidate c uses seed + i*K + c."),
-    steps: int = typer.Option(25, "--steps", min=1, help="Sampler steps (the paper: 100 DDIM/PLMS steps; DPM-Solver++ needs ~25)."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Sampler steps. Default: 12 for dpm++ (the knee of benchmarks/bench_steps.py's quality curve), 25 for plms and ddim (the paper: 100 PLMS steps)."),
     sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ (DPM-Solver++ 2M), plms (the paper's) or ddim."),
     guidance: float = typer.Option(3.0, "--guidance", "-g", help="Classifier-free guidance scale (1: none; the paper: 3)."),
     negative: str = typer.Option("", "--negative", help="Negative prompt: replaces the empty unconditional prompt, steering away from it."),
@@ -72,6 +78,7 @@ def main(
     inpaint: list[str] = typer.Option(None, "--inpaint", help="With --init-audio: regenerate only START-END seconds (repeatable: --inpaint 2-3.5 --inpaint 6-7); the rest is kept."),
     timeline: str = typer.Option(None, "--timeline", help="Events in their spans: \"0-3: a dog barks; 2-6: rain falls\" or a JSON file of {start, end, prompt}; overlaps allowed. Replaces the prompt."),
     background: str = typer.Option(None, "--background", help="With --timeline: a prompt that sounds under the events for the whole clip."),
+    fast: str = typer.Option("auto", "--fast", help="CUDA fast path: auto (bf16 + torch.compile + CUDA graphs on CUDA; off on the CPU), off, the parts to use (bf16,compile,graphs,channels-last) or to drop (no-graphs, no-compile ...). The first call of each shape compiles (reported apart; cached in ~/.cache/maa/torchinductor)."),
     threads: Threads = 0,
     quiet: Quiet = False,
 ):
@@ -108,4 +115,4 @@ def main(
                    log=Log(info, warn, lambda total: progress_bar(total, "generate", quiet, unit="step")),
                    # the rest are GenerateOptions fields, recorded in every output
                    steps=steps, sampler=sampler, guidance=guidance, negative=negative, duration=duration,
-                   batch_size=batch_size, eta=eta, strength=strength, compose=compose, **extra)
+                   batch_size=batch_size, eta=eta, strength=strength, compose=compose, fast=fast, **extra)

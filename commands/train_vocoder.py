@@ -61,5 +61,6 @@ def main(
     options = dict(locals())  # the parameter names are the option fields
     from maa.train.vocoder import VocoderTrainOptions, train_vocoder
 
-    options["val"] = val or options.pop("valid")  # the old name --valid still works
+    valid = options.pop("valid")
+    options["val"] = val or valid  # the old name --valid still works
     emit(train_vocoder(VocoderTrainOptions(**options), reporter()))

@@ -149,7 +149,7 @@ $(RUN)/.ldm.done: $(RUN)/.vae.done $(RUN)/.pool.done
 
 $(RUN)/.vocoder.done: $(RUN)/.import.done
 ifeq ($(BIGVGAN),)
-	$(P_TRAIN) train-vocoder $(RUN)/data/train.jsonl --valid $(RUN)/data/val.jsonl -o $(RUN)/vocoder-run \
+	$(P_TRAIN) train-vocoder $(RUN)/data/train.jsonl --val $(RUN)/data/val.jsonl -o $(RUN)/vocoder-run \
 	  --preset $(VOC_PRESET) --steps $(VOC_STEPS) -b $(VOC_BATCH) --device $(P_DEVICE) $(VOC_ARGS) $(P_QUIET) \
 	  $(call P_RESUME,vocoder-run)
 else

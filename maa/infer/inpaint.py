@@ -18,7 +18,6 @@ elsewhere, level jumps as a loudness step across it.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -30,7 +29,14 @@ from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
-from maa.models.samplers import SAMPLERS, end_alpha, guided, hold_known, model_denoiser, schedule
+from maa.models.samplers import (
+    SAMPLERS,
+    end_alpha,
+    guided,
+    hold_known,
+    model_denoiser,
+    schedule,
+)
 
 LATENT_FADE = 0.25  # s: about two latent frames of 128 ms
 AUDIO_FADE = 0.05  # s
@@ -210,7 +216,3 @@ def spans_mel_error(mel_a: np.ndarray, mel_b: np.ndarray, spans: list[Span], mar
     d = np.abs(mel_a - mel_b).mean(0)
     return float(d[inside].mean()), float(d[outside].mean())
 
-
-def frames_of_seconds(seconds: float, factor: int) -> int:
-    """Latent frames covering `seconds` (at least one)."""
-    return max(1, math.ceil(frames_for_duration(seconds, factor) / factor))

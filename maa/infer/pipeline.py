@@ -20,6 +20,8 @@ A `Pipeline` is its parts (UNet, VAE, text encoder, vocoder, schedule), passed i
   5. best-of-K: ranks a prompt's candidates by audio-text score (maa.infer.scoring) and keeps the best;
   6. writes the record: every setting that made the output, enough to make it again bit-exactly
      (maa.infer.record keeps it inside the wav; `maa generate --replay`).
+Inpainting (`inpaint` spans of the init audio), a `timeline` of events and clips longer than one
+window go through maa.infer.timeline.generate_one instead of steps 2-4, one output at a time.
 `Pipeline.stream` yields each output as soon as its last batch is done (what `maa generate`
 writes from); `generate` is steps 1-4 without candidates or records.
 """
@@ -89,7 +91,7 @@ def resolve_model_dir(path: str | Path | None) -> Path:
 
 def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder: str | None = None,
                gl_iters: int = 32) -> LDMModel:
-    from maa.core.checkpoint import load_weights, read_config
+    from maa.core.checkpoint import load_weights, read_config, uninitialized
     from maa.infer.vocoders import load_vocoder
     from maa.models.text import load_text_encoder, resolve_spec
     from maa.models.vae import load_vae
@@ -99,7 +101,8 @@ def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder
     cfg = read_config(root / "ldm")
     if cfg.get("kind") != LDM_KIND:
         raise MaaError(f"{root / 'ldm' / 'config.json'}: kind {cfg.get('kind')!r} is not an LDM config")
-    unet = UNet(UNetConfig.from_dict(cfg["unet"])).to(dev)
+    with uninitialized():  # loaded strictly below: no random init to draw
+        unet = UNet(UNetConfig.from_dict(cfg["unet"])).to(dev)
     load_weights(root / "ldm", {"unet": unet})
     text = load_text_encoder(resolve_spec(text_encoder or cfg["text_encoder"], root), device=device, max_length=cfg.get("max_length", 77))
     if text.dim != unet.cfg.context_dim:
@@ -109,9 +112,15 @@ def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder
                     alphas_cumprod(dcfg), cfg, root, dev)
 
 
+# dpm++: the knee of benchmarks/bench_steps.py's curve (13 prompts, 4 s): CLAP score and class equal
+# from 8 to 50 steps; against the 50-step clip, aisfx KL 0.038 at 12 vs 0.092 at 10 and 0.002 at 25.
+# plms/ddim: not measured, kept at 25.
+DEFAULT_STEPS = {"dpm++": 12, "plms": 25, "ddim": 25}
+
+
 @dataclass
 class GenerateOptions:
-    steps: int = 25
+    steps: int | None = None  # None: DEFAULT_STEPS[sampler]
     sampler: str = "dpm++"
     guidance: float = 3.0
     negative: str = ""  # the unconditional prompt; "" is the paper's
@@ -121,10 +130,15 @@ class GenerateOptions:
     init_audio: np.ndarray | None = None  # audio-to-audio (SDEdit): 16 kHz mono
     strength: float = 0.5
     compose: bool = True  # "A, then B": A over the first half, B over the second (maa.infer.temporal)
+    fast: str = "auto"  # CUDA fast path (maa.infer.accel.FastPath.parse): auto (on for CUDA, off on the CPU), off, ...
     # maa.infer.timeline.generate_one samples these (and durations over one window) instead:
     inpaint: list | None = None  # [(start, end)] s of init_audio to regenerate; the rest is kept
     timeline: list | None = None  # [{"start", "end", "prompt"}]: each event in its span
     background: str | None = None  # with a timeline: the prompt under the events
+
+    def __post_init__(self):
+        if self.steps is None:
+            self.steps = DEFAULT_STEPS.get(self.sampler, 25)
 
     def check(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -238,6 +252,9 @@ def _sample(model: LDMModel, jobs: list[_Job], opts: GenerateOptions, on_step) -
         a = float(model.ac[ts[0]]) if ts else 1.0
         x = math.sqrt(a) * z_init + math.sqrt(1 - a) * noise
     if ts:
+        from maa.infer.accel import FastPath, ensure
+
+        ensure(model, FastPath.parse(opts.fast, model.device, model.text.max_length))  # CPU default: a no-op
         den = model_denoiser(model.unet, model.dcfg.prediction, model.ac)
         for t in dict.fromkeys([j.text for j in jobs] + [opts.negative]):
             model.text.encode([t])  # each text alone (then cached): its embedding never depends on its batch
@@ -615,6 +632,9 @@ def preflight(model_dir=None, device: str = "auto", samples: int = 1, force: boo
     opts.check()
     root = resolve_model_dir(model_dir)
     dev = str(pick_device(device))
+    from maa.infer.accel import FastPath
+
+    FastPath.parse(opts.fast, dev)  # a bad --fast fails here, before the model loads
     secs = output_seconds(opts)
     if uses_windows(opts) and not opts.inpaint:  # one window at a time (maa.infer.longform)
         samples, secs = samples * steps_of(opts, 1), min(secs, WINDOW)

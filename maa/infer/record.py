@@ -241,7 +241,9 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
         req = pipe.request([t for _, t, _ in items], [s for _, _, s in items], seed, candidates, spec or False,
                            init_audio, **settings)
     asked, used = settings.get("duration", 10.0), req.records[0]["duration"]
-    if not record and abs(used - asked) > 1e-4:
+    if settings.get("inpaint") or settings.get("timeline"):  # the input's length, the last event's end
+        log.info(f"generate: {used:.3f} s ({req.plan.frames} mel frames)")
+    elif not record and abs(used - asked) > 1e-4:
         log.info(f"generate: --duration {asked:g} s rounded to {req.plan.frames} mel frames = {used:.3f} s "
                  f"(latent {'x'.join(map(str, est.latent))})")
     for i, text in enumerate(req.plan.prompts[::req.candidates]):
@@ -273,6 +275,8 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
             write_text_atomic(manifest, "".join(json.dumps(rows[i]) + "\n" for i in sorted(rows)))
     if bar is not None:
         bar.close()
+    if getattr(pipe, "fast", None) is not None and pipe.fast.first_call_s:
+        log.info(f"generate: {pipe.fast.describe()}; first calls (compile, graph capture): {pipe.fast.report()}")
     r = req.records[0]
     log.info(f"generate: {len(rows)} output(s), {r['duration']:.2f} s each, {r['sampler']} x {r['steps']} steps, "
              f"guidance {r['guidance']:g}, vocoder {r['vocoder']}")

@@ -21,7 +21,6 @@ The record of a render lists the spans it honoured (`Timed.record`).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

@@ -139,7 +139,7 @@ def load_neural_vocoder(path: str | Path, device: str | torch.device = "cpu", re
     `.kind` ("vocos" or "bigvgan"), `.config`, `.sample_rate`, `.hop` describe it.
     `refine`: mel_refine iterations on the output; None takes the folder's config value.
     """
-    from maa.core.checkpoint import load_weights, parse_config
+    from maa.core.checkpoint import load_weights, parse_config, uninitialized
 
     device = torch.device(device)
     d = resolve_vocoder_dir(path)
@@ -160,7 +160,8 @@ def load_neural_vocoder(path: str | Path, device: str | torch.device = "cpu", re
     mel_cfg = meta.get("mel", MEL.to_dict())
     if MelConfig.from_dict(mel_cfg) != MEL:
         raise MaaError(f"{cfg_path}: trained on a different mel ({mel_cfg}); maa uses {MEL.to_dict()}")
-    gen = VocosGenerator(cfg).to(device)
+    with uninitialized():  # loaded strictly below: no random init to draw
+        gen = VocosGenerator(cfg).to(device)
     load_weights(d, {WEIGHTS: gen})
     return NeuralVocoder(gen, VOCOS_KIND, meta, device, cfg.hop, cfg.sample_rate, cfg.refine if refine is None else refine)
 

@@ -314,12 +314,13 @@ class SpecVAE(nn.Module):
 
 def load_vae(dir: str | Path, device: str | torch.device = "cpu") -> SpecVAE:
     """Load the VAE from a model folder written by `maa train-vae` (RUN/vae/: config.json + vae.safetensors)."""
-    from maa.core.checkpoint import load_weights, read_config
+    from maa.core.checkpoint import load_weights, read_config, uninitialized
 
     cfg = read_config(dir)
     if "vae" not in cfg:
         raise MaaError(f"{Path(dir) / 'config.json'}: not a VAE config (no 'vae' section); pass the vae/ folder of a run")
-    model = SpecVAE(VAEConfig.from_dict(cfg["vae"])).to(device)
+    with uninitialized():  # loaded strictly below: no random init to draw
+        model = SpecVAE(VAEConfig.from_dict(cfg["vae"])).to(device)
     load_weights(dir, {"vae": model})
     return model.eval()
 

@@ -133,6 +133,9 @@ def test_vocoder_keeps_valid_as_a_hidden_alias(data, tmp_path):
     r = _maa(*_args("train-vocoder", data, run), "--steps", 1, "--valid", data["voc"])
     assert r.exit_code == 0, r.output
     assert "2 training and 2 validation clips" in r.stderr
+    r = _maa(*_args("train-vocoder", data, tmp_path / "run2"), "--steps", 1, "--val", data["voc"])  # the shared name
+    assert r.exit_code == 0, r.output
+    assert "2 training and 2 validation clips" in r.stderr
 
 
 @pytest.mark.parametrize("kind,folder,weights", [("train-clap", "clap", "model"), ("train-vocoder", "vocoder", "generator")])

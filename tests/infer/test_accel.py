@@ -135,3 +135,17 @@ def test_generate_on_cuda_fast_and_plain():
     for a, b in zip(outs["off"], outs["auto"]):
         assert a.audio.shape == b.audio.shape and np.isfinite(b.audio).all()
         assert np.abs(a.mel - b.mel).mean() < 0.1
+
+
+def test_generate_on_cpu_is_unchanged_by_the_fast_option():
+    """On the CPU --fast auto is the plain path: bit-identical audio to --fast off, modules untouched."""
+    import numpy as np
+
+    from maa.infer.pipeline import GenerateOptions, generate, load_model
+
+    model = load_model(None, device="cpu")
+    unet = model.unet
+    got = [generate(model, ["a dog barks"], [3], GenerateOptions(steps=2, duration=0.5, fast=f))[0].audio
+           for f in ("off", "auto")]
+    assert np.array_equal(got[0], got[1]) and np.abs(got[0]).max() > 0
+    assert model.unet is unet and getattr(model, "fast", None) is None

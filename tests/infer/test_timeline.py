@@ -6,7 +6,13 @@ import pytest
 from maa.core.errors import MaaError
 from maa.core.mel import frames_for_duration
 from maa.infer.pipeline import GenerateOptions, generate, load_model
-from maa.infer.timeline import EVENT_FADE, Event, parse_timeline, render, timeline_seconds
+from maa.infer.timeline import (
+    EVENT_FADE,
+    Event,
+    parse_timeline,
+    render,
+    timeline_seconds,
+)
 from tests.ldm_fixtures import make_model_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -124,7 +130,7 @@ def test_generate_one_routes_inpaint_and_timeline_and_counts_its_steps(model):
     from maa.infer.timeline import check_options, generate_one, steps_of
 
     base, calls = BASE, []
-    tick = lambda: calls.append(1)  # noqa: E731
+    tick = lambda: calls.append(1)
     tl = SimpleNamespace(**base, duration=1.0, timeline=[{"start": 0.2, "end": 1.5, "prompt": "a bell"}], background=None)
     audio, _, _, extra = generate_one(model, "x", 0, tl, on_step=tick)
     assert len(audio) >= 1.5 * 16000 and extra["timeline"] == [{"start": 0.2, "end": 1.5, "prompt": "a bell"}]

@@ -59,10 +59,11 @@ app.add_typer(convert.app, name="convert", help=convert.HELP)
 def main():
     import sys
 
-    from maa.core.threads import configure_process, threads_from_argv
+    from maa.core.threads import configure_process, is_long_running, threads_from_argv
 
     # before any command imports torch: OpenMP reads its thread count and wait policy once, at load
-    configure_process(threads_from_argv(sys.argv[1:]))
+    argv = sys.argv[1:]
+    configure_process(threads_from_argv(argv), long_running=is_long_running(argv))
     app()
 
 

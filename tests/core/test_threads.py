@@ -82,6 +82,13 @@ def test_configure_process_env(monkeypatch):
     assert env["OMP_WAIT_POLICY"] == "ACTIVE" and env["MKL_NUM_THREADS"] == "4"
     env = {"OMP_NUM_THREADS": "4"}
     assert th.configure_process(2, env) == 2 and env["OMP_NUM_THREADS"] == "2"  # --threads N wins
+    env = {}  # a one-off call keeps OpenMP's own wait policy
+    assert th.configure_process(0, env, long_running=False) == 1 and "OMP_WAIT_POLICY" not in env
+
+
+def test_long_running_commands():
+    assert th.is_long_running(["train-ldm", "m.jsonl", "-o", "run"]) and th.is_long_running(["mel", "clips"])
+    assert not th.is_long_running(["generate", "a dog", "-o", "x.wav"]) and not th.is_long_running(["--version"])
 
 
 def test_torch_starts_with_the_policy():

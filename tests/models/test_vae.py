@@ -166,6 +166,7 @@ def test_kl_weight_shrinks_the_posterior_toward_the_prior(tmp_path):
     assert kls[1e3] < 0.5 * kls[0.0]
 
 
+@pytest.mark.slow  # ~20 s on 2 cores: CI runs it with the slow tests
 def test_tiny_overfits_one_batch(tmp_path):
     # two mels of exactly 32 frames and batch 2: every step sees the same batch
     man = _mels(tmp_path / "m", n=2, seconds=(0.528, 0.528))

@@ -36,3 +36,11 @@ def one_thread():
 @pytest.fixture
 def signal():
     return real_ish()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny generation model folder (tests/ldm_fixtures.py), made once per run; tests only read it."""
+    from tests.ldm_fixtures import make_model_dir
+
+    return make_model_dir(tmp_path_factory.mktemp("model"))

@@ -202,10 +202,11 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
 
     1. read the prompts (or the record to replay) and check them, every output path and the scorer;
     2. check the settings, estimate memory and time from the model's configs; refuse what will not
-       fit unless `force` (`maa.infer.pipeline.preflight`);
+       fit unless `force` (`maa.infer.budget.preflight`);
     3. load the model; lay out all outputs once; skip those already made with these settings;
     4. write each output (wav with its record, PNG, manifest line) as soon as it is done."""
-    from maa.infer.pipeline import load_pipeline, preflight
+    from maa.infer.budget import preflight
+    from maa.infer.pipeline import load_pipeline
 
     log = log or Log()
     record = None

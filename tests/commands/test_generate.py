@@ -10,14 +10,8 @@ from maa.commands.cli import app
 from typer.testing import CliRunner
 
 from tests.conftest import real_ish
-from tests.ldm_fixtures import make_model_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model_dir(tmp_path_factory.mktemp("model"))
 
 
 def _run(*args, input=None):

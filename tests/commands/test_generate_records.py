@@ -15,15 +15,9 @@ from maa.commands.cli import app
 from typer.testing import CliRunner
 
 from maa.infer.record import read_record, wav_bytes
-from tests.ldm_fixtures import make_model_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model_dir(tmp_path_factory.mktemp("model"))
 
 
 def _run(*args, input=None):

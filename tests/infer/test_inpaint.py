@@ -19,7 +19,6 @@ from maa.infer.pipeline import GenerateOptions, load_model
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
 from maa.models.samplers import SAMPLERS, SPACING, hold_known, regional, timesteps
 from tests.conftest import real_ish
-from tests.ldm_fixtures import make_model_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 AC = alphas_cumprod(DiffusionConfig())
@@ -109,8 +108,8 @@ def test_join_measures_see_a_click_and_a_level_step_but_not_a_crossfade():
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return load_model(make_model_dir(tmp_path_factory.mktemp("model")), gl_iters=4)
+def model(model_dir):
+    return load_model(model_dir, gl_iters=4)
 
 
 def test_inpaint_keeps_the_round_trip_outside_the_spans_and_changes_the_inside(model):

@@ -6,7 +6,6 @@ import maa.infer.longform as longform
 from maa.core.mel import frames_for_duration, samples_for_frames
 from maa.infer.longform import generate_long, window_starts, windows_for
 from maa.infer.pipeline import GenerateOptions, generate, load_model
-from tests.ldm_fixtures import make_model_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,8 +19,8 @@ def test_window_starts_cover_the_clip_with_at_least_the_overlap(total, window, o
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return load_model(make_model_dir(tmp_path_factory.mktemp("model")), gl_iters=4)
+def model(model_dir):
+    return load_model(model_dir, gl_iters=4)
 
 
 OPTS = GenerateOptions(steps=3, guidance=2.0)

@@ -7,22 +7,16 @@ from maa.core.errors import MaaError
 from maa.infer.pipeline import (
     GenerateOptions,
     _layout,
-    estimate,
     generate,
     load_model,
     load_pipeline,
     make_plan,
 )
+from maa.infer.budget import estimate
 from maa.infer.temporal import part_span
 from tests.conftest import real_ish
-from tests.ldm_fixtures import make_model_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model_dir(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from maa.infer.timeline import (
     render,
     timeline_seconds,
 )
-from tests.ldm_fixtures import make_model_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,11 +49,6 @@ def test_json_event_without_prompt(tmp_path):
     (tmp_path / "t.json").write_text('[{"start": 0, "end": 1}]')
     with pytest.raises(MaaError, match="needs start, end"):
         parse_timeline(str(tmp_path / "t.json"))
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model_dir(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from maa.train.ldm import (
     encode_latents,
     measure_scale,
 )
-from tests.ldm_fixtures import make_model_dir, write_clips
+from tests.ldm_fixtures import write_clips
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,11 +28,6 @@ def test_duration_rounding():
     assert abs(seconds_for_frames(frames_for_duration(4.0)) - 4.0) <= 0.064 + 1e-9  # within half a latent frame
     with pytest.raises(MaaError, match="positive"):
         frames_for_duration(0)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model_dir(tmp_path_factory.mktemp("model"))
 
 
 def test_model_folder_round_trip_and_errors(model_dir, tmp_path, monkeypatch):

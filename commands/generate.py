@@ -82,13 +82,8 @@ def main(
     threads: Threads = 0,
     quiet: Quiet = False,
 ):
-    import torch
-
-    from maa.infer.record import Log, generate_files
-
-    if threads:
-        torch.set_num_threads(threads)
     from maa.core.errors import MaaError
+    from maa.infer.record import Log, generate_files
 
     extra = {}
     if inpaint:
@@ -111,7 +106,7 @@ def main(
         extra["background"] = background
     generate_files(prompt=prompt, prompts_file=prompts_file, out=out, out_dir=out_dir, model_dir=model_dir,
                    device=device, seed=seed, candidates=candidates, scorer=scorer, init_audio=init_audio, png=png,
-                   manifest=manifest, overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay,
+                   manifest=manifest, overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads,
                    log=Log(info, warn, lambda total: progress_bar(total, "generate", quiet, unit="step")),
                    # the rest are GenerateOptions fields, recorded in every output
                    steps=steps, sampler=sampler, guidance=guidance, negative=negative, duration=duration,

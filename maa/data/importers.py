@@ -32,7 +32,6 @@ test splits out of training.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -41,8 +40,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
-from maa.core.io import write_json_atomic, write_jsonl_atomic
+from maa.core.io import read_text, write_json_atomic, write_jsonl_atomic
 from maa.core.manifest import AUDIO_EXTS, clip_id, write_manifest
 
 SPLITS = ("train", "val", "test")
@@ -73,7 +73,7 @@ def _need(path: Path, what: str) -> Path:
 
 
 def _read_csv(path: Path, need: tuple[str, ...], **kw) -> list[dict]:
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = read_text(path)
     reader = csv.DictReader(io.StringIO(text), **kw)
     cols = [c.strip() for c in reader.fieldnames or []]
     lost = [c for c in need if c not in cols]
@@ -211,7 +211,7 @@ def import_wavcaps(root: str | os.PathLike) -> Imported:
         clips = YouTubeClips(root / "audio" / subset) if short == "audioset" else None
         for f in files:
             try:
-                data = json.loads(f.read_text(errors="replace"))
+                data = json.loads(read_text(f))
             except ValueError as e:
                 raise MaaError(f"{f}: not JSON ({e}); use the file WavCaps ships") from None
             items = data.get("data", []) if isinstance(data, dict) else data
@@ -272,7 +272,7 @@ def import_audioset(root: str | os.PathLike) -> Imported:
         raise MaaError(f"{root}: no *_segments.csv (# YTID, start_seconds, end_seconds, positive_labels)")
     for f in files:
         split = "test" if f.name.startswith("eval") else "train"
-        lines = [l for l in f.read_text(errors="replace").splitlines() if l.strip() and not l.startswith("#")]
+        lines = [l for l in read_text(f).splitlines() if l.strip() and not l.startswith("#")]
         for r in csv.reader(lines, skipinitialspace=True):
             if len(r) < 4:
                 continue
@@ -352,11 +352,7 @@ def content_hashes(paths: list[str]) -> dict[str, str]:
     for group in by_size.values():
         if len(group) > 1:
             for p in group:
-                h = hashlib.sha256()
-                with open(p, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
-                out[p] = h.hexdigest()
+                out[p] = sha256_file(p)
     return out
 
 

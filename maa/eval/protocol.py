@@ -16,7 +16,6 @@ that folder.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -25,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from maa.core.audio import SAMPLE_RATE
+from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
+from maa.core.io import read_text
 from maa.core.manifest import read_manifest, write_manifest
 from maa.eval.evaluate import EvalConfig, evaluate
 
@@ -66,12 +67,7 @@ def sha256_of(path: str | os.PathLike) -> str:
     """Full SHA-256 of a weights file, or of a folder's *.safetensors and *.json files in name order."""
     p = Path(path)
     files = sorted(p.glob("*.safetensors")) + sorted(p.glob("*.json")) if p.is_dir() else [p]
-    h = hashlib.sha256()
-    for f in files:
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    return sha256_file(*files)
 
 
 def protocol_extractors(name: str, given: list[str], folder: Path | None = None) -> list[str]:
@@ -149,7 +145,7 @@ def reranking_of(generated: str) -> dict:
 
     for f in files:
         ks = []
-        for line in f.read_text(errors="replace").splitlines():
+        for line in read_text(f).splitlines():
             try:
                 row = json.loads(line)
             except ValueError:

@@ -518,6 +518,8 @@ class Pipeline(LDMModel):
                "vocoder": self.vocoder.kind}
         if self.vocoder.kind == "griffin-lim":
             out["gl_iters"] = self.vocoder.n_iter
+        if self.device.type == "cpu":  # a CPU matmul's sums (so the last bits) depend on the thread count
+            out["threads"] = torch.get_num_threads()
         return {**out, "device": self.device.type, "maa": __version__}
 
 

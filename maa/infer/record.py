@@ -32,7 +32,8 @@ from maa.core.io import atomic_path, write_text_atomic
 from maa.core.manifest import clip_id
 
 # Fields of a record that describe an outcome or a place, not a setting: a rerun compares the rest.
-OUTCOME = {"seed", "score", "candidate_scores", "parts", "batch", "model", "device", "maa", "id", "path", "png"}
+OUTCOME = {"seed", "score", "candidate_scores", "parts", "batch", "model", "device", "threads", "maa", "id", "path",
+           "png"}
 
 
 def wav_bytes(audio: np.ndarray, record: dict | None = None, sr: int = SAMPLE_RATE) -> bytes:
@@ -197,7 +198,7 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
                    out_dir: Path | None = None, model_dir=None, device: str = "auto", seed: int = 0,
                    candidates: int = 1, scorer: str | None = None, init_audio: Path | None = None, png: bool = False,
                    manifest: str | None = None, overwrite: bool = False, force: bool = False, gl_iters: int = 32,
-                   replay: Path | None = None, log: Log | None = None, **settings) -> list[dict]:
+                   replay: Path | None = None, threads: int = 0, log: Log | None = None, **settings) -> list[dict]:
     """Everything `maa generate` does; returns the manifest rows. `settings`: GenerateOptions fields.
 
     1. read the prompts (or the record to replay) and check them, every output path and the scorer;
@@ -218,6 +219,7 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
         model_dir = model_dir or record["model"]
         gl_iters = record.get("gl_iters", gl_iters)
         candidates, init_audio = 1, None
+        threads = threads or record.get("threads", 0)  # bit-exact on a CPU needs the same thread count
     else:
         items = _read_items(prompt, prompts_file)
     paths = _check_outputs(items, out, out_dir, manifest)
@@ -234,6 +236,9 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
     spec = _check_scorer(scorer, root, candidates, log)
     log.info(f"generate: {len(items)} output(s) x {candidates} candidate(s), {est}")
 
+    from maa.core.threads import apply_threads
+
+    apply_threads(threads)
     pipe = load_pipeline(root, dev, text_encoder=record.get("text_encoder") if record else None, gl_iters=gl_iters)
     if record is not None:
         _warn_replay(record, pipe.identity(), replay, log)
@@ -361,5 +366,8 @@ def _warn_replay(record: dict, now: dict, src: Path, log: Log) -> None:
                  "the audio will differ")
     if record.get("device") != now["device"]:
         log.warn(f"{src} was made on {record.get('device')}, this is {now['device']}: close, but not bit-exact")
+    if record.get("threads", now.get("threads")) != now.get("threads"):
+        log.warn(f"{src} was made with {record['threads']} CPU threads, this run has {now.get('threads')}: "
+                 "close, but not bit-exact")
     if record.get("maa") != now["maa"]:
         log.warn(f"{src} was made by maa {record.get('maa')}, this is {now['maa']}: the audio may differ")

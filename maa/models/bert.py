@@ -152,17 +152,15 @@ class FastTokenizer:
 
 def load_bert_folder(folder: str | Path) -> tuple[FastTokenizer, BertEncoder]:
     """Tokenizer and encoder of a BERT folder (config.json, model.safetensors, tokenizer.json)."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         if not (folder / name).exists():
             raise MaaError(f"{folder}: no {name}; want a BERT folder with config.json, model.safetensors, tokenizer.json")
-    from maa.core.checkpoint import uninitialized
+    from maa.core.checkpoint import load_safetensors, uninitialized
 
     with uninitialized():  # every weight comes from the file (strict load below)
         model = BertEncoder(BertConfig.from_json(folder / "config.json"))
-    state = load_file(folder / "model.safetensors")
+    state = load_safetensors(folder / "model.safetensors")
     state = {(k[5:] if k.startswith("bert.") else k): v for k, v in state.items() if not k.endswith("position_ids")}
     model.load_state_dict(state, strict=True)
     return FastTokenizer(folder / "tokenizer.json"), model.eval()

@@ -80,6 +80,26 @@ def test_replay_is_sample_exact_from_a_mixed_batch(tmp_path, model_dir):
     assert not np.array_equal(sf.read(tmp_path / "alone.wav", dtype="int16")[0], sf.read(bell["path"], dtype="int16")[0])
 
 
+def test_replay_uses_the_recorded_cpu_thread_count(tmp_path, model_dir):
+    """A CPU matmul's sums depend on the thread count, so a replay under another default (the
+    free-core policy) must run with the threads the record names."""
+    import torch
+
+    args = ["--model", model_dir, "-d", 0.6, "--steps", 3, "-q"]
+    r = _run("generate", "a dog barks loudly", "-o", tmp_path / "t2.wav", "--threads", 2, *args)
+    assert r.exit_code == 0, r.output
+    assert read_record(tmp_path / "t2.wav")["threads"] == 2
+    r = _run("generate", "a dog barks loudly", "-o", tmp_path / "t1.wav", "--threads", 1, *args)
+    assert r.exit_code == 0, r.output
+    a, b = (sf.read(tmp_path / f, dtype="float32")[0] for f in ("t2.wav", "t1.wav"))
+    if np.array_equal(a, b):
+        pytest.skip("this tiny model gives equal samples at 1 and 2 threads here; nothing to tell apart")
+    torch.set_num_threads(1)  # as the free-core policy would choose beside a busy neighbour
+    r = _run("generate", "--replay", tmp_path / "t2.wav", "-o", tmp_path / "again.wav", "-q")
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(sf.read(tmp_path / "again.wav", dtype="float32")[0], a)
+
+
 def test_info_prints_the_record(tmp_path, model_dir):
     r = _run("generate", "a dog barks", "-o", tmp_path / "d.wav", "--model", model_dir, "-d", 0.3, "--steps", 2,
              "--negative", "noise", "-q")

@@ -207,6 +207,7 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
     3. load the model; lay out all outputs once; skip those already made with these settings;
     4. write each output (wav with its record, PNG, manifest line) as soon as it is done."""
     from maa.infer.budget import preflight
+    from maa.infer.longform import WINDOW
     from maa.infer.pipeline import load_pipeline
 
     log = log or Log()
@@ -251,7 +252,7 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
         log.info(f"generate: {used:.3f} s ({req.plan.frames} mel frames)")
     elif not record and abs(used - asked) > 1e-4:
         log.info(f"generate: --duration {asked:g} s rounded to {req.plan.frames} mel frames = {used:.3f} s "
-                 f"(latent {'x'.join(map(str, est.latent))})")
+                 f"(latent {'x'.join(map(str, est.latent))}{' per window' if used > WINDOW else ''})")
     for i, text in enumerate(req.plan.prompts[::req.candidates]):
         if pipe.text.is_truncated(text):
             log.warn(f"prompt {i + 1} is longer than {pipe.text.max_length} tokens; the rest is ignored: {text[:60]}...")

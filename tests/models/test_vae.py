@@ -157,6 +157,7 @@ def test_gan_terms_act(tmp_path):
     assert np.mean(gap[-8:]) > max(0.05, np.mean(gap[:3]))
 
 
+@pytest.mark.slow  # ~6 s
 def test_kl_weight_shrinks_the_posterior_toward_the_prior(tmp_path):
     ds = MelCrops.from_manifest(_mels(tmp_path / "m", n=4), frames=64)
     kls = {}

@@ -80,6 +80,7 @@ def test_reprogrammed_items(tmp_path):
     assert ds[0]["caption"] == "a soft bell rings"  # no rng (validation): the row itself
 
 
+@pytest.mark.slow  # ~6 s
 def test_training_loss_falls(tmp_path, model_dir):
     from maa.models.diffusion import DiffusionConfig
     from maa.models.text import load_text_encoder

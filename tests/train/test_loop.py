@@ -178,6 +178,7 @@ def _ddp_worker(rank, world, port, out_dir):
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow  # ~6 s: two processes with gloo
 def test_two_process_data_parallel_equals_one_process_with_the_global_batch(tmp_path):
     import torch.multiprocessing as mp
 

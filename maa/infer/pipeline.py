@@ -549,15 +549,38 @@ def _settings(opts: GenerateOptions, frames: int) -> dict:
     return out
 
 
-def model_sha256(root: Path) -> str:
-    """Content hash of what makes the audio (ldm/, vae/, vocoder/; not clap/, which only ranks)."""
-    from maa.core.checkpoint import sha256_file
+HASH_CACHE = Path.home() / ".cache" / "maa" / "file-sha256.json"
 
-    h = hashlib.sha256()
+
+def model_sha256(root: Path) -> str:
+    """Content hash of what makes the audio (ldm/, vae/, vocoder/; not clap/, which only ranks).
+
+    Each file's sha256 is kept in HASH_CACHE under its path, size and mtime, so a 1.4 GB paper-size
+    folder is read once, not at every `maa generate` (~1.5 s each)."""
+    import json
+
+    from maa.core.checkpoint import sha256_file
+    from maa.core.io import write_json_atomic
+
+    try:
+        cache = json.loads(HASH_CACHE.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    cache = cache if isinstance(cache, dict) else {}
+    h, changed = hashlib.sha256(), False
     for part in ("ldm", "vae", "vocoder"):
         for f in sorted((root / part).rglob("*")) if (root / part).is_dir() else []:
             if f.is_file() and not f.name.startswith("."):
-                h.update(f"{f.relative_to(root)}\0{sha256_file(f)}\0".encode())
+                st = f.stat()
+                key = f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}"
+                if not isinstance(cache.get(key), str):
+                    cache[key], changed = sha256_file(f), True
+                h.update(f"{f.relative_to(root)}\0{cache[key]}\0".encode())
+    if changed:
+        try:
+            write_json_atomic(HASH_CACHE, cache)
+        except OSError:  # a read-only home: hash again next time
+            pass
     return h.hexdigest()[:16]
 
 

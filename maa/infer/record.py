@@ -29,7 +29,7 @@ import numpy as np
 from maa.core.audio import SAMPLE_RATE
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path, write_text_atomic
-from maa.core.manifest import clip_id
+from maa.core.manifest import clip_id, safe_stem
 
 # Fields of a record that describe an outcome or a place, not a setting: a rerun compares the rest.
 OUTCOME = {"seed", "score", "candidate_scores", "parts", "batch", "model", "device", "threads", "maa", "id", "path",
@@ -146,14 +146,6 @@ def read_prompts(src: str) -> list[tuple[str, str, int | None]]:
     return items
 
 
-def _safe_name(name: str) -> str:
-    try:  # the reliability work's safe names (no '..', separators, NUL; bounded length), when present
-        from maa.core.manifest import safe_stem
-    except ImportError:
-        from maa.core.manifest import clip_id as safe_stem
-    return safe_stem(name)
-
-
 def out_paths(out: str | None, out_dir: Path | None, items: list[tuple[str, str, int | None]]) -> list[Path | None]:
     """Where each output goes: -o for one prompt (None: stdout for '-'), else OUT_DIR/<name or
     NNNN_prompt>.wav (the current folder without --out-dir), names made unique in order."""
@@ -164,7 +156,7 @@ def out_paths(out: str | None, out_dir: Path | None, items: list[tuple[str, str,
     used: set[str] = set()
     paths = []
     for i, (name, prompt, _) in enumerate(items):
-        stem = Path(out).stem if out is not None else _safe_name(name) if name else f"{i:04d}_{clip_id(prompt)[:48]}"
+        stem = Path(out).stem if out is not None else safe_stem(name) if name else f"{i:04d}_{clip_id(prompt)[:48]}"
         while stem.lower() in used:  # case-insensitive file systems
             stem += "_"
         used.add(stem.lower())

@@ -28,7 +28,8 @@ from maa.core.mel import MEL_MIN
 from maa.data.caption import label_captions, label_text
 from maa.models.clap import ClapConfig, MaaClap, fit_mel, info_nce
 from maa.train.loop import TrainConfig, adamw, autocast, backward_step
-from maa.train.run import Reporter, RunOptions
+from maa.infer.scoring import resolve_maa_clap_dir
+from maa.train.run import Reporter, RunOptions, read_part_config
 
 ZERO_SHOT_TEMPLATE = "the sound of {}"
 
@@ -223,6 +224,10 @@ def measure(scorer, rows: Sequence[dict], mels: Sequence[np.ndarray], classes: l
 # ----------------------------------------------------------------------------- `maa train-clap`
 
 
+def _clap_config(folder: Path, what: str) -> ClapConfig:
+    return read_part_config(folder, what, "maa-clap", "model", ClapConfig, "clap")
+
+
 @dataclass(kw_only=True)
 class ClapTrainOptions(RunOptions):
     """Everything `maa train-clap` takes; the defaults are the command's."""
@@ -242,24 +247,6 @@ class ClapTrainOptions(RunOptions):
     ckpt_every: int = 500
     val_every: int = 200
     log_every: int = 25
-
-
-def clap_folder(path: str | Path) -> Path:
-    """The clap/ folder of a RUN or model folder, or the folder itself when it is one."""
-    p = Path(path).expanduser()
-    return p / "clap" if (p / "clap" / "config.json").exists() else p
-
-
-def _read_clap_config(folder: Path, what: str) -> ClapConfig:
-    import json
-
-    try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        cfg = {}
-    if cfg.get("kind") != "maa-clap" or "model" not in cfg:
-        raise MaaError(f"{what}: not a maa-clap folder (pass RUN or RUN/clap of `maa train-clap`)")
-    return ClapConfig.from_dict(cfg["model"])
 
 
 def _texted(src: str) -> list[dict]:
@@ -292,10 +279,10 @@ def train_clap(o: ClapTrainOptions, ui: Reporter | None = None) -> dict:
     out_dir, init = Path(o.out_dir), None
     cfg = ClapConfig(channels=widths, embed_dim=o.embed_dim, text_encoder=o.text_encoder, crop_frames=o.frames)
     if run.start.resume and (out_dir / "clap" / "config.json").exists():
-        cfg = _read_clap_config(out_dir / "clap", str(out_dir / "clap"))  # the run's own architecture wins
+        cfg = _clap_config(out_dir / "clap", str(out_dir / "clap"))  # the run's own architecture wins
     elif o.init is not None:
-        init = clap_folder(o.init)
-        cfg = _read_clap_config(init, f"--init {o.init}")  # its architecture and text encoder
+        init = resolve_maa_clap_dir(o.init)
+        cfg = _clap_config(init, f"--init {o.init}")  # its architecture and text encoder
     frames = cfg.crop_frames
 
     rows = _texted(o.manifest)

@@ -176,3 +176,17 @@ def begin(opts: RunOptions, ui: Reporter | None = None, seed: bool = True) -> Be
     if start.note and d.main:
         (ui or Reporter()).info(start.note)
     return Begun(start, dev, d)
+
+
+def read_part_config(folder: Path, what: str, kind: str, key: str, cls, part: str):
+    """`cls` from the `key` section of `folder`/config.json, which `maa train-<part>` writes with this
+    "kind", or one line saying that `what` is not such a folder."""
+    import json
+
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        cfg = {}
+    if not isinstance(cfg, dict) or cfg.get("kind") != kind or key not in cfg:
+        raise MaaError(f"{what}: not a maa {part} folder (pass RUN or RUN/{part} of `maa train-{part}`)")
+    return cls.from_dict(cfg[key])

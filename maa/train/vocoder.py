@@ -15,7 +15,8 @@ from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import LOG_FLOOR, MelConfig, mel_basis, mel_spectrogram
 from maa.models.vocos import VOCOS_KIND, WEIGHTS, VocoderConfig, VocosGenerator
 from maa.train.discriminators import multi_period, multi_resolution, stft_mag
-from maa.train.run import Reporter, RunOptions
+from maa.infer.vocoders import resolve_vocoder_dir
+from maa.train.run import Reporter, RunOptions, read_part_config
 
 
 def log_mel(wav: torch.Tensor, cfg: MelConfig = MEL) -> torch.Tensor:
@@ -204,6 +205,10 @@ class VocoderTask:
 # ----------------------------------------------------------------------------- `maa train-vocoder`
 
 
+def _vocoder_config(folder: Path, what: str) -> VocoderConfig:
+    return read_part_config(folder, what, VOCOS_KIND, "vocoder", VocoderConfig, "vocoder")
+
+
 @dataclass(kw_only=True)
 class VocoderTrainOptions(RunOptions):
     """Everything `maa train-vocoder` takes; the defaults are the command's."""
@@ -218,24 +223,6 @@ class VocoderTrainOptions(RunOptions):
     disc_start: int | None = None  # None: a third of steps
     refine: int = 8
     grad_clip: float = 100.0
-
-
-def vocoder_folder(path: str | Path) -> Path:
-    """The vocoder/ folder of a RUN or model folder, or the folder itself when it is one."""
-    p = Path(path).expanduser()
-    return p / "vocoder" if (p / "vocoder" / "config.json").exists() else p
-
-
-def _read_vocoder_config(folder: Path, what: str) -> VocoderConfig:
-    import json
-
-    try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        cfg = {}
-    if cfg.get("kind") != VOCOS_KIND or "vocoder" not in cfg:
-        raise MaaError(f"{what}: not a maa vocoder folder (pass RUN or RUN/vocoder of `maa train-vocoder`)")
-    return VocoderConfig.from_dict(cfg["vocoder"])
 
 
 def train_vocoder(o: VocoderTrainOptions, ui: Reporter | None = None) -> dict:
@@ -258,10 +245,10 @@ def train_vocoder(o: VocoderTrainOptions, ui: Reporter | None = None) -> dict:
     run = begin(o, ui)
     out_dir, init = Path(o.out_dir), None
     if run.start.resume and (out_dir / "vocoder" / "config.json").exists():
-        cfg = _read_vocoder_config(out_dir / "vocoder", str(out_dir / "vocoder"))  # the run's own settings win
+        cfg = _vocoder_config(out_dir / "vocoder", str(out_dir / "vocoder"))  # the run's own settings win
     elif o.init is not None:
-        init = vocoder_folder(o.init)  # its architecture; the schedule options still apply
-        cfg = replace(_read_vocoder_config(init, f"--init {o.init}"), **overrides)
+        init = resolve_vocoder_dir(o.init)  # its architecture; the schedule options still apply
+        cfg = replace(_vocoder_config(init, f"--init {o.init}"), **overrides)
 
     rows = read_manifest(o.manifest)
     if o.val:

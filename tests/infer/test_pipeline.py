@@ -188,3 +188,29 @@ def test_estimate_scales_with_the_latent(model_dir):
     # 1000 s: the tiny UNet attends at level 1 (2 heads): (5 x 3906)^2 scores per head, guided (x2), 4 bytes
     huge = estimate(model_dir, 1000.0, 1, 1, 1)
     assert huge.bytes >= 2 * 2 * (5 * 3906) ** 2 * 4 and "GB" in str(huge)
+
+
+def test_model_hash_is_kept_per_file_and_redone_when_a_file_changes(tmp_path, monkeypatch, model_dir):
+    import shutil
+
+    import maa.core.checkpoint
+    import maa.infer.pipeline as pl
+
+    monkeypatch.setattr(pl, "HASH_CACHE", tmp_path / "cache" / "h.json")
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    first = pl.model_sha256(folder)
+    assert (tmp_path / "cache" / "h.json").exists()
+
+    def refuse(*a, **k):
+        raise AssertionError("hashed again although nothing changed")
+
+    monkeypatch.setattr(maa.core.checkpoint, "sha256_file", refuse)
+    assert pl.model_sha256(folder) == first  # from the cache, no file read
+    monkeypatch.undo()
+    monkeypatch.setattr(pl, "HASH_CACHE", tmp_path / "cache" / "h.json")
+    cfg = folder / "ldm" / "config.json"
+    cfg.write_text(cfg.read_text() + " ")  # new size and mtime: hashed again
+    assert pl.model_sha256(folder) != first
+    (tmp_path / "cache" / "h.json").write_text("not json")  # a damaged cache is ignored
+    assert pl.model_sha256(folder) == pl.model_sha256(folder)

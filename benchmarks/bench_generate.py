@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def build(root: Path, unet_preset: str, vae_preset: str) -> Path:
     from maa.core.checkpoint import save_weights
     from maa.models.diffusion import DiffusionConfig
-    from maa.models.text import load_text_encoder
+    from maa.parts.text import load_text_encoder
     from maa.models.unet import preset
     from maa.models.vae import SpecVAE
     from maa.models.vae import preset as vpreset

@@ -66,7 +66,7 @@ def timed(fn, device) -> float:
 def build_models(a, device):
     """A loaded pipeline model (the bundled one: text encoder, schedule) with random base-size parts."""
     from maa.infer.pipeline import load_model
-    from maa.infer.vocoders import NeuralVocoder
+    from maa.parts.vocoders import NeuralVocoder
     from maa.models.bigvgan import BigVGAN, BigVGANConfig
     from maa.models.unet import UNet
     from maa.models.unet import preset as unet_preset

@@ -120,7 +120,7 @@ def main():
     classes = list(PROMPTS)
     scorer = None
     if a.candidates > 1:
-        from maa.infer.scoring import MaaClapScorer
+        from maa.parts.scorers import MaaClapScorer
 
         scorer = MaaClapScorer(model.root / "clap")
 
@@ -130,7 +130,7 @@ def main():
         outs = generate(model, [p for p in prompts for _ in range(k)], [s * k + c for s in seeds for c in range(k)], o)
         if k == 1:
             return outs
-        from maa.infer.scoring import rank_candidates
+        from maa.parts.scorers import rank_candidates
 
         groups = [outs[i * k:(i + 1) * k] for i in range(len(prompts))]
         return [g[rank_candidates(scorer, [x.audio for x in g], g[0].prompt, g[0].parts)[0][0]] for g in groups]

@@ -43,7 +43,7 @@ def main():
     from maa.eval.extractors import load_extractor
     from maa.eval.metrics import kl_divergence
     from maa.infer.pipeline import GenerateOptions, generate, load_model
-    from maa.infer.scoring import MaaClapScorer
+    from maa.parts.scorers import MaaClapScorer
 
     model = load_model(a.model)
     classes = list(PROMPTS)[:a.prompts]

@@ -61,7 +61,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     from maa.infer.pipeline import GenerateOptions, generate, load_model
-    from maa.infer.scoring import load_scorer
+    from maa.parts.scorers import load_scorer
     from maa.infer.timeline import parse_timeline, render, timeline_seconds
 
     model = load_model(a.model)

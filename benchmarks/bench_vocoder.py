@@ -2,7 +2,7 @@
 
 For each clip x of the manifest (whole frames only): mel = maa.core.mel(x), then
   * neural:      the vocoder folder's model on mel;
-  * Griffin-Lim: maa.infer.vocoders.GriffinLim, the fallback `maa generate` uses (fast GLA, 32
+  * Griffin-Lim: maa.parts.vocoders.GriffinLim, the fallback `maa generate` uses (fast GLA, 32
                  iterations, momentum 0.99, on the pseudo-inverse linear magnitude), or with
                  --gl torchaudio, torchaudio's GriffinLim with the same settings, shifted by
                  half a hop so its frames sit where maa.core.mel's do.
@@ -30,7 +30,7 @@ from maa.core.io import write_json_atomic
 from maa.core.manifest import read_manifest
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import mel_spectrogram, mel_to_linear
-from maa.infer.vocoders import load_neural_vocoder
+from maa.parts.vocoders import load_neural_vocoder
 from maa.train.vocoder import mr_stft_distance
 
 
@@ -78,7 +78,7 @@ def main(argv=None) -> dict:
     load_s = time.perf_counter() - t0
 
     if args.gl == "maa":
-        from maa.infer.vocoders import GriffinLim
+        from maa.parts.vocoders import GriffinLim
 
         griffin_lim = GriffinLim(n_iter=args.gl_iters)
     else:

@@ -44,7 +44,7 @@ def main():
     args = ap.parse_args()
     from maa.core.audio import load_audio
     from maa.core.manifest import read_manifest
-    from maa.infer.scoring import load_scorer
+    from maa.parts.scorers import load_scorer
 
     rows = [json.loads(l) for l in Path(args.generated).read_text().splitlines() if l.strip()]
     prompts = list(dict.fromkeys(r["prompt"] for r in rows))

@@ -61,7 +61,7 @@ def main(
         parse_experts,
         read_bank,
     )
-    from maa.infer.scoring import load_scorer
+    from maa.parts.scorers import load_scorer
 
     torch.manual_seed(seed)
     dev = pick_device(device)  # auto: CUDA when available

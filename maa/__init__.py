@@ -1,8 +1,7 @@
 """maa: Make-An-Audio as composable commands and a small library (see README, "Python API")."""
 
-__version__ = "0.1.0"
-
 from maa.core.errors import MaaError
+from maa.core.version import __version__
 
 __all__ = ["MaaError", "__version__", "load_pipeline"]
 

@@ -44,7 +44,7 @@ from maa.core.mel import DEFAULT as MEL
 from maa.core.safe_pickle import load_pickle_checkpoint
 from maa.models.bigvgan import WEIGHT_NAMES, fold_weight_norm, read_bigvgan_config
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
-from maa.models.text import MSCLAP_KIND
+from maa.parts.text import MSCLAP_KIND
 from maa.models.unet import UNetConfig
 from maa.models.vae import VAEConfig
 
@@ -383,7 +383,7 @@ def _check_fits(name: str, module_state: dict, mapped: dict) -> None:
 def check_against_modules(unet_cfg: UNetConfig, unet: dict, vae_cfg: VAEConfig, vae: dict, text_cfg: dict,
                           text: dict) -> None:
     """Every converted key and shape against maa's modules built on the meta device (no memory)."""
-    from maa.models.text import MsclapTower
+    from maa.parts.text import MsclapTower
     from maa.models.unet import UNet
     from maa.models.vae import SpecVAE
 
@@ -433,7 +433,7 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
     The folder appears whole or not at all (built next to `out`, then renamed); a folder a previous
     conversion wrote is replaced, anything else at `out` is refused. Same inputs, same bytes.
     """
-    from maa.infer.vocoders import load_bigvgan
+    from maa.parts.vocoders import load_bigvgan
 
     ckpt, out = Path(ckpt), Path(out)
     if out.exists() and not (out / CONVERTED_MARK).exists() and (not out.is_dir() or any(out.iterdir())):

@@ -14,7 +14,7 @@ Backends:
                no PCA and no final ReLU (the FAD convention of audioldm_eval/frechet_audio_distance).
   aisfx        The sound-effect CNN inside PyPI's aisfx wheel (512-d; its UCS head, 69 categories,
                gives class probabilities). Works offline.
-  maa-clap     Audio tower of a maa CLAP model (maa.infer.scoring.load_scorer); also scores prompts.
+  maa-clap     Audio tower of a maa CLAP model (maa.parts.scorers.load_scorer); also scores prompts.
                Class probabilities are zero-shot over the classes listed in the model's
                config.json (each class name as the prompt, the model's learned logit scale).
                `laion-clap:CKPT` goes through the same scorer loader (no class list: no IS/KL).
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from maa.core.checkpoint import sha256_file, strip_prefix
 from maa.core.errors import MaaError
-from maa.infer.scoring import load_scorer
+from maa.parts.scorers import load_scorer
 
 EXTRACTORS = ("aisfx", "panns-cnn14", "vggish", "maa-clap", "laion-clap")
 
@@ -420,7 +420,7 @@ class AisfxExtractor(Extractor):
 
 
 # ----------------------------------------------------------------------------------------------
-# CLAP (maa's own, or LAION through maa.infer.scoring): audio embeddings + prompt scoring
+# CLAP (maa's own, or LAION through maa.parts.scorers): audio embeddings + prompt scoring
 
 
 class ClapExtractor(Extractor):

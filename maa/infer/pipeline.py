@@ -17,7 +17,7 @@ A `Pipeline` is its parts (UNet, VAE, text encoder, vocoder, schedule), passed i
      latent noised to the strength's timestep), a sampler over the guided denoiser, the VAE
      decoder, the vocoder (Griffin-Lim unless the folder has a neural vocoder);
   4. joins the parts of a split prompt end to end, crossfaded;
-  5. best-of-K: ranks a prompt's candidates by audio-text score (maa.infer.scoring) and keeps the best;
+  5. best-of-K: ranks a prompt's candidates by audio-text score (maa.parts.scorers) and keeps the best;
   6. writes the record: every setting that made the output, enough to make it again bit-exactly
      (maa.infer.record keeps it inside the wav; `maa generate --replay`).
 Inpainting (`inpaint` spans of the init audio), a `timeline` of events and clips longer than one
@@ -90,8 +90,8 @@ def resolve_model_dir(path: str | Path | None) -> Path:
 def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder: str | None = None,
                gl_iters: int = 32) -> LDMModel:
     from maa.core.checkpoint import load_weights, read_config, uninitialized
-    from maa.infer.vocoders import load_vocoder
-    from maa.models.text import load_text_encoder, resolve_spec
+    from maa.parts.vocoders import load_vocoder
+    from maa.parts.text import load_text_encoder, resolve_spec
     from maa.models.vae import load_vae
 
     root = resolve_model_dir(path)
@@ -415,7 +415,7 @@ class Pipeline(LDMModel):
     def request(self, prompts: list[str], seeds: list[int | None] | None = None, seed: int = 0, candidates: int = 1,
                 scorer=None, init_audio=None, **settings) -> Request:
         """Steps 1-2: check, seed, lay out. Cheap: nothing is sampled."""
-        from maa.infer.scoring import load_scorer
+        from maa.parts.scorers import load_scorer
 
         if candidates < 1:
             raise MaaError(f"-n {candidates}: must be at least 1")
@@ -457,7 +457,7 @@ class Pipeline(LDMModel):
     def stream(self, req: Request, on_step: Callable[[], None] | None = None,
                outputs: set[int] | None = None) -> Iterator[Output]:
         """Steps 3-6: each Output (of `outputs`, or all) as soon as its candidates are sampled."""
-        from maa.infer.scoring import rank_candidates
+        from maa.parts.scorers import rank_candidates
 
         k, waiting = req.candidates, {}
         for s, g in stream(self, req.plan, on_step, req.samples(outputs)):
@@ -510,7 +510,7 @@ class Pipeline(LDMModel):
 
     def identity(self) -> dict:
         """What the record says about the model and the code: folder, content hash, encoder, vocoder, versions."""
-        from maa import __version__
+        from maa.core.version import __version__
 
         if not hasattr(self, "_sha"):
             self._sha = model_sha256(self.root)

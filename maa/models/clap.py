@@ -26,7 +26,7 @@ class ClapConfig(ConfigMixin):
     channels: tuple[int, ...] = (32, 64, 128, 256)  # one 3x3 conv + BN + ReLU + 2x2 pool per entry
     hidden: int = 512  # width of both projection MLPs
     embed_dim: int = 256  # the joint audio-text space
-    text_encoder: str = "minilm"  # spec for maa.models.text.load_text_encoder
+    text_encoder: str = "minilm"  # spec for maa.parts.text.load_text_encoder
     text_dim: int = 384  # MiniLM's sentence-embedding width
     crop_frames: int = 192  # training crop (~3 s); shorter clips are tiled up to it at inference too
     time_pool: int = 2  # average pairs of frames first: 31 frames/s is plenty for "what sound is this"

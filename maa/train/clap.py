@@ -28,7 +28,7 @@ from maa.core.mel import MEL_MIN
 from maa.data.caption import label_captions, label_text
 from maa.models.clap import ClapConfig, MaaClap, fit_mel, info_nce
 from maa.train.loop import TrainConfig, adamw, autocast, backward_step
-from maa.infer.scoring import resolve_maa_clap_dir
+from maa.parts.scorers import resolve_maa_clap_dir
 from maa.train.run import Reporter, RunOptions, read_part_config
 
 ZERO_SHOT_TEMPLATE = "the sound of {}"
@@ -260,8 +260,8 @@ def train_clap(o: ClapTrainOptions, ui: Reporter | None = None) -> dict:
     embedded once, the loop, then held-out zero-shot and retrieval figures. Returns the final metrics."""
     from maa.core.checkpoint import load_weights, num_params
     from maa.core.manifest import split_holdout
-    from maa.infer.scoring import MaaClapScorer
-    from maa.models.text import load_text_encoder
+    from maa.parts.scorers import MaaClapScorer
+    from maa.parts.text import load_text_encoder
     from maa.train.loop import seed_everything, train
     from maa.train.run import begin
 

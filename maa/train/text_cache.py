@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from maa.models.text import (
+from maa.parts.text import (
     HFTextEncoder,
     TextEmbedding,
     load_text_encoder,

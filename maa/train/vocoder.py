@@ -15,7 +15,7 @@ from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import LOG_FLOOR, MelConfig, mel_basis, mel_spectrogram
 from maa.models.vocos import VOCOS_KIND, WEIGHTS, VocoderConfig, VocosGenerator
 from maa.train.discriminators import multi_period, multi_resolution, stft_mag
-from maa.infer.vocoders import resolve_vocoder_dir
+from maa.parts.vocoders import resolve_vocoder_dir
 from maa.train.run import Reporter, RunOptions, read_part_config
 
 

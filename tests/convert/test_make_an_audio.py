@@ -79,7 +79,7 @@ def test_vae_golden(tiny_model):
 
 @torch.no_grad()
 def test_text_golden(tiny_model):
-    from maa.models.text import load_text_encoder
+    from maa.parts.text import load_text_encoder
 
     io = load_file(GOLDEN / "text_io.safetensors")
     enc = load_text_encoder(f"msclap:{tiny_model / 'text'}")
@@ -128,7 +128,7 @@ def test_generation_uses_the_official_grid(tiny_model):
 
 @torch.no_grad()
 def test_bigvgan_golden(tiny_model):
-    from maa.infer.vocoders import load_bigvgan, load_vocoder
+    from maa.parts.vocoders import load_bigvgan, load_vocoder
 
     io = load_file(GOLDEN / "bigvgan_io.safetensors")
     for voc in (load_vocoder(tiny_model), load_bigvgan(GOLDEN / "bigvgan")):  # converted and the official folder

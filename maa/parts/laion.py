@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from maa.core.audio import SAMPLE_RATE
 from maa.core.errors import MaaError
 from maa.models.clap import TextCache, check_pairs
-from maa.models.text import read_laion_checkpoint
+from maa.parts.text import read_laion_checkpoint
 
 
 def _import_clap_module():

@@ -41,7 +41,7 @@ from maa.models.vocos import (
 
 
 def load_bigvgan(path: str | Path, device: str | torch.device = "cpu"):
-    """Build BigVGAN from `path`/args.yml and load `path`/best_netG.pt -> maa.infer.vocoders.NeuralVocoder."""
+    """Build BigVGAN from `path`/args.yml and load `path`/best_netG.pt -> maa.parts.vocoders.NeuralVocoder."""
 
     path = Path(path)
     cfg = read_bigvgan_config(path)

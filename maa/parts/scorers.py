@@ -13,7 +13,7 @@ maa-clap is a small contrastive model that trains on CPU in minutes:
   * audio: a CNN over our own log-mel (maa.core.mel, 80 bins, 62.5 frames/s), pooled over
     frequency, then mean + max over time (the max keeps short events such as a bark); it trains
     on fixed-length crops and scores a long clip as the mean of half-overlapping windows;
-  * text: the frozen MiniLM sentence embedding (maa.models.text) through a trainable 2-layer MLP;
+  * text: the frozen MiniLM sentence embedding (maa.parts.text) through a trainable 2-layer MLP;
   * symmetric InfoNCE (CLIP's loss) with a learned temperature. Clips of the same class in
     one batch are positives of each other (soft targets), so the loss does not push apart
     two dog barks only because they are different recordings.
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from maa.core.errors import MaaError
 from maa.core.mel import mel_spectrogram
-from maa.infer.laion import LaionClapScorer
+from maa.parts.laion import LaionClapScorer
 from maa.models.clap import ClapConfig, MaaClap, TextCache, check_pairs, fit_mel
 
 
@@ -62,7 +62,7 @@ class MaaClapScorer:
 
     def __init__(self, model_dir: str | os.PathLike, device: str = "cpu", batch_size: int = 32, text_encoder=None):
         from maa.core.checkpoint import load_weights, read_config
-        from maa.models.text import load_text_encoder
+        from maa.parts.text import load_text_encoder
 
         self.dir = resolve_maa_clap_dir(model_dir)
         config = read_config(self.dir)
@@ -73,7 +73,7 @@ class MaaClapScorer:
         self.device = torch.device(device)
         self.model = MaaClap(self.cfg).to(self.device).eval()
         load_weights(self.dir, {"model": self.model})
-        # text_encoder: an already loaded maa.models.text encoder (tests pass a small stand-in)
+        # text_encoder: an already loaded maa.parts.text encoder (tests pass a small stand-in)
         self.text_encoder = text_encoder or load_text_encoder(self.cfg.text_encoder, device=str(self.device))
         self.batch_size = batch_size
         self.embed_text = TextCache(self._embed_text)

@@ -370,22 +370,15 @@ def evaluate(generated: str, reference: str, cfg: EvalConfig,
     return result
 
 
-METRIC_ORDER = ("fd", "fad", "kl", "is", "is_ref", "clap_score", "mel_l1", "lsd")
-
-
 def table_rows(result: dict) -> list[tuple[str, str, str, str]]:
-    """(block, metric, value, n) rows for the terminal table."""
+    """(block, metric, value, n) rows for the terminal table, in the order of metrics.METRICS."""
     out = []
-    for label, block in result.get("extractors", {}).items():
-        for m in METRIC_ORDER:
-            if m in block:
-                n = {"fd": f"{block['n_gen']} / {block['n_ref']}", "fad": f"{block.get('n_gen_frames')} / {block.get('n_ref_frames')} frames",
-                     "kl": f"{block.get('n_pairs')} pairs", "is": f"{block['n_gen']}", "is_ref": f"{block['n_ref']}",
-                     "clap_score": f"{block.get('n_prompts')} prompts"}[m]
-                out.append((label, m, f"{block[m]:.4f}", n))
-    spec = result.get("spectral")
-    if spec:
-        for m in ("mel_l1", "lsd"):
-            out.append(("spectral", m, f"{spec[m]:.4f}", f"{spec['n_pairs']} pairs"))
+    blocks = [(label, b, "extractor") for label, b in result.get("extractors", {}).items()]
+    if result.get("spectral"):
+        blocks.append(("spectral", result["spectral"], "spectral"))
+    for label, block, where in blocks:
+        for m in metrics.METRICS.values():
+            if m.block == where and m.name in block:
+                out.append((label, m.name, f"{block[m.name]:.4f}", metrics.count_of(m.name, block)))
     return out
 

@@ -38,9 +38,9 @@ import torch.nn.functional as F
 
 from maa.core.checkpoint import sha256_file, strip_prefix
 from maa.core.errors import MaaError
+from maa.parts.registry import Registry, parse_spec
 from maa.parts.scorers import load_scorer
 
-EXTRACTORS = ("aisfx", "panns-cnn14", "vggish", "maa-clap", "laion-clap")
 
 
 @dataclass
@@ -76,18 +76,9 @@ class Extractor:
 
 
 def load_extractor(spec: str, device: str = "cpu") -> Extractor:
-    """`aisfx`, `panns-cnn14:FILE`, `vggish:FILE`, `maa-clap:DIR` or `laion-clap:FILE`."""
-    name, _, arg = spec.partition(":")
-    if name == "aisfx":
-        return AisfxExtractor(device)
-    if name in ("panns-cnn14", "vggish"):
-        if not arg:
-            file = "Cnn14_16k_mAP=0.438.pth" if name == "panns-cnn14" else "vggish-10086976.pth"
-            raise MaaError(f"--extractor {name}: give the checkpoint file, e.g. {name}:{file} (maa downloads nothing)")
-        return Cnn14Extractor(arg, device) if name == "panns-cnn14" else VGGishExtractor(arg, device)
-    if name in ("maa-clap", "laion-clap"):
-        return ClapExtractor(spec, device)
-    raise MaaError(f"--extractor {spec!r}: unknown; choose from {', '.join(EXTRACTORS)}")
+    """An extractor by spec, one of EXTRACTOR_KINDS: `aisfx`, `panns-cnn14:FILE`, `vggish:FILE`,
+    `maa-clap:DIR` or `laion-clap:CKPT` (maa downloads no weights: FILE is a checkpoint on disk)."""
+    return EXTRACTOR_KINDS.load(spec, device=device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -428,8 +419,8 @@ class ClapExtractor(Extractor):
 
     def __init__(self, spec: str, device: str = "cpu"):
         self.scorer = load_scorer(spec, device=device)
-        self.name = spec.partition(":")[0]
-        self.weights = spec.partition(":")[2]
+        parsed = parse_spec(spec)
+        self.name, self.weights = parsed.kind, parsed.arg
         p = Path(getattr(self.scorer, "dir", None) or self.weights)  # the scorer may resolve RUN -> RUN/clap
         files = sorted(p.glob("*.safetensors")) + sorted(p.glob("*.json")) if p.is_dir() else [p] if p.is_file() else []
         # the cache key must change with the weights; with no files to hash, never reuse a cache entry
@@ -474,3 +465,16 @@ class ClapExtractor(Extractor):
     def embed_text(self, texts: list[str]) -> np.ndarray:
         return self.scorer.embed_text(list(texts)).float().cpu().numpy()
 
+
+
+# The kinds of extractor: spec prefix -> loader (maa.parts.registry); the CLAP kinds reuse the scorers'.
+EXTRACTOR_KINDS = Registry("--extractor")
+EXTRACTOR_KINDS.register("aisfx", AisfxExtractor, arg=None, help="aisfx's sound-effect CNN (ships in its wheel)")
+EXTRACTOR_KINDS.register("panns-cnn14", Cnn14Extractor, arg="FILE", example="Cnn14_16k_mAP=0.438.pth",
+                         help="PANNs CNN14 16 kHz checkpoint")
+EXTRACTOR_KINDS.register("vggish", VGGishExtractor, arg="FILE", example="vggish-10086976.pth",
+                         help="torchvggish's VGGish checkpoint")
+EXTRACTOR_KINDS.register("maa-clap", lambda path, device="cpu": ClapExtractor(f"maa-clap:{path}", device),
+                         arg="DIR", help="the audio tower of a `maa train-clap` model")
+EXTRACTOR_KINDS.register("laion-clap", lambda path, device="cpu": ClapExtractor(f"laion-clap:{path}", device),
+                         arg="CKPT", help="the audio tower of a LAION-CLAP checkpoint")

@@ -29,6 +29,7 @@ from maa.core.errors import MaaError
 from maa.core.io import read_text
 from maa.core.manifest import read_manifest, write_manifest
 from maa.eval.evaluate import EvalConfig, evaluate
+from maa.eval.metrics import METRICS
 
 PANNS_FILE = "Cnn14_16k_mAP=0.438.pth"
 VGGISH_FILE = "vggish-10086976.pth"
@@ -165,7 +166,7 @@ def eval_card(result: dict, cfg: EvalConfig, generated: str, protocol: Protocol 
         info = block.get("extractor", {})
         w = info.get("weights") or ""
         entry = {"block": label, "name": info.get("name"), "weights": w, "sample_rate": info.get("sample_rate"),
-                 "metrics": [m for m in ("fd", "fad", "kl", "is", "clap_score") if m in block]}
+                 "metrics": [m for m, spec in METRICS.items() if spec.on_card and m in block]}
         if w and Path(w).exists():
             entry["sha256"] = sha256_of(w)
         extractors.append(entry)

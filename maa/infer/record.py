@@ -347,10 +347,9 @@ def _check_scorer(spec: str | None, root: Path, candidates: int, log: Log) -> st
             return f"maa-clap:{root / 'clap'}"
         log.warn("-n: no audio-text scorer (no clap/ in the model folder and no --scorer); keeping the first candidate")
         return None
-    path = spec.partition(":")[2] if spec.split(":", 1)[0] in ("maa-clap", "laion-clap") else spec
-    if not path or not Path(path).exists():
-        raise MaaError(f"--scorer {spec}: {path or '(no path)'} does not exist; want maa-clap:DIR or laion-clap:CKPT")
-    return spec
+    from maa.parts.scorers import check_scorer  # noqa: PLC0415  torch: slow import, kept off `maa info`'s path
+
+    return check_scorer(spec)
 
 
 def _warn_replay(record: dict, now: dict, src: Path, log: Log) -> None:

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from maa.core.errors import MaaError
 from maa.core.mel import mel_spectrogram
 from maa.parts.laion import LaionClapScorer
+from maa.parts.registry import Registry
 from maa.models.clap import ClapConfig, MaaClap, TextCache, check_pairs, fit_mel
 
 
@@ -126,24 +127,26 @@ def resolve_maa_clap_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+# The kinds of scorer: spec prefix -> loader (maa.parts.registry); a bare folder is taken as
+# maa-clap, a bare file as laion-clap.
+SCORERS = Registry("--scorer")
+SCORERS.register("maa-clap", MaaClapScorer, arg="DIR", claims=lambda t: Path(t).is_dir(),
+                 help="a folder `maa train-clap` wrote")
+SCORERS.register("laion-clap", LaionClapScorer, arg="CKPT", claims=lambda t: Path(t).is_file(),
+                 help="a LAION-CLAP .pt checkpoint")
+
+
 def load_scorer(spec: str, device: str = "cpu") -> Scorer:
-    """"maa-clap:DIR" or "laion-clap:CKPT"; a bare folder means maa-clap, a bare file laion-clap."""
-    spec = str(spec)
-    kind, _, path = spec.partition(":")
-    if kind not in ("maa-clap", "laion-clap"):
-        p = Path(spec)
-        if p.is_dir():
-            kind, path = "maa-clap", spec
-        elif p.is_file():
-            kind, path = "laion-clap", spec
-        else:
-            raise MaaError(f"--scorer {spec!r}: want maa-clap:DIR (a folder `maa train-clap` wrote) "
-                           "or laion-clap:CKPT (a LAION-CLAP .pt checkpoint)")
-    if not path:
-        raise MaaError(f"--scorer {spec!r}: missing the path after '{kind}:'")
-    if kind == "maa-clap":
-        return MaaClapScorer(path, device=device)
-    return LaionClapScorer(path, device=device)
+    """A scorer by spec: `maa-clap:DIR` or `laion-clap:CKPT`; a bare folder means maa-clap, a bare file laion-clap."""
+    return SCORERS.load(str(spec), device=device)
+
+
+def check_scorer(spec: str) -> str:
+    """`spec` checked before anything loads: a known kind whose path exists (the spec is returned as given)."""
+    _, parsed = SCORERS.parse(str(spec))
+    if not Path(parsed.arg).exists():
+        raise MaaError(f"--scorer {spec}: {parsed.arg} does not exist; want {SCORERS.usage()}")
+    return str(spec)
 
 
 def rank_candidates(scorer: Scorer, wavs: Sequence[np.ndarray], text: str,

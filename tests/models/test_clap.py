@@ -10,6 +10,7 @@ import torch
 
 from maa.core.errors import MaaError
 from maa.parts.scorers import (
+    check_scorer,
     MaaClapScorer,
     load_scorer,
     rank_candidates,
@@ -183,8 +184,11 @@ def test_scorer_from_folder(tmp_path):
 
 
 def test_load_scorer_errors(tmp_path):
-    with pytest.raises(MaaError, match="want maa-clap:DIR"):
+    with pytest.raises(MaaError, match=r"^--scorer 'nonsense': unknown; use maa-clap:DIR or laion-clap:CKPT$"):
         load_scorer("nonsense")
+    with pytest.raises(MaaError, match=r"^--scorer laion-clap:/no/such.pt: /no/such.pt does not exist; want "):
+        check_scorer("laion-clap:/no/such.pt")
+    assert check_scorer(str(tmp_path)) == str(tmp_path)  # a bare folder: maa-clap
     with pytest.raises(MaaError, match="no such model folder"):
         load_scorer(f"maa-clap:{tmp_path / 'missing'}")
     (tmp_path / "vae").mkdir()

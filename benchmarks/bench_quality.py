@@ -56,7 +56,7 @@ ORDER = [("dog", "a dog barks", "siren", "a siren wails"), ("thunder", "thunder 
 
 
 def rows_of(path: Path) -> list[dict]:
-    from maa.core.manifest import read_manifest
+    from maa.data.formats import read_manifest
 
     return read_manifest(path)
 

@@ -27,7 +27,7 @@ import torch
 
 from maa.core.audio import load_audio
 from maa.core.io import write_json_atomic
-from maa.core.manifest import read_manifest
+from maa.data.formats import read_manifest
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import mel_spectrogram, mel_to_linear
 from maa.parts.vocoders import load_neural_vocoder

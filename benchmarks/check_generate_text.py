@@ -43,7 +43,7 @@ def main():
     ap.add_argument("--ref", default=None, help="manifest of real clips whose captions include the prompts")
     args = ap.parse_args()
     from maa.core.audio import load_audio
-    from maa.core.manifest import read_manifest
+    from maa.data.formats import read_manifest
     from maa.parts.scorers import load_scorer
 
     rows = [json.loads(l) for l in Path(args.generated).read_text().splitlines() if l.strip()]

@@ -52,7 +52,8 @@ def main(
 
     from maa.core.device import describe, pick_device
     from maa.core.errors import MaaError
-    from maa.core.manifest import read_manifest, write_manifest
+    from maa.core.manifest import write_manifest
+    from maa.data.formats import read_manifest
     from maa.data.caption import (
         CaptionJob,
         HFCaptioner,

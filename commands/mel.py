@@ -44,7 +44,8 @@ def main(
 ):
     from maa.core.device import describe, pick_device
     from maa.core.errors import MaaError
-    from maa.core.manifest import append_jsonl, read_manifest, write_manifest
+    from maa.core.manifest import append_jsonl, write_manifest
+    from maa.data.formats import read_manifest
     from maa.data.mel_job import MelJob, compute_mels
 
     if dtype not in ("float16", "float32"):

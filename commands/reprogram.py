@@ -42,7 +42,8 @@ def main(
 ):
     from maa.core.audio import SAMPLE_RATE
     from maa.core.errors import MaaError
-    from maa.core.manifest import read_manifest, write_manifest
+    from maa.core.manifest import write_manifest
+    from maa.data.formats import read_manifest
     from maa.data.reprogram import (
         ComposeConfig,
         Reprogrammer,

@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from maa.core.errors import MaaError
-from maa.core.manifest import read_manifest, write_manifest
+from maa.core.manifest import write_manifest
+from maa.data.formats import read_manifest
 from maa.data.importers import IMPORTERS, combine, expand_captions, import_set
 
 

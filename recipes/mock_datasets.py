@@ -48,7 +48,8 @@ class Source:
     def __init__(self, demo: Path | None, seconds: float):
         self.seconds, self.demo = seconds, []
         if demo is not None and (demo / "train.jsonl").exists():
-            from maa.core.manifest import caption_of, read_manifest
+            from maa.core.manifest import caption_of
+            from maa.data.formats import read_manifest
 
             self.demo = [r for r in read_manifest(demo / "train.jsonl") if caption_of(r)]
 

@@ -20,7 +20,7 @@ from maa.core.errors import MaaError
 
 def mel_rows(src: str | os.PathLike) -> list[dict]:
     """Rows of a manifest that have a `mel` field; a clear error when none do."""
-    from maa.core.manifest import read_manifest
+    from maa.data.formats import read_manifest
 
     rows = read_manifest(src)
     with_mel = [r for r in rows if r.get("mel")]

@@ -269,7 +269,7 @@ class Reprogrammer:
                       on_problem=None) -> "Reprogrammer":
         """Load every usable clip of a manifest (optionally one split) into memory, ready to sample.
         The demo corpus is ~40 min of 16 kHz audio: about 160 MB as float32."""
-        from maa.core.manifest import read_manifest
+        from maa.data.formats import read_manifest
 
         rows = read_manifest(src, on_problem=on_problem)
         if split:

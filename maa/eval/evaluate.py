@@ -28,7 +28,8 @@ import numpy as np
 from maa.core.audio import SAMPLE_RATE, load_audio
 from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
-from maa.core.manifest import caption_of, read_manifest
+from maa.core.manifest import caption_of
+from maa.data.formats import read_manifest
 from maa.eval import metrics
 
 VGGISH_FAD = "fad"  # FD on VGGish frames is called FAD in the literature

@@ -27,7 +27,8 @@ from maa.core.audio import SAMPLE_RATE
 from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
 from maa.core.io import read_text
-from maa.core.manifest import read_manifest, write_manifest
+from maa.core.manifest import write_manifest
+from maa.data.formats import read_manifest
 from maa.eval.evaluate import EvalConfig, evaluate
 from maa.eval.metrics import METRICS
 

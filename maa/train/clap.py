@@ -250,7 +250,7 @@ class ClapTrainOptions(RunOptions):
 
 
 def _texted(src: str) -> list[dict]:
-    from maa.core.manifest import read_manifest
+    from maa.data.formats import read_manifest
 
     return [r for r in read_manifest(src) if r.get("caption") or r.get("labels")]
 

@@ -384,7 +384,8 @@ class LDMTrainOptions(RunOptions):
 
 
 def _captioned(src: str, ui: Reporter, main: bool) -> list[dict]:
-    from maa.core.manifest import caption_of, read_manifest
+    from maa.core.manifest import caption_of
+    from maa.data.formats import read_manifest
 
     rows = read_manifest(src)
     good = [r for r in rows if caption_of(r)]

@@ -231,7 +231,7 @@ def train_vocoder(o: VocoderTrainOptions, ui: Reporter | None = None) -> dict:
     from dataclasses import replace
 
     from maa.core.checkpoint import load_weights, num_params
-    from maa.core.manifest import read_manifest
+    from maa.data.formats import read_manifest
     from maa.models.vocos import preset as get_preset
     from maa.train.loop import train
     from maa.train.run import begin

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import typer
-from maa.commands.common import friendly, info, progress_bar, warn
+from maa.core import progress
+from maa.commands.common import friendly, info, warn
 from maa.commands.options import BatchSize, Device, Quiet, Seed
 
 HELP = """Caption clips: experts propose candidates, the audio-text scorer keeps the best.
@@ -94,7 +95,7 @@ def main(
                      batch_size=batch_size, max_seconds=max_seconds)
 
     out_path = None if out == "-" else Path(out)
-    with progress_bar(len(rows), "caption", disable=quiet) as bar:
+    with progress.bar(len(rows), "caption", quiet=quiet) as bar:
         result = caption_rows(rows, s, job, out_path=out_path, progress=bar.update)
     for r in result:
         if r.get("caption_error"):

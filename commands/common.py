@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from maa.core.errors import MaaError, MaaWarning
+from maa.core.progress import Reporter
 
 # Logs and progress go to stderr so stdout stays clean for JSONL (pipes, jq).
 console = Console(stderr=True, highlight=False)
@@ -109,12 +110,6 @@ def _first_line(e: BaseException) -> str:
     return (text.splitlines()[0] if text else type(e).__name__)[:200]
 
 
-def progress_bar(total: int, desc: str, disable: bool = False, unit: str = "clip"):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=disable, dynamic_ncols=True)
-
-
 def parse_shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(v) for v in text.split("/"))
@@ -125,11 +120,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def reporter():
-    """The library's Reporter wired to this console (info, warn, progress bars)."""
-    from maa.train.run import Reporter
-
-    return Reporter(info=info, warn=warn, bar=progress_bar)
+def reporter(quiet: bool = False) -> Reporter:
+    """The library's Reporter (maa.core.progress) wired to this console; `quiet`: no bars."""
+    return Reporter(info=info, warn=warn, quiet=quiet)
 
 
 def emit(record: dict) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import typer
-from maa.commands.common import console, friendly, info, progress_bar, warn
+from maa.commands.common import console, friendly, info, reporter, warn
 from maa.commands.options import Device
 
 HELP = """Score GENERATED clips against REFERENCE clips; every number names its extractor.
@@ -62,16 +62,16 @@ def main(
     cfg = EvalConfig(extractors=list(extractor), duration=None if full else duration, device=device,
                      cache_dir=None if no_cache else (cache_dir or default_cache_dir()), batch_size=batch_size,
                      skip_bad=skip_bad, is_splits=is_splits, spectral=not no_spectral)
-    bar = lambda n, desc: progress_bar(n, desc, disable=quiet)  # noqa: E731
+    ui = reporter(quiet)
     if protocol:
         from maa.eval.protocol import evaluate_protocol
 
         result = evaluate_protocol(generated, reference, protocol, list(extractor), device=device, cache_dir=cfg.cache_dir,
-                                   batch_size=batch_size, skip_bad=skip_bad, make_bar=bar)
+                                   batch_size=batch_size, skip_bad=skip_bad, ui=ui)
     else:
         from maa.eval.protocol import eval_card
 
-        result = evaluate(generated, reference, cfg, make_bar=bar)
+        result = evaluate(generated, reference, cfg, ui=ui)
         result["eval_card"] = eval_card(result, cfg, generated)
     for w in result["warnings"]:
         warn(w)

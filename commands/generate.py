@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from maa.commands.common import friendly, info, progress_bar, warn
+from maa.commands.common import friendly, info, warn
+from maa.core import progress
 from maa.commands.options import BatchSize, Device, Quiet, Threads
 
 HELP = """Generate audio from text with a latent diffusion model folder (from `maa train-ldm`).
@@ -107,7 +108,7 @@ def main(
     generate_files(prompt=prompt, prompts_file=prompts_file, out=out, out_dir=out_dir, model_dir=model_dir,
                    device=device, seed=seed, candidates=candidates, scorer=scorer, init_audio=init_audio, png=png,
                    manifest=manifest, overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads,
-                   log=Log(info, warn, lambda total: progress_bar(total, "generate", quiet, unit="step")),
+                   log=Log(info, warn, lambda total: progress.bar(total, "generate", quiet=quiet, unit="step")),
                    # the rest are GenerateOptions fields, recorded in every output
                    steps=steps, sampler=sampler, guidance=guidance, negative=negative, duration=duration,
                    batch_size=batch_size, eta=eta, strength=strength, compose=compose, fast=fast, **extra)

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import typer
-from maa.commands.common import friendly, info, parse_shard, progress_bar, warn
+from maa.core import progress
+from maa.commands.common import friendly, info, parse_shard, warn
 from maa.commands.options import BatchSize, Device, Quiet
 
 HELP = """Compute Make-An-Audio log-mels (16 kHz, 80 bins, hop 256) for a manifest or folder.
@@ -61,7 +62,7 @@ def main(
                  batch_size=batch_size, workers=workers, shard=shard_t)
     suffix = "" if shard_t == (0, 1) else f"-{shard_t[0]}-of-{shard_t[1]}"
     failed_path = out_dir / f"failed{suffix}.jsonl"
-    with progress_bar(len(rows[shard_t[0]::shard_t[1]]), "mel", disable=quiet) as bar:
+    with progress.bar(len(rows[shard_t[0]::shard_t[1]]), "mel", quiet=quiet) as bar:
         summary = compute_mels(rows, job, progress=bar.update)
     for w in summary.warnings:
         warn(w)

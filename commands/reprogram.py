@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 
 import typer
-from maa.commands.common import friendly, info, progress_bar, warn
+from maa.core import progress
+from maa.commands.common import friendly, info, warn
 from maa.commands.options import Quiet, Seed
 
 HELP = """Compose new training clips from single-event clips: "A before B", "A while B" ...
@@ -67,7 +68,7 @@ def main(
         rows = [r for r in rows if r.get("split") == split]
     if not rows:
         raise MaaError(f"{src}: no clips{f' with split {split!r}' if split else ''}; nothing to compose from")
-    with progress_bar(len(rows), "load", disable=quiet) as bar:
+    with progress.bar(len(rows), "load", quiet=quiet) as bar:
         events = load_events(rows, sr=SAMPLE_RATE, on_problem=problems.append, progress=bar.update)
     for p in problems:
         warn(f"skipped: {p['reason']}")
@@ -81,7 +82,7 @@ def main(
         raise MaaError(f"{src}: {e}") from None
 
     audio_dir = out_dir / "audio"
-    with progress_bar(count, "compose", disable=quiet) as bar:
+    with progress.bar(count, "compose", quiet=quiet) as bar:
         out_rows = write_compositions(gen, count, seed, audio_dir, progress=bar.update)
     write_manifest(manifest or out_dir / "manifest.jsonl", out_rows)
     info(f"reprogram: {count} compositions from {len(events)} clips ({len(set(gen.kind_of))} kinds of sound) "

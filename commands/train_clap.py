@@ -64,4 +64,4 @@ def main(
     options = dict(locals())  # the parameter names are the option fields
     from maa.train.clap import ClapTrainOptions, train_clap
 
-    emit(train_clap(ClapTrainOptions(**options), reporter()))
+    emit(train_clap(ClapTrainOptions(**options), reporter(quiet)))

@@ -74,4 +74,4 @@ def main(
     options = dict(locals())  # the parameter names are the option fields
     from maa.train.ldm import LDMTrainOptions, train_ldm
 
-    emit(train_ldm(LDMTrainOptions(**options), reporter()))
+    emit(train_ldm(LDMTrainOptions(**options), reporter(quiet)))

@@ -63,4 +63,4 @@ def main(
 
     valid = options.pop("valid")
     options["val"] = val or valid  # the old name --valid still works
-    emit(train_vocoder(VocoderTrainOptions(**options), reporter()))
+    emit(train_vocoder(VocoderTrainOptions(**options), reporter(quiet)))

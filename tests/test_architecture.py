@@ -148,6 +148,20 @@ def test_the_cli_name_check_can_fail():
     assert cli_names_in("row['mel'] = row['caption']\n", names) == []
 
 
+def test_one_progress_convention():
+    """Bars come from maa.core.progress only (quiet under -q, one line per stage off a terminal)."""
+    bad = []
+    for mod, p in module_files().items():
+        if mod == "maa.core.progress":
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n == "tqdm" or n.startswith(("tqdm.", "rich.progress")) for n in names):
+                bad.append(f"{mod}:{node.lineno}")
+    assert not bad, "progress bars outside maa.core.progress:\n" + "\n".join(bad)
+
+
 def test_no_import_circle():
     g = graph()
     state, stack, cycles = {}, [], []

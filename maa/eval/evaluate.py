@@ -16,12 +16,10 @@ absent and its block's `notes` says why (never -1, NaN or inf).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -30,6 +28,7 @@ from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
 from maa.core.manifest import caption_of
 from maa.data.formats import read_manifest
+from maa.core.progress import Reporter
 from maa.eval import metrics
 
 VGGISH_FAD = "fad"  # FD on VGGish frames is called FAD in the literature
@@ -313,13 +312,13 @@ def check_finite(obj, where: str = "metrics") -> None:
 
 
 def evaluate(generated: str, reference: str, cfg: EvalConfig,
-             make_bar: Callable[[int, str], contextlib.AbstractContextManager] | None = None,
+             ui: Reporter | None = None,
              load=None) -> dict:
     """Compute every metric for every extractor in cfg; returns the JSON-ready result."""
     from maa.eval.extractors import load_extractor
 
     load = load or load_extractor
-    make_bar = make_bar or (lambda total, desc: contextlib.nullcontext(None))
+    ui = ui or Reporter(quiet=True)
     skipped: list[dict] = []
     warnings: list[str] = []
     gen_rows = _load_rows(generated, "GENERATED", cfg, skipped)
@@ -338,7 +337,7 @@ def evaluate(generated: str, reference: str, cfg: EvalConfig,
     for spec, name in zip(cfg.extractors, names):
         label = spec if names.count(name) > 1 else name
         ex = load(spec, cfg.device)
-        with make_bar(len(gen_rows) + len(ref_rows), f"{label}") as bar:
+        with ui.bar(len(gen_rows) + len(ref_rows), f"{label}") as bar:
             gen = embed_rows(gen_rows, ex, cfg, "GENERATED", skipped, bar)
             ref = embed_rows(ref_rows, ex, cfg, "REFERENCE", skipped, bar)
         blocks[label] = extractor_block(ex, gen, ref, pairing, cfg, label, warnings, gen_rows)

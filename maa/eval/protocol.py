@@ -195,7 +195,7 @@ def eval_card(result: dict, cfg: EvalConfig, generated: str, protocol: Protocol 
 
 def evaluate_protocol(generated: str, reference: str, name: str, extractors: list[str], device: str = "cpu",
                       cache_dir: Path | None = None, batch_size: int = 8, skip_bad: bool = False,
-                      make_bar=None, load=None, folder: Path | None = None) -> dict:
+                      ui=None, load=None, folder: Path | None = None) -> dict:
     """`maa eval --protocol NAME`: the protocol's extractors and settings; the result carries its eval card."""
     from maa.eval.extractors import load_extractor
 
@@ -206,7 +206,7 @@ def evaluate_protocol(generated: str, reference: str, name: str, extractors: lis
                      batch_size=batch_size, skip_bad=skip_bad, is_splits=proto.is_splits, spectral=False)
     with tempfile.TemporaryDirectory() as tmp:
         ref, policy = one_row_per_clip(reference, Path(tmp))
-        result = evaluate(generated, ref, cfg, make_bar=make_bar,
+        result = evaluate(generated, ref, cfg, ui=ui,
                           load=lambda spec, dev: PaddedExtractor(base(spec, dev), proto.seconds))
     result["reference"]["source"] = str(reference)
     result["eval_card"] = eval_card(result, cfg, generated, proto, policy)

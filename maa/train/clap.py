@@ -29,7 +29,8 @@ from maa.data.caption import label_captions, label_text
 from maa.models.clap import ClapConfig, MaaClap, fit_mel, info_nce
 from maa.train.loop import TrainConfig, adamw, autocast, backward_step
 from maa.parts.scorers import resolve_maa_clap_dir
-from maa.train.run import Reporter, RunOptions, read_part_config
+from maa.core.progress import Reporter
+from maa.train.run import RunOptions, read_part_config
 
 ZERO_SHOT_TEMPLATE = "the sound of {}"
 

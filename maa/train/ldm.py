@@ -30,7 +30,8 @@ from maa.models.diffusion import (
     measure_scale_factor,
 )
 from maa.models.unet import UNet, UNetConfig
-from maa.train.run import Reporter, RunOptions
+from maa.core.progress import Reporter
+from maa.train.run import RunOptions
 
 # ----------------------------------------------------------------------------- data
 

@@ -67,6 +67,7 @@ from maa.core.checkpoint import save_weights
 from maa.core.config import ConfigMixin, Range
 from maa.core.device import pick_device
 from maa.core.errors import MaaError
+from maa.core import progress
 from maa.core.io import atomic_path, write_json_atomic
 
 STATE_FILE = "trainer_state.pt"
@@ -518,10 +519,7 @@ def train(task: Task, train_set, val_set, cfg: TrainConfig, resume: bool = False
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cfg.out_dir / "train_config.json", cfg.to_dict())
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=cfg.steps, initial=st.step, desc=f"train {task.name}", unit="step", file=sys.stderr,
-               disable=cfg.quiet or not d.main, dynamic_ncols=True)
+    bar = progress.bar(cfg.steps, f"train {task.name}", quiet=cfg.quiet or not d.main, unit="step", initial=st.step)
     t0, n0 = time.perf_counter(), 0
     loader = _loader(train_set, cfg, st.step, cfg.steps, d)
     try:

@@ -16,9 +16,6 @@ seed), so a wrong flag fails before any data set is built.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import torch
 
 from maa.core.device import describe
 from maa.core.errors import MaaError
+from maa.core.progress import Reporter
 from maa.core.threads import apply_threads
 from maa.train.loop import (
     METRICS_FILE,
@@ -36,25 +34,6 @@ from maa.train.loop import (
     resolve_device,
     seed_everything,
 )
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def _tqdm(total: int, desc: str, disable: bool = False):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, disable=disable, dynamic_ncols=True)
-
-
-@dataclass
-class Reporter:
-    """Where a training function says things: the commands pass their console; Python callers get stderr."""
-
-    info: Callable[[str], None] = _stderr
-    warn: Callable[[str], None] = lambda m: _stderr(f"warning: {m}")
-    bar: Callable[..., AbstractContextManager] = _tqdm  # bar(total, desc, disable=False), with .update(n)
 
 
 @dataclass(kw_only=True)

@@ -35,7 +35,8 @@ from maa.train.discriminators import (
     hinge_g_loss,
 )
 from maa.train.loop import TrainConfig, autocast, backward_step
-from maa.train.run import Reporter, RunOptions
+from maa.core.progress import Reporter
+from maa.train.run import RunOptions
 
 
 @dataclass

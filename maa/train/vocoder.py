@@ -16,7 +16,8 @@ from maa.core.mel import LOG_FLOOR, MelConfig, mel_basis, mel_spectrogram
 from maa.models.vocos import VOCOS_KIND, WEIGHTS, VocoderConfig, VocosGenerator
 from maa.train.discriminators import multi_period, multi_resolution, stft_mag
 from maa.parts.vocoders import resolve_vocoder_dir
-from maa.train.run import Reporter, RunOptions, read_part_config
+from maa.core.progress import Reporter
+from maa.train.run import RunOptions, read_part_config
 
 
 def log_mel(wav: torch.Tensor, cfg: MelConfig = MEL) -> torch.Tensor:

@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 
 import torch
+from maa.core.mel import mel_spectrogram
+from maa.infer.inpaint import inpaint, join_flux_ratio, spans_mel_error
+from maa.infer.pipeline import GenerateOptions, generate, load_model
 
 SCENES = [("heavy rain is falling", 0), ("an engine idles", 1), ("birds are singing", 2)]
 SPANS = [(1.5, 2.5), (4.0, 4.6)]
@@ -27,9 +30,6 @@ def main():
     ap.add_argument("--prompt", default="a door slams")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    from maa.core.mel import mel_spectrogram
-    from maa.infer.inpaint import inpaint, join_flux_ratio, spans_mel_error
-    from maa.infer.pipeline import GenerateOptions, generate, load_model
 
     model = load_model(a.model)
     opts = GenerateOptions(steps=a.steps, duration=6.0, batch_size=1)

@@ -29,8 +29,8 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from maa.eval.extractors import load_extractor
-    from maa.infer.pipeline import GenerateOptions, generate, load_model
+    from maa.eval.extractors import load_extractor  # noqa: PLC0415  torch: slow import, kept off the CLI's start-up path
+    from maa.infer.pipeline import GenerateOptions, generate, load_model  # noqa: PLC0415  torch: slow import, kept off the CLI's start-up path
 
     ex = load_extractor("aisfx")
     classes, proba = fit_judge(ex, rows_of(a.corpus / "train.jsonl"), proba=True)

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from maa.infer.pipeline import GenerateOptions, generate, load_model
+from maa.parts.scorers import load_scorer
+from maa.infer.timeline import parse_timeline, render, timeline_seconds
 
 TIMELINES = [
     ("0-5: a dog barks; 5-10: rain falls", None),
@@ -60,9 +63,6 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    from maa.infer.pipeline import GenerateOptions, generate, load_model
-    from maa.parts.scorers import load_scorer
-    from maa.infer.timeline import parse_timeline, render, timeline_seconds
 
     model = load_model(a.model)
     scorer = load_scorer(f"maa-clap:{model.root / 'clap'}")

@@ -32,11 +32,12 @@ from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import mel_spectrogram, mel_to_linear
 from maa.parts.vocoders import load_neural_vocoder
 from maa.train.vocoder import mr_stft_distance
+from maa.parts.vocoders import GriffinLim
 
 
 def griffin_lim_torchaudio(mel: torch.Tensor, n_iter: int = 32) -> torch.Tensor:
     """(80, F) log-mel -> (F * hop,) samples aligned with maa.core.mel's framing."""
-    import torchaudio
+    import torchaudio  # noqa: PLC0415  torchaudio: slow import, kept off the CLI's start-up path
 
     gl = torchaudio.transforms.GriffinLim(n_fft=MEL.n_fft, n_iter=n_iter, win_length=MEL.win_length,
                                           hop_length=MEL.hop_length, power=1.0, momentum=0.99)
@@ -78,8 +79,6 @@ def main(argv=None) -> dict:
     load_s = time.perf_counter() - t0
 
     if args.gl == "maa":
-        from maa.parts.vocoders import GriffinLim
-
         griffin_lim = GriffinLim(n_iter=args.gl_iters)
     else:
         griffin_lim = lambda m: griffin_lim_torchaudio(m, args.gl_iters)  # noqa: E731

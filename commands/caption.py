@@ -9,6 +9,7 @@ import typer
 from maa.core import progress
 from maa.commands.common import friendly, info, warn
 from maa.commands.options import BatchSize, Device, Quiet, Seed
+from maa.core.errors import MaaError
 
 HELP = """Caption clips: experts propose candidates, the audio-text scorer keeps the best.
 
@@ -49,10 +50,10 @@ def main(
     seed: Seed = 0,
     quiet: Quiet = False,
 ):
+    """`maa caption`: pick each row's caption among the experts' candidates by audio-text score."""
     import torch
 
     from maa.core.device import describe, pick_device
-    from maa.core.errors import MaaError
     from maa.core.manifest import write_manifest
     from maa.data.formats import read_manifest
     from maa.data.caption import (

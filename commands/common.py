@@ -12,21 +12,29 @@ from rich.markup import escape
 
 from maa.core.errors import MaaError, MaaWarning
 from maa.core.progress import Reporter
+import warnings
+import errno
+import pickle
+import json
+import os
 
 # Logs and progress go to stderr so stdout stays clean for JSONL (pipes, jq).
 console = Console(stderr=True, highlight=False)
 
 
 def fail(message: str, code: int = 1) -> None:
+    """Print `error: MESSAGE` on stderr and exit with `code`."""
     console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
+    """Print `warning: MESSAGE` on stderr."""
     console.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
 
 
 def info(message: str) -> None:
+    """Print one log line on stderr."""
     console.print(message, soft_wrap=True)
 
 
@@ -41,8 +49,6 @@ def friendly(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("default", MaaWarning)  # once per message: a file read every epoch warns once
             shown = warnings.showwarning
@@ -77,7 +83,6 @@ def friendly(fn: Callable) -> Callable:
 
 def os_error_line(e: OSError) -> str:
     """One line for an OS error on a path: which path, what is wrong, what to do."""
-    import errno
 
     where = f"{e.filename}" + (f" -> {e.filename2}" if getattr(e, "filename2", None) else "") if e.filename else ""
     why = e.strerror or _first_line(e)
@@ -99,8 +104,6 @@ def os_error_line(e: OSError) -> str:
 
 
 def _is_bad_file(e: Exception) -> bool:
-    import pickle
-
     names = {c.__name__ for c in type(e).__mro__}
     return isinstance(e, (UnicodeDecodeError, pickle.UnpicklingError)) or "SafetensorError" in names
 
@@ -111,6 +114,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
+    """`--shard I/N` -> (I, N), checked (0 <= I < N)."""
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
@@ -128,8 +132,6 @@ def reporter(quiet: bool = False) -> Reporter:
 def emit(record: dict) -> None:
     """One JSON line on stdout (the final metrics), without the loop's bookkeeping `kind`; under
     torchrun only rank 0 writes it."""
-    import json
-    import os
 
     if os.environ.get("RANK", "0") != "0":
         return

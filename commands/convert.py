@@ -44,6 +44,7 @@ def make_an_audio(
     half: bool = typer.Option(False, "--half", help="Store the weights as float16 (half the size)."),
     quiet: Quiet = False,
 ):
+    """`maa convert make-an-audio`: the official v1 checkpoint (and BigVGAN) -> a maa model folder."""
     from maa.convert.make_an_audio import convert_make_an_audio
 
     size = ckpt.stat().st_size if ckpt.is_file() else 0

@@ -9,6 +9,8 @@ from pathlib import Path
 import typer
 from maa.commands.common import console, friendly, info, reporter, warn
 from maa.commands.options import Device
+from maa.core.errors import MaaError
+from rich.table import Table
 
 HELP = """Score GENERATED clips against REFERENCE clips; every number names its extractor.
 
@@ -49,8 +51,8 @@ def main(
     protocol: str = typer.Option(None, "--protocol", help="A published protocol's fixed settings: make-an-audio (PANNs CNN14 16 kHz FD/KL/IS, VGGish FAD, CLAP score, 10 s clips, one caption per clip; weights from $MAA_EVAL_WEIGHTS or -e)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
+    """`maa eval`: score GENERATED clips against REFERENCE clips and print the table (JSON to -o)."""
     from maa.core.device import describe, pick_device
-    from maa.core.errors import MaaError
     from maa.core.io import write_json_atomic
     from maa.eval.evaluate import EvalConfig, default_cache_dir, evaluate, table_rows
 
@@ -78,8 +80,6 @@ def main(
     for label, block in result["extractors"].items():
         for note in block.get("notes", []):
             info(f"{label}: {note}")
-
-    from rich.table import Table
 
     table = Table(title=f"{generated}  vs  {reference}", title_justify="left")
     for col in ("extractor", "metric", "value", "n"):

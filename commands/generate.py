@@ -8,6 +8,7 @@ import typer
 from maa.commands.common import friendly, info, warn
 from maa.core import progress
 from maa.commands.options import BatchSize, Device, Quiet, Threads
+from maa.core.errors import MaaError
 
 HELP = """Generate audio from text with a latent diffusion model folder (from `maa train-ldm`).
 
@@ -83,7 +84,7 @@ def main(
     threads: Threads = 0,
     quiet: Quiet = False,
 ):
-    from maa.core.errors import MaaError
+    """`maa generate`: text (or a prompts file, a timeline, a record to replay) -> wavs with their records."""
     from maa.infer.record import Log, generate_files
 
     extra = {}

@@ -9,6 +9,7 @@ import typer
 from maa.core import progress
 from maa.commands.common import friendly, info, parse_shard, warn
 from maa.commands.options import BatchSize, Device, Quiet
+from maa.core.errors import MaaError
 
 HELP = """Compute Make-An-Audio log-mels (16 kHz, 80 bins, hop 256) for a manifest or folder.
 
@@ -43,8 +44,8 @@ def main(
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any clip failed."),
     quiet: Quiet = False,
 ):
+    """`maa mel`: audio -> log-mel `.npy` files and their manifest."""
     from maa.core.device import describe, pick_device
-    from maa.core.errors import MaaError
     from maa.core.manifest import append_jsonl, write_manifest
     from maa.data.formats import read_manifest
     from maa.data.mel_job import MelJob, compute_mels

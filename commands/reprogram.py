@@ -10,6 +10,7 @@ import typer
 from maa.core import progress
 from maa.commands.common import friendly, info, warn
 from maa.commands.options import Quiet, Seed
+from maa.core.errors import MaaError
 
 HELP = """Compose new training clips from single-event clips: "A before B", "A while B" ...
 
@@ -41,8 +42,8 @@ def main(
     manifest: str = typer.Option(None, "--manifest", "-m", help="Where to write the manifest; - for stdout. Default: OUTDIR/manifest.jsonl."),
     quiet: Quiet = False,
 ):
+    """`maa reprogram`: compose new clips and captions from single-event clips."""
     from maa.core.audio import SAMPLE_RATE
-    from maa.core.errors import MaaError
     from maa.core.manifest import write_manifest
     from maa.data.formats import read_manifest
     from maa.data.reprogram import (
@@ -91,7 +92,6 @@ def main(
 
 def _check_writable(out_dir: Path) -> None:
     """Fail before any work if OUTDIR (or where it would be created) cannot be written."""
-    from maa.core.errors import MaaError
 
     try:
         (out_dir / "audio").mkdir(parents=True, exist_ok=True)

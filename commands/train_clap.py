@@ -61,6 +61,7 @@ def main(
     threads: opt.Threads = 0,
     quiet: opt.Quiet = False,
 ):
+    """`maa train-clap`: train the small audio-text model behind caption, `generate -n` and eval."""
     options = dict(locals())  # the parameter names are the option fields
     from maa.train.clap import ClapTrainOptions, train_clap
 

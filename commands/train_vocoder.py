@@ -58,6 +58,7 @@ def main(
     threads: opt.Threads = 0,
     quiet: opt.Quiet = False,
 ):
+    """`maa train-vocoder`: train the Vocos-style neural vocoder."""
     options = dict(locals())  # the parameter names are the option fields
     from maa.train.vocoder import VocoderTrainOptions, train_vocoder
 

@@ -15,9 +15,11 @@ from torch import nn
 from maa.core.config import tag_sources
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path, write_json_atomic
+from safetensors import SafetensorError
 
 
 def num_params(m: nn.Module) -> int:
+    """The number of parameters of `m`."""
     return sum(p.numel() for p in m.parameters())
 
 
@@ -38,7 +40,7 @@ def strip_prefix(state: dict, prefix: str = "module.") -> dict:
 
 def save_weights(dir: str | os.PathLike, modules: dict[str, nn.Module] | dict[str, dict], config: dict | None = None) -> None:
     """Write <key>.safetensors for every module (or state dict) and config.json, each atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # noqa: PLC0415  torch: slow import, kept off this module's import
 
     dir = Path(dir)
     dir.mkdir(parents=True, exist_ok=True)
@@ -97,8 +99,7 @@ def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, 
     """The tensors of a safetensors file, or one MaaError naming it when the file is truncated, is
     something else under that name (a pickle), or has a header no real file has (a shape whose
     size overflows, a header length of 2^62): the library checks all of that before it allocates."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # noqa: PLC0415  torch: slow import, kept off this module's import
 
     try:
         return load_file(str(path), device=device)
@@ -111,6 +112,7 @@ def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, 
 
 
 def read_config(dir: str | os.PathLike) -> dict:
+    """The `config.json` of a model folder (a MaaError naming the folder when it is missing or broken)."""
     if not Path(dir).is_dir():
         raise MaaError(f"{dir}: no such model folder; pass the folder a train command wrote (e.g. RUN/vae)")
     path = Path(dir) / "config.json"

@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Sequence
 
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path, read_text
+import hashlib
 
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au"}
 PATH_FIELDS = ("audio", "mel")
@@ -127,7 +128,6 @@ def safe_stem(clip_id: str) -> str:
     # a plain id that itself ends like a hashed stem is hashed too, so the two kinds never meet
     if re.fullmatch(rf"[a-z0-9_-][a-z0-9._-]{{0,{STEM_CHARS - 1}}}", clip_id) and not _HASHED.search(clip_id):
         return clip_id
-    import hashlib
 
     prefix = re.sub(r"[^A-Za-z0-9_-]+", "_", clip_id)[:STEM_CHARS].strip("_") or "clip"
     return f"{prefix}-{hashlib.sha1(clip_id.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
@@ -137,6 +137,7 @@ _HASHED = re.compile(r"-[0-9a-f]{16}$")
 
 
 def read_folder(root: Path) -> list[dict]:
+    """Rows for every audio file below `root` (ids from the relative path; a subfolder's name is the label)."""
     files = [p for p in sorted(root.rglob("*"))
              if p.is_file() and p.suffix.lower() in AUDIO_EXTS and not p.name.startswith(".")]
     stems = [clip_id("__".join(p.relative_to(root).with_suffix("").parts)) for p in files]

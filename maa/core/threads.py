@@ -145,7 +145,7 @@ def configure_process(requested: int = 0, env: dict | None = None, long_running:
     if long_running:
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if "torch" in sys.modules:
-        import torch
+        import torch  # noqa: PLC0415  torch: slow import, kept off this module's import
 
         torch.set_num_threads(n)
     return n
@@ -154,7 +154,7 @@ def configure_process(requested: int = 0, env: dict | None = None, long_running:
 def apply_threads(threads: int) -> int:
     """For a command body (torch imported): `--threads N` sets N; 0 keeps what configure_process chose
     (or, outside the `maa` entry point, the policy's choice). Returns the count in use."""
-    import torch
+    import torch  # noqa: PLC0415  torch: slow import, kept off this module's import
 
     if threads > 0:
         torch.set_num_threads(threads)

@@ -51,6 +51,7 @@ TEST_SETS = ("audiocaps", "clotho")   # whose test clips are kept out of trainin
 
 @dataclass
 class Imported:
+    """One imported data set: its rows, the clips its metadata lists but the disk lacks, and counts."""
     name: str
     rows: list[dict] = field(default_factory=list)
     missing: list[dict] = field(default_factory=list)   # {"set", "id", "expected", "split"}
@@ -215,6 +216,7 @@ def import_audioset(root: str | os.PathLike) -> Imported:
 
 
 def import_fsd50k(root: str | os.PathLike) -> Imported:
+    """FSD50K: one labelled row per clip (dev -> train, or val by its split column; eval -> test)."""
     root = Path(root)
     gt = _need(root / "FSD50K.ground_truth", "the FSD50K folder holds FSD50K.ground_truth/ and FSD50K.{dev,eval}_audio/")
     out = Imported("fsd50k")
@@ -247,6 +249,7 @@ def import_esc50(root: str | os.PathLike) -> Imported:
 
 
 def import_urbansound8k(root: str | os.PathLike) -> Imported:
+    """UrbanSound8K: one labelled row per slice, all folds for training."""
     return _single_label_set("urbansound8k", Path(root), "metadata/UrbanSound8K.csv", "slice_file_name", "class", "us8k",
                              lambda r: f"audio/fold{r['fold']}/{r['slice_file_name']}",
                              "metadata/UrbanSound8K.csv and audio/fold1..10/")
@@ -262,6 +265,7 @@ FOLDERS = {"audiocaps": "audiocaps", "clotho": "clotho", "wavcaps": "wavcaps", "
 
 
 def import_set(name: str, root: str | os.PathLike) -> Imported:
+    """Import the data set `name` from its folder below `root` (see FOLDERS)."""
     if name not in IMPORTERS:
         raise MaaError(f"data set {name!r}: unknown; choose from {', '.join(IMPORTERS)}")
     folder = Path(root) / FOLDERS[name]

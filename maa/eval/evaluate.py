@@ -30,12 +30,18 @@ from maa.core.manifest import caption_of
 from maa.data.formats import read_manifest
 from maa.core.progress import Reporter
 from maa.eval import metrics
+from maa.core.io import atomic_path
+import soxr
+import torch
+from maa.core.mel import DEFAULT, mel_spectrogram
+from maa.eval.extractors import load_extractor
 
 VGGISH_FAD = "fad"  # FD on VGGish frames is called FAD in the literature
 
 
 @dataclass
 class EvalConfig:
+    """The settings of one `maa eval` run: extractors, clip length, device, cache, batch size, checks."""
     extractors: list[str] = field(default_factory=lambda: ["aisfx"])
     duration: float | None = 10.0      # seconds of each clip (None: whole clips)
     device: str = "cpu"
@@ -48,6 +54,7 @@ class EvalConfig:
 
 @dataclass
 class Pairing:
+    """How generated and reference clips were paired (by id, by file name, or not at all)."""
     pairs: list[tuple[dict, dict]]     # (generated row, reference row)
     by: str                            # "id", "file name", "id and file name" or "none"
     only_generated: list[str]
@@ -55,6 +62,7 @@ class Pairing:
 
 
 def default_cache_dir() -> Path:
+    """Where embeddings are cached: $MAA_CACHE/embeddings, else the XDG cache's maa/embeddings."""
     root = os.environ.get("MAA_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "maa")
     return Path(root).expanduser() / "embeddings"
 
@@ -113,7 +121,6 @@ class EmbeddingCache:
         p = self.path(digest)
         if p is None:
             return
-        from maa.core.io import atomic_path
 
         with atomic_path(p, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
@@ -137,7 +144,6 @@ def _decode(row: dict, cfg: EvalConfig) -> np.ndarray:
 def embed_rows(rows: list[dict], ex, cfg: EvalConfig, what: str, skipped: list[dict],
                bar=None) -> dict[str, dict]:
     """{id: {"emb": (D,), "logits": (C,) | absent, "frames": (n, D) | absent}} for every readable clip."""
-    import soxr
 
     cache = EmbeddingCache(cfg.cache_dir, ex.fingerprint, cfg.duration)
     out: dict[str, dict] = {}
@@ -272,9 +278,6 @@ def extractor_block(ex, gen: dict[str, dict], ref: dict[str, dict], pairing: Pai
 
 def spectral_block(pairing: Pairing, cfg: EvalConfig, skipped: list[dict]) -> dict:
     """Mel L1 (Make-An-Audio's log10 mel) and log-spectral distance (dB) over paired clips."""
-    import torch
-
-    from maa.core.mel import DEFAULT, mel_spectrogram
 
     l1, lsd = [], []
     for g, r in pairing.pairs:
@@ -315,7 +318,6 @@ def evaluate(generated: str, reference: str, cfg: EvalConfig,
              ui: Reporter | None = None,
              load=None) -> dict:
     """Compute every metric for every extractor in cfg; returns the JSON-ready result."""
-    from maa.eval.extractors import load_extractor
 
     load = load or load_extractor
     ui = ui or Reporter(quiet=True)

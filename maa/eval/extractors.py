@@ -40,18 +40,21 @@ from maa.core.checkpoint import sha256_file, strip_prefix
 from maa.core.errors import MaaError
 from maa.parts.registry import Registry, parse_spec
 from maa.parts.scorers import load_scorer
+from maa.eval.metrics import softmax
+import importlib
+import json
 
 
 
 @dataclass
 class Embedded:
+    """An extractor's output for a batch of clips: embeddings, classifier logits, frame embeddings."""
     embeddings: np.ndarray                     # (B, D) float32, one row per clip
     logits: np.ndarray | None = None           # (B, C) classifier logits (softmax -> class probabilities)
     frames: list[np.ndarray] | None = None     # per clip (n_i, D): for extractors fitted on frames
 
     def probabilities(self) -> np.ndarray | None:
         """Class probabilities: softmax over the logits (audioldm_eval's KL/IS convention)."""
-        from maa.eval.metrics import softmax
 
         return None if self.logits is None else softmax(self.logits)
 
@@ -87,7 +90,6 @@ def load_extractor(spec: str, device: str = "cpu") -> Extractor:
 
 def _numpy_allowlist() -> list:
     """numpy globals a data-only pickle may reference: scalars, arrays, dtypes (no code)."""
-    import importlib
 
     try:  # numpy >= 2 moved numpy.core to numpy._core; pickles keep the old names
         multiarray = importlib.import_module("numpy._core.multiarray")
@@ -135,6 +137,7 @@ def check_state_dict(model: nn.Module, sd: dict, path: Path, what: str, hint: st
 
 
 def file_digest(*paths: str | os.PathLike) -> str:
+    """The first 16 hex digits of the files' SHA-256 (a cache key that changes with the weights)."""
     return sha256_file(*paths)[:16]
 
 
@@ -181,7 +184,7 @@ class _LogMel(nn.Module):
 
     def __init__(self, sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float):
         super().__init__()
-        import librosa
+        import librosa  # noqa: PLC0415  librosa: slow import, kept off this module's import
 
         mel = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).T
         self.melW = nn.Parameter(torch.tensor(mel, dtype=torch.float32), requires_grad=False)
@@ -232,6 +235,7 @@ class Cnn14(nn.Module):
 
 
 class Cnn14Extractor(Extractor):
+    """PANNs CNN14 (16 kHz): 2048-d embeddings and 527 AudioSet class logits."""
     name, dim, sample_rate, n_classes = "panns-cnn14", 2048, 16000, 527
     MIN_SAMPLES = 16000  # 5 poolings of 2 need >= 32 frames; pad to 1 s as a round minimum
 
@@ -295,6 +299,7 @@ def vggish_examples(wav: np.ndarray, sr: int = 16000) -> np.ndarray:
 
 
 class VGGish(nn.Module):
+    """VGGish as torchvggish ports it: four conv blocks and three fully connected layers."""
     def __init__(self):
         super().__init__()
         layers, cin = [], 1
@@ -316,6 +321,7 @@ class VGGish(nn.Module):
 
 
 class VGGishExtractor(Extractor):
+    """VGGish frame embeddings (128-d per 0.96 s), the FAD backbone."""
     name, dim, sample_rate, frame_level = "vggish", 128, 16000, True
 
     def __init__(self, path: str, device: str = "cpu"):
@@ -347,6 +353,7 @@ class VGGishExtractor(Extractor):
 
 
 class AisfxExtractor(Extractor):
+    """aisfx's sound-effect CNN: 512-d embeddings and its UCS head's 69 category logits."""
     name, dim, sample_rate = "aisfx", 512, 44100
     HEAD = "ucsMixed"       # the Universal Category System head: 69 sound-effect categories
     BLOCK, HOP = 100, 50    # frames per embedding block (~2.3 s) and the hop between blocks (x0.5)
@@ -354,8 +361,8 @@ class AisfxExtractor(Extractor):
 
     def __init__(self, device: str = "cpu"):
         try:
-            import aisfx
-            from aisfx.models.cnn2d import CrossNet, EmbeddingNet
+            import aisfx  # noqa: PLC0415  optional dependency, imported where it is used
+            from aisfx.models.cnn2d import CrossNet, EmbeddingNet  # noqa: PLC0415  optional dependency, imported where it is used
         except ImportError:
             raise MaaError("--extractor aisfx: the aisfx package is not installed; "
                            "run `pip install --no-deps aisfx==0.1.2` (its pins need --no-deps)") from None
@@ -374,7 +381,7 @@ class AisfxExtractor(Extractor):
         self.n_classes = heads[self.HEAD][1]
         self.device, self.weights = device, str(path)
         self.fingerprint = f"aisfx-v1-{file_digest(path)}"
-        import librosa
+        import librosa  # noqa: PLC0415  librosa: slow import, kept off this module's import
 
         # norm=1: each band's weights sum to 1 (essentia's unit_sum, which the model was trained on)
         self.mel = librosa.filters.mel(sr=44100, n_fft=2048, n_mels=96, fmin=0.0, fmax=22050.0, htk=True,
@@ -382,7 +389,7 @@ class AisfxExtractor(Extractor):
 
     def spectrogram(self, wav: np.ndarray) -> np.ndarray:
         """(frames, 96) input of the network, for 44.1 kHz audio."""
-        import librosa
+        import librosa  # noqa: PLC0415  librosa: slow import, kept off this module's import
 
         peak = float(np.abs(wav).max()) if len(wav) else 0.0
         y = wav / peak if peak > 0 else wav  # aisfx peak-normalises every clip
@@ -415,6 +422,7 @@ class AisfxExtractor(Extractor):
 
 
 class ClapExtractor(Extractor):
+    """The audio tower of a CLAP scorer (maa-clap or laion-clap); it also embeds prompts for the CLAP score."""
     sample_rate = 16000
 
     def __init__(self, spec: str, device: str = "cpu"):
@@ -435,7 +443,6 @@ class ClapExtractor(Extractor):
         with each class name gives zero-shot class probabilities, softmax(scale * cos), with the
         model's own learned logit scale. That label set is fixed per model, so IS/KL from one
         model are comparable across runs. Without a class list: no head, no IS/KL."""
-        import json
 
         try:
             classes = json.loads((model_dir / "config.json").read_text()).get("classes") or []

@@ -99,6 +99,7 @@ def frechet_distance_of(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (float64, max-shifted)."""
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)

@@ -31,6 +31,8 @@ from maa.core.manifest import write_manifest
 from maa.data.formats import read_manifest
 from maa.eval.evaluate import EvalConfig, evaluate
 from maa.eval.metrics import METRICS
+import json
+from maa.eval.extractors import load_extractor
 
 PANNS_FILE = "Cnn14_16k_mAP=0.438.pth"
 VGGISH_FILE = "vggish-10086976.pth"
@@ -40,6 +42,7 @@ CLAP_KINDS = ("maa-clap", "laion-clap")
 
 @dataclass(frozen=True)
 class Protocol:
+    """A published evaluation protocol's fixed settings (clip length, IS splits, metrics per extractor)."""
     name: str
     seconds: float            # every clip cut or zero-padded to this length
     is_splits: int
@@ -62,6 +65,7 @@ KNOWN_DIFFERENCES = [
 
 
 def weights_dir() -> Path:
+    """Where the protocol's official weights are looked for ($MAA_EVAL_WEIGHTS, else the maa cache)."""
     return Path(os.environ.get("MAA_EVAL_WEIGHTS") or Path(os.environ.get("MAA_CACHE") or "~/.cache/maa") / "eval-weights").expanduser()
 
 
@@ -143,7 +147,6 @@ def reranking_of(generated: str) -> dict:
     the generate manifest (the GENERATED manifest, or *.jsonl next to the clips)."""
     p = Path(generated)
     files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p] if p.suffix == ".jsonl" and p.is_file() else []
-    import json
 
     for f in files:
         ks = []
@@ -197,7 +200,6 @@ def evaluate_protocol(generated: str, reference: str, name: str, extractors: lis
                       cache_dir: Path | None = None, batch_size: int = 8, skip_bad: bool = False,
                       ui=None, load=None, folder: Path | None = None) -> dict:
     """`maa eval --protocol NAME`: the protocol's extractors and settings; the result carries its eval card."""
-    from maa.eval.extractors import load_extractor
 
     proto = PROTOCOLS.get(name)
     specs = protocol_extractors(name, list(extractors), folder)

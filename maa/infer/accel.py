@@ -37,6 +37,7 @@ from maa.core.errors import MaaError
 
 @dataclass
 class FastPath:
+    """Which GPU fast paths are on: bf16 autocast, torch.compile, CUDA graphs."""
     bf16: bool = False
     compile: bool = False
     cuda_graphs: bool = False  # with compile: the UNet as CUDA graphs (static shapes)

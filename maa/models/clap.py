@@ -22,6 +22,7 @@ MEL_CENTER, MEL_SCALE = -2.0, 2.5
 
 @dataclass
 class ClapConfig(ConfigMixin):
+    """maa-clap's sizes: mel CNN channels, projection width, embedding size, crop length, text encoder."""
     n_mels: int = 80
     channels: tuple[int, ...] = (32, 64, 128, 256)  # one 3x3 conv + BN + ReLU + 2x2 pool per entry
     hidden: int = 512  # width of both projection MLPs
@@ -143,5 +144,6 @@ class TextCache:
 
 
 def check_pairs(wavs, texts) -> None:
+    """Refuse a (clips, texts) pair list whose lengths differ."""
     if len(wavs) != len(texts):
         raise MaaError(f"similarity: {len(wavs)} clips but {len(texts)} texts; pass one text per clip")

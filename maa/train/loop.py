@@ -76,6 +76,7 @@ METRICS_FILE = "metrics.jsonl"
 
 @dataclass
 class TrainConfig(ConfigMixin):
+    """The training loop's settings: output folder, steps, batch, optimiser, precision, logging, checkpoints."""
     out_dir: Path
     steps: int
     batch_size: int = 8  # per rank
@@ -125,6 +126,7 @@ class Task(Protocol):
 
 @dataclass
 class Dist:
+    """This process's place in a torchrun job (rank, world size, local rank)."""
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -210,6 +212,7 @@ def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: 
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
+    """Move tensors in a (nested) batch to `device`."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
@@ -220,6 +223,7 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -385,7 +389,7 @@ class _Logger:
             with atomic_path(self.path) as tmp:
                 tmp.write_text("".join(l + "\n" for l in keep))
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415  optional dependency, imported where it is used
 
             self.tb = SummaryWriter(str(out_dir / "tb"))
         except Exception:  # tensorboard not installed: metrics.jsonl is enough
@@ -407,6 +411,7 @@ class _Logger:
 
 
 def read_metrics(out_dir: str | os.PathLike) -> list[dict]:
+    """The rows of a run's metrics.jsonl ([] when there is none)."""
     path = Path(out_dir) / METRICS_FILE
     return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
 

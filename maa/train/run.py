@@ -34,6 +34,7 @@ from maa.train.loop import (
     resolve_device,
     seed_everything,
 )
+import json
 
 
 @dataclass(kw_only=True)
@@ -132,6 +133,7 @@ def prepare_run(out_dir: str | Path, resume: bool = False, fresh: bool = False) 
 
 @dataclass
 class Begun:
+    """A started run: where it resumes from, its device and its torchrun place."""
     start: RunStart
     device: torch.device
     dist: Dist = field(default_factory=Dist)
@@ -160,7 +162,6 @@ def begin(opts: RunOptions, ui: Reporter | None = None, seed: bool = True) -> Be
 def read_part_config(folder: Path, what: str, kind: str, key: str, cls, part: str):
     """`cls` from the `key` section of `folder`/config.json, which `maa train-<part>` writes with this
     "kind", or one line saying that `what` is not such a folder."""
-    import json
 
     try:
         cfg = json.loads((folder / "config.json").read_text())

@@ -63,3 +63,26 @@ def test_a_new_text_encoder_kind_is_one_entry(monkeypatch, tmp_path):
 def test_unknown_text_encoder_lists_the_kinds():
     with pytest.raises(MaaError, match=r"^text encoder 'bert': unknown; use minilm, laion-clap:CKPT, hf:PATH or msclap:DIR$"):
         load_text_encoder("bert")
+
+
+def test_vocoder_kinds_claim_their_folders(tmp_path):
+    from maa.parts.vocoders import VOCODERS, GriffinLim
+
+    assert isinstance(VOCODERS.load("griffin-lim"), GriffinLim)
+    (tmp_path / "voc").mkdir()
+    assert VOCODERS.claimant(str(tmp_path / "voc")) is None  # an empty folder is no vocoder
+    (tmp_path / "voc" / "config.json").write_text('{"kind": "vae"}')
+    assert VOCODERS.claimant(str(tmp_path / "voc")).kind == "vocos"  # sniffed; its loader then checks the kind
+    with pytest.raises(MaaError, match="kind 'vae' is not a vocoder"):
+        VOCODERS.load(f"vocos:{tmp_path / 'voc'}")
+    with pytest.raises(MaaError, match=r"^vocoder 'wavenet:x': unknown; use bigvgan:DIR, vocos:DIR or griffin-lim$"):
+        VOCODERS.parse("wavenet:x")
+
+
+def test_scorer_and_extractor_kinds():
+    from maa.eval.extractors import EXTRACTOR_KINDS
+    from maa.parts.scorers import SCORERS
+
+    assert list(SCORERS.entries) == ["maa-clap", "laion-clap"]
+    assert list(EXTRACTOR_KINDS.entries) == ["aisfx", "panns-cnn14", "vggish", "maa-clap", "laion-clap"]
+    assert SCORERS.parse("maa-clap:runs/clap")[1] == Spec("maa-clap", "runs/clap")

@@ -20,6 +20,9 @@ import numpy as np
 import torch
 from bench_quality import PROMPTS, embed, fit_judge, label, load_wavs, rows_of
 from maa.core.audio import fit_length
+from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
+from maa.eval.extractors import load_extractor
+from maa.infer.pipeline import GenerateOptions, generate, load_model
 
 
 def main():
@@ -30,9 +33,6 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames  # noqa: PLC0415  torch: slow import, kept off the CLI's start-up path
-    from maa.eval.extractors import load_extractor  # noqa: PLC0415  torch: slow import, kept off the CLI's start-up path
-    from maa.infer.pipeline import GenerateOptions, generate, load_model  # noqa: PLC0415  torch: slow import, kept off the CLI's start-up path
 
     ex = load_extractor("aisfx")
     train, test = rows_of(a.corpus / "train.jsonl"), rows_of(a.corpus / "test.jsonl")

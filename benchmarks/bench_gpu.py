@@ -271,7 +271,7 @@ def bench_train(a, device, rows):
 
 
 def bench_mel(a, device, rows):
-    import librosa  # noqa: PLC0415  librosa: slow import, kept off the CLI's start-up path
+    import librosa  # noqa: PLC0415  librosa: slow import, after the arguments are parsed (--help stays fast)
 
     n = a.mel_clips
     work = Path(tempfile.mkdtemp(prefix="bench_mel_"))

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_quality import ORDER, embed, fit_judge, rows_of
+from maa.eval.extractors import load_extractor
+from maa.infer.pipeline import GenerateOptions, generate, load_model
 
 
 def main():
@@ -29,8 +31,6 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from maa.eval.extractors import load_extractor  # noqa: PLC0415  torch: slow import, kept off the CLI's start-up path
-    from maa.infer.pipeline import GenerateOptions, generate, load_model  # noqa: PLC0415  torch: slow import, kept off the CLI's start-up path
 
     ex = load_extractor("aisfx")
     classes, proba = fit_judge(ex, rows_of(a.corpus / "train.jsonl"), proba=True)

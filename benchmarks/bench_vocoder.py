@@ -37,7 +37,7 @@ from maa.parts.vocoders import GriffinLim
 
 def griffin_lim_torchaudio(mel: torch.Tensor, n_iter: int = 32) -> torch.Tensor:
     """(80, F) log-mel -> (F * hop,) samples aligned with maa.core.mel's framing."""
-    import torchaudio  # noqa: PLC0415  torchaudio: slow import, kept off the CLI's start-up path
+    import torchaudio  # noqa: PLC0415  torchaudio: slow import, after the arguments are parsed (--help stays fast)
 
     gl = torchaudio.transforms.GriffinLim(n_fft=MEL.n_fft, n_iter=n_iter, win_length=MEL.win_length,
                                           hop_length=MEL.hop_length, power=1.0, momentum=0.99)

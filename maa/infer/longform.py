@@ -29,13 +29,8 @@ import torch
 
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, samples_for_frames
-from maa.infer.inpaint import (
-    LATENT_FADE,
-    decode,
-    sample_latent,
-    seeded_noise,
-    text_denoiser,
-)
+from maa.infer import sampling
+from maa.infer.inpaint import LATENT_FADE
 
 WINDOW = 10.0  # s
 OVERLAP = 2.0  # s held from the previous window
@@ -105,17 +100,15 @@ def generate_long(model, prompt: Prompt, seconds: float, opts, seed: int = 0, wi
         held = 0 if prev is None else prev_start + win - cut - s  # frames held from the previous window
         t_new = (s + held) * hop / MEL.sample_rate, (s + win) * hop / MEL.sample_rate
         text = prompt(*t_new) if callable(prompt) else prompt
-        noise = seeded_noise((c, h, win), seed + k * WINDOW_SEED)[None].to(model.device)
-        eps = text_denoiser(model, [text], opts)
-        if prev is None:
-            z = sample_latent(model, eps, noise, opts, seed + k * WINDOW_SEED, on_step=on_step)
-        else:
+        noise = sampling.seeded_noise((c, h, win), seed + k * WINDOW_SEED)[None].to(model.device)
+        held_known = None
+        if prev is not None:
             known = torch.zeros_like(noise)
             known[..., :held] = prev[..., s - prev_start:s - prev_start + held]
             # hold the shared frames, ramping off over the overlap's last LATENT_FADE seconds
-            keep = torch.from_numpy(1 - _fade_in(win, held - fade_lat / 2, fade_lat))
-            z = sample_latent(model, eps, noise, opts, seed + k * WINDOW_SEED, known, keep, on_step)
-        mels, wavs = decode(model, z, win * factor)
+            held_known = sampling.Known(known, torch.from_numpy(1 - _fade_in(win, held - fade_lat / 2, fade_lat)))
+        z = sampling.sample(model, [text], noise, opts, held_known, on_step, seed=seed + k * WINDOW_SEED)
+        mels, wavs = sampling.decode(model, z, win * factor)
         centre = None if prev is None else held * hop // 2
         _paste(audio, wavs[0], s * hop, centre, fade)
         _paste(mel, mels[0], s * factor, None if centre is None else centre // MEL.hop_length, fade // MEL.hop_length)

@@ -40,18 +40,12 @@ import torch
 from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
 from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames, seconds_for_frames
+from maa.core.mel import frames_for_duration, samples_for_frames, seconds_for_frames
 from maa.infer.temporal import join, part_span, split_sequence
 from maa.infer.timeline import check_options, generate_one, output_seconds, steps_of, uses_windows
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
-from maa.models.samplers import (
-    SAMPLERS,
-    end_alpha,
-    guided,
-    model_denoiser,
-    schedule,
-    sdedit_timesteps,
-)
+from maa.infer import sampling
+from maa.models.samplers import SAMPLERS
 from maa.models.unet import UNet, UNetConfig
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "model"
@@ -166,12 +160,6 @@ class Generated:
     extra: dict | None = None  # what maa.infer.timeline.generate_one adds to the record (spans, events, windows)
 
 
-def _noise(shape, seed: int) -> torch.Tensor:
-    """Per-sample noise from its own seeded CPU generator: the same seed gives the same sample
-    whatever the batch size or device."""
-    return torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)))
-
-
 JOIN_SECONDS = 0.25  # crossfade between the parts of an "A, then B" prompt
 
 
@@ -219,12 +207,6 @@ def _frames_of(samples: int) -> int:
     return max(1, samples // MEL.hop_length)
 
 
-def _timesteps(opts: GenerateOptions, ac: torch.Tensor, grid: str = "maa") -> list[int]:
-    """The sampler's timesteps on the model's grid; for audio-to-audio only the last `strength` share of them."""
-    ts = schedule(opts.steps, ac, opts.sampler, grid)
-    return sdedit_timesteps(ts, opts.strength) if opts.init_audio is not None else ts
-
-
 def _batches(jobs: list[_Job], size: int) -> list[list[_Job]]:
     """Consecutive jobs of one length, at most `size` at a time."""
     out: list[list[_Job]] = []
@@ -236,35 +218,14 @@ def _batches(jobs: list[_Job], size: int) -> list[list[_Job]]:
     return out
 
 
-@torch.no_grad()
 def _sample(model: LDMModel, jobs: list[_Job], opts: GenerateOptions, on_step) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """Audio, mels and latents of a batch of clips of one length."""
     frames = jobs[0].frames
-    c, h, w = model.vae.latent_shape(frames)
-    ts = _timesteps(opts, model.ac, model.dcfg.timestep_grid)
-    noise = torch.stack([_noise((c, h, w), j.seed) for j in jobs]).to(model.device)
-    x = noise
-    if opts.init_audio is not None:  # SDEdit: the init latent, noised to the first timestep
-        mel = torch.stack([mel_spectrogram(torch.from_numpy(j.init)) for j in jobs]).to(model.device)
-        z_init = model.vae.encode_mel(mel).float() * model.dcfg.scale_factor
-        a = float(model.ac[ts[0]]) if ts else 1.0
-        x = math.sqrt(a) * z_init + math.sqrt(1 - a) * noise
-    if ts:
-        from maa.infer.accel import FastPath, ensure
-
-        ensure(model, FastPath.parse(opts.fast, model.device, model.text.max_length))  # CPU default: a no-op
-        den = model_denoiser(model.unet, model.dcfg.prediction, model.ac)
-        for t in dict.fromkeys([j.text for j in jobs] + [opts.negative]):
-            model.text.encode([t])  # each text alone (then cached): its embedding never depends on its batch
-        cond, uncond = model.text.encode([j.text for j in jobs]), model.text.encode([opts.negative] * len(jobs))
-        eps = guided(den, (cond.tokens, cond.mask), (uncond.tokens, uncond.mask), opts.guidance)
-        x = SAMPLERS[opts.sampler](eps, x, ts, model.ac, eta=opts.eta, generator=torch.Generator().manual_seed(jobs[0].seed),
-                                   callback=(lambda i, _x: on_step()) if on_step else None,
-                                   final_alpha=end_alpha(model.ac, model.dcfg.timestep_grid))
-    mels = model.vae.decode_latent(x / model.dcfg.scale_factor, frames=frames).float()
-    wavs = model.vocoder(mels).float().cpu().numpy()
-    n = samples_for_frames(frames)
-    return np.stack([fit_length(wv, n) for wv in wavs]), mels.cpu().numpy(), x.cpu()
+    noise = torch.stack([sampling.seeded_noise(model.vae.latent_shape(frames), j.seed) for j in jobs]).to(model.device)
+    known = None if opts.init_audio is None else sampling.Known(sampling.encode(model, [j.init for j in jobs], frames))
+    x = sampling.sample(model, [j.text for j in jobs], noise, opts, known, on_step, seed=jobs[0].seed)
+    mels, wavs = sampling.decode(model, x, frames)
+    return wavs, mels, x.cpu()
 
 
 @dataclass
@@ -301,7 +262,7 @@ def make_plan(model: LDMModel, prompts: list[str], seeds: list[int], opts: Gener
             raise MaaError("empty prompt; describe the sound, e.g. \"a dog barks while rain falls\"")
     parts, jobs, overlaps = _layout(prompts, seeds, opts, model.vae.factor)
     return Plan(list(prompts), [int(s) for s in seeds], opts, parts, _batches(jobs, opts.batch_size), overlaps,
-                frames_for_duration(opts.duration, model.vae.factor), _timesteps(opts, model.ac, model.dcfg.timestep_grid))
+                frames_for_duration(opts.duration, model.vae.factor), sampling.timesteps(model, opts, opts.init_audio is not None))
 
 
 def _company(batch: list[_Job], j: _Job, text) -> dict | None:

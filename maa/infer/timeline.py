@@ -31,19 +31,9 @@ import torch
 from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
 from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
-from maa.infer.inpaint import (
-    LATENT_FADE,
-    decode,
-    latent_times,
-    parse_span,
-    sample_latent,
-    sample_times,
-    seeded_noise,
-    span_weight,
-    text_denoiser,
-)
+from maa.infer import sampling
+from maa.infer.inpaint import LATENT_FADE, latent_times, parse_span, sample_times, span_weight
 from maa.infer.longform import WINDOW, generate_long, windows_for
-from maa.models.samplers import regional
 
 EVENT_FADE = 0.1  # s, in and out of each event's span
 BACKGROUND_GAIN = 0.5  # the background sits 6 dB under the events
@@ -190,9 +180,10 @@ def _joint(model, events, frames, opts, seed, background, on_step) -> Timed:
     weights = [span_weight(t, [(ev.start, ev.end)], LATENT_FADE) for ev in events]
     weights.insert(0, np.clip(1 - np.sum(weights, axis=0), 0, 1))  # the gaps: background or negative prompt
     texts = [background or opts.negative] + [ev.prompt for ev in events]
-    eps = regional([text_denoiser(model, [p], opts) for p in texts], torch.from_numpy(np.stack(weights)))
-    z = sample_latent(model, eps, seeded_noise((c, h, w), seed)[None].to(model.device), opts, seed, on_step=on_step)
-    mels, wavs = decode(model, z, frames)
+    noise = sampling.seeded_noise((c, h, w), seed)[None].to(model.device)
+    z = sampling.sample(model, sampling.Regions(texts, torch.from_numpy(np.stack(weights))), noise, opts,
+                        on_step=on_step, seed=seed)
+    mels, wavs = sampling.decode(model, z, frames)
     return Timed(wavs[0].astype(np.float32), mels[0], events, background, "joint")
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-import maa.infer.longform as longform
+from maa.infer import sampling
 from maa.core.mel import frames_for_duration, samples_for_frames
 from maa.infer.longform import generate_long, window_starts, windows_for
 from maa.infer.pipeline import GenerateOptions, generate, load_model
@@ -36,14 +36,14 @@ def test_one_window_is_ordinary_generation(model):
 
 def test_windows_continue_the_previous_latent_and_the_unet_sees_one_window(model, monkeypatch):
     calls, widths = [], []
-    real = longform.sample_latent
+    real = sampling.sample
 
-    def spy(model_, eps, noise, opts, seed, known=None, keep=None, on_step=None):
-        z = real(model_, eps, noise, opts, seed, known, keep, on_step)
-        calls.append((known, keep, z))
+    def spy(model_, conditions, noise, opts, known=None, on_step=None, seed=0):
+        z = real(model_, conditions, noise, opts, known, on_step, seed)
+        calls.append((known and known.latent, known and known.keep, z))
         return z
 
-    monkeypatch.setattr(longform, "sample_latent", spy)
+    monkeypatch.setattr(sampling, "sample", spy)
     hook = model.unet.register_forward_pre_hook(lambda m, args: widths.append(args[0].shape[-1]))
     progress = []
     try:

@@ -6,7 +6,7 @@ diffusers row), the `base` VAE, a BigVGAN-size vocoder (the 16 kHz BigVGAN confi
 initial channels, 6 upsamplers) and the real MiniLM text encoder. 10 s clips, 25 DPM-Solver++
 steps, guidance 3. Rows, all in one run and one table:
 
-  * text -> wav (maa.infer.pipeline.generate, a new prompt every call so the text encoder runs):
+  * text -> wav (a maa.infer.pipeline.Pipeline call, a new prompt every call so the text encoder runs):
     latency at batch 1 (median of --calls calls after warm-up) and throughput at the batches
     of --batches (seconds of audio per second), eager fp32 vs bf16 vs bf16 + torch.compile +
     CUDA graphs (maa.infer.accel); the compiled path's first calls (compile) reported apart;
@@ -105,7 +105,7 @@ def modes(a, device) -> list[tuple[str, dict]]:
 
 def bench_generate(a, device, rows):
     from maa.infer.accel import FastPath, accelerate, restore
-    from maa.infer.pipeline import GenerateOptions, generate
+    from maa.infer.pipeline import GenerateOptions
 
     model, params = build_models(a, device)
     rows.append({"section": "models", **{f"{k} (M params)": round(v / 1e6, 2) for k, v in params.items()}})
@@ -115,7 +115,7 @@ def bench_generate(a, device, rows):
         i = next(counter)  # new captions every call: the text encoder's cache never answers
         prompts = [f"a dog barks {i} {k}" for k in range(batch)]
         opts = GenerateOptions(steps=a.steps, guidance=a.guidance, duration=a.duration, batch_size=batch)
-        return generate(model, prompts, list(range(batch)), opts)
+        return model(prompts, list(range(batch)), opts=opts)
 
     for name, flags in modes(a, device):
         fp = FastPath(**flags, max_length=model.text.max_length)

@@ -113,6 +113,15 @@ def inpaint(model, prompt: str, audio: np.ndarray, spans: list[Span], opts, seed
     return Inpainted(fit_length(out, n).astype(np.float32), mel, z[0].cpu(), fit_length(wav_rt, n), spans)
 
 
+@torch.no_grad()
+def generate_one(model, prompt: str, seed: int, opts, parts: list[str] | None = None,
+                 on_step: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, torch.Tensor, dict]:
+    """One output of the "inpaint" mode (maa.infer.options): audio, mel, latent, and what the record
+    adds (the spans)."""
+    r = inpaint(model, prompt, opts.init_audio, [tuple(s) for s in opts.inpaint], opts, seed, on_step)
+    return r.audio, r.mel, r.latent, {"inpaint": [list(s) for s in r.spans]}
+
+
 # ----------------------------------------------------------------------------- join measures
 
 

@@ -31,8 +31,8 @@ from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, samples_for_frames
 from maa.infer import sampling
 from maa.infer.inpaint import LATENT_FADE
+from maa.infer.sampling import WINDOW
 
-WINDOW = 10.0  # s
 OVERLAP = 2.0  # s held from the previous window
 TAIL = 1.25  # s at the end of each window that the next one samples again
 JOIN_FADE = 0.5  # s of audio crossfade, centred in the overlap
@@ -138,3 +138,23 @@ def windows_for(seconds: float, factor: int = 8, window: float = WINDOW, overlap
     """How many windows generate_long samples for `seconds` (progress-bar totals)."""
     total, win, ov, cut = _layout(seconds, factor, window, overlap, tail)
     return len(window_starts(total + (cut if total > win else 0), win, ov + cut))
+
+
+def _schedule(prompt: str, seconds: float, parts: list[str]) -> Prompt:
+    """A split prompt over a long clip: part k over the k-th equal share (by each window's new middle)."""
+    if len(parts) < 2:
+        return prompt
+    return lambda t0, t1: parts[min(len(parts) - 1, int((t0 + t1) / 2 / seconds * len(parts)))]
+
+
+@torch.no_grad()
+def generate_one(model, prompt: str, seed: int, opts, parts: list[str] | None = None,
+                 on_step: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, None, dict]:
+    """One output of the "long" mode (maa.infer.options): audio, mel, no latent (one per window),
+    and what the record adds (the windows, and their prompts when they change)."""
+    long = generate_long(model, _schedule(prompt, opts.duration, parts or [prompt]), opts.duration, opts, seed,
+                         on_step=on_step)
+    extra = {"windows": len(long.windows)}
+    if len(set(long.prompts)) > 1:
+        extra["window_prompts"] = long.prompts
+    return long.audio, long.mel, None, extra

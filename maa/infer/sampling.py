@@ -39,6 +39,8 @@ from maa.models.samplers import (
     sdedit_timesteps,
 )
 
+WINDOW = 10.0  # s: the longest clip sampled at once (the model's usual clip); longer ones go window by window
+
 
 @dataclass
 class Known:

@@ -138,7 +138,7 @@ def test_rerun_skips_what_is_made_and_redoes_what_changed(tmp_path, model_dir):
 
 
 def test_interrupted_run_continues_to_the_same_bytes(tmp_path, model_dir, monkeypatch):
-    import maa.infer.record as record
+    import maa.infer.job as record  # the job writes each output
 
     (tmp_path / "p.txt").write_text("".join(f"p{i}|a sound number {i}\n" for i in range(3)))
     common = ["generate", "--prompts", tmp_path / "p.txt", "--model", model_dir, "-d", 0.3, "--steps", 2, "-b", 3,

@@ -5,7 +5,7 @@ import torch
 from maa.infer import sampling
 from maa.core.mel import frames_for_duration, samples_for_frames
 from maa.infer.longform import generate_long, window_starts, windows_for
-from maa.infer.pipeline import GenerateOptions, generate, load_model
+from maa.infer.pipeline import GenerateOptions, load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,7 +28,7 @@ OPTS = GenerateOptions(steps=3, guidance=2.0)
 
 def test_one_window_is_ordinary_generation(model):
     long = generate_long(model, "rain falls", 0.9, OPTS, seed=4)
-    ref = generate(model, ["rain falls"], [4], GenerateOptions(steps=3, guidance=2.0, duration=0.9, batch_size=1))[0]
+    ref = model(["rain falls"], [4], opts=GenerateOptions(steps=3, guidance=2.0, duration=0.9, batch_size=1))[0]
     assert long.joins == [] and len(long.windows) == 1
     np.testing.assert_allclose(long.mel, ref.mel, atol=1e-4)
     np.testing.assert_allclose(long.audio, ref.audio, atol=1e-4)

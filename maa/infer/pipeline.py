@@ -104,6 +104,23 @@ def model_sha256(root: Path) -> str:
     return folder_sha256(root, ("ldm", "vae", "vocoder"))
 
 
+def _recorded_prefix(path, sha: str, seconds: float) -> np.ndarray | None:
+    """The start of the init audio file whose hash a record holds, or None. Audio-to-audio reads
+    the init audio up to the duration asked + 1 s, while the record keeps the duration after
+    rounding to latent frames (at most 0.128 s away), so a replay searches the prefixes near it."""
+    from maa.core.audio import load_audio
+
+    full = load_audio(path, max_seconds=seconds + 1.25)
+    data = full.tobytes()
+    lo = min(len(full), max(1, int(math.ceil((seconds + 0.75) * SAMPLE_RATE))))
+    h = hashlib.sha256(data[:4 * lo])
+    for n in range(lo, len(full) + 1):
+        if h.hexdigest()[:16] == sha:
+            return full[:n]
+        h.update(data[4 * n:4 * n + 4])
+    return None
+
+
 # ----------------------------------------------------------------------------- the layout of a call
 
 JOIN_SECONDS = 0.25  # crossfade between the parts of an "A, then B" prompt
@@ -421,7 +438,10 @@ class Pipeline:
             raise MaaError("the record's init audio was given as samples, not a file; it cannot be replayed")
         req = self.request([record["prompt"]], [record["seed"]], scorer=False, opts=opts)
         if opts.init_audio and req.records[0].get("init_sha256") != record["init_sha256"]:
-            raise MaaError(f"{opts.init_audio}: not the init audio this output was made from (its content changed)")
+            init = _recorded_prefix(opts.init_audio, record["init_sha256"], float(record["duration"]))
+            if init is None:
+                raise MaaError(f"{opts.init_audio}: not the init audio this output was made from (its content changed)")
+            req = self.request([record["prompt"]], [record["seed"]], scorer=False, opts=replace(opts, init_audio=init))
         batches = []
         clips = [j for b in req.batches for j in b]  # one per part, in part order
         for clip, c in zip(clips, record.get("batch") or [None] * len(clips)):

@@ -251,3 +251,21 @@ def test_a_wav_written_before_the_one_sampling_path_still_replays(tmp_path, mode
     a, b = sf.read(str(old), dtype="float32")[0], sf.read(str(tmp_path / "new.wav"), dtype="float32")[0]
     assert a.shape == b.shape and np.abs(a).max() > 0.01
     np.testing.assert_allclose(b, a, atol=2e-3)
+
+
+def test_audio_to_audio_replays_although_the_duration_was_rounded(tmp_path, model_dir):
+    """The init audio is read up to the duration asked + 1 s, the record keeps the rounded duration
+    (0.5 s -> 0.528 s): the replay finds the part of the file the record's hash is of."""
+    from tests.conftest import real_ish
+
+    sf.write(str(tmp_path / "init.wav"), real_ish(3.0, seed=1), 16000)
+    r = _run("generate", "rain", "--init-audio", tmp_path / "init.wav", "-d", 0.5, "--steps", 2, "--model", model_dir,
+             "-o", tmp_path / "a2a.wav", "-q")
+    assert r.exit_code == 0, r.output
+    assert read_record(tmp_path / "a2a.wav")["duration"] != 0.5
+    r = _run("generate", "--replay", tmp_path / "a2a.wav", "-o", tmp_path / "again.wav", "-q")
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(sf.read(str(tmp_path / "a2a.wav"))[0], sf.read(str(tmp_path / "again.wav"))[0])
+    sf.write(str(tmp_path / "init.wav"), real_ish(3.0, seed=2), 16000)  # another clip under the same name
+    r = _run("generate", "--replay", tmp_path / "a2a.wav", "-o", tmp_path / "again2.wav", "-q")
+    assert r.exit_code == 1 and "not the init audio this output was made from" in r.output

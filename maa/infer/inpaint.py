@@ -93,7 +93,7 @@ def inpaint(model, prompt: str, audio: np.ndarray, spans: list[Span], opts, seed
             on_step: Callable[[], None] | None = None) -> Inpainted:
     """Regenerate `spans` (seconds) of `audio` (16 kHz mono) from `prompt`; keep the rest.
 
-    opts: anything with steps, sampler, guidance, negative and eta (maa.infer.pipeline's options)."""
+    opts: anything with steps, sampler, guidance, negative and eta (maa.infer.options.GenerateOptions)."""
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 1 or len(audio) < MEL.n_fft:
         raise MaaError("--init-audio: need a mono clip of at least 0.07 s to inpaint")

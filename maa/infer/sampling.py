@@ -13,7 +13,7 @@ the known-region hold around the sampler (`hold_known`).
     mels, wavs = decode(model, z, frames)
 
 `model` is anything with unet, vae, text, vocoder, dcfg, ac and device (maa.infer.pipeline.Pipeline).
-`opts` is anything with steps, sampler, guidance, negative, eta and strength.
+`opts` is anything with steps, sampler, guidance, negative and eta (and strength, for audio-to-audio).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from maa.core.audio import audio_info
 from maa.core.errors import MaaError
 from maa.core.io import write_text_atomic
 from maa.core.manifest import clip_id, safe_stem
@@ -29,6 +30,7 @@ from maa.core.threads import apply_threads
 from maa.infer.budget import preflight
 from maa.infer.options import GenerateOptions
 from maa.infer.pipeline import load_pipeline
+from maa.infer.plots import save_png
 from maa.infer.record import read_record, same_settings, save_wav_with_record, wav_bytes
 from maa.infer.sampling import WINDOW
 
@@ -82,8 +84,6 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
         items = _read_items(job.prompt, job.prompts_file)
     paths = _check_outputs(items, job.out, job.out_dir, job.manifest)
     if opts.init_audio is not None and record is None:
-        from maa.core.audio import audio_info
-
         audio_info(opts.init_audio)
     elif opts.strength != 0.5 and record is None:
         log.warn("--strength has no effect without --init-audio")
@@ -127,8 +127,6 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
         else:
             save_wav_with_record(p, o.audio, o.record)
             if job.png:
-                from maa.infer.plots import save_png  # matplotlib: slow to import, only for --png
-
                 save_png(p.with_suffix(".png"), o.mel, o.record["prompt"])
         rows[o.index] = _row(p, o.record, job.png)
         _emit(sink, rows[o.index])

@@ -78,7 +78,7 @@ class GenerateOptions:
             raise MaaError("--inpaint and --timeline: choose one")
         if self.background and not self.timeline:
             raise MaaError("--background: only with --timeline (the prompt under the events)")
-        if self.timeline:
+        if self.timeline:  # the mode modules are imported only where their mode is used
             from maa.infer.timeline import events_of
 
             events_of(self)

@@ -35,13 +35,15 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from maa.core.audio import SAMPLE_RATE, fit_length
+from maa.core.audio import SAMPLE_RATE, fit_length, load_audio
 from maa.core.checkpoint import folder_sha256, load_weights, read_config, uninitialized
+from maa.core.device import pick_device
 from maa.core.errors import MaaError
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, samples_for_frames, seconds_for_frames
 from maa.infer import sampling
 from maa.infer.options import GenerateOptions, mode_module, split_sequence
+from maa.infer.temporal import join, part_span
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
 from maa.models.unet import UNet, UNetConfig
 
@@ -92,8 +94,6 @@ def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder
 def load_pipeline(model_dir: str | Path | None = None, device: str = "auto", text_encoder: str | None = None,
                   gl_iters: int = 32, scorer=None) -> Pipeline:
     """The Pipeline of a model folder (None: the bundled model) on `device` (auto: CUDA when available)."""
-    from maa.core.device import pick_device
-
     pipe = load_model(model_dir, device=str(pick_device(device)), text_encoder=text_encoder, gl_iters=gl_iters)
     pipe.scorer = scorer
     return pipe
@@ -108,8 +108,6 @@ def _recorded_prefix(path, sha: str, seconds: float) -> np.ndarray | None:
     """The start of the init audio file whose hash a record holds, or None. Audio-to-audio reads
     the init audio up to the duration asked + 1 s, while the record keeps the duration after
     rounding to latent frames (at most 0.128 s away), so a replay searches the prefixes near it."""
-    from maa.core.audio import load_audio
-
     full = load_audio(path, max_seconds=seconds + 1.25)
     data = full.tobytes()
     lo = min(len(full), max(1, int(math.ceil((seconds + 0.75) * SAMPLE_RATE))))
@@ -153,8 +151,6 @@ def _layout(prompts: list[str], seeds: list[int], opts: GenerateOptions, factor:
         overlaps.append(ov)
         f, spans = frames, [(0, length)]
         if n > 1:
-            from maa.infer.temporal import part_span
-
             spans = [part_span(k, n, length, ov) for k in range(n)]
             span = max(e - s for s, e in spans)
             span_f = max(e - s for s, e in (part_span(k, n, frames, _frames_of(ov)) for k in range(n)))
@@ -300,8 +296,6 @@ class Pipeline:
         init = {}
         if opts.init_audio is not None:
             if isinstance(opts.init_audio, (str, Path)):
-                from maa.core.audio import load_audio
-
                 init["init_audio"] = str(Path(opts.init_audio).resolve())  # absolute: a replay may run elsewhere
                 opts.init_audio = load_audio(opts.init_audio, max_seconds=None if opts.inpaint else opts.duration + 1.0)
             opts.init_audio = np.asarray(opts.init_audio, np.float32)
@@ -346,7 +340,7 @@ class Pipeline:
         if scorer is None:
             scorer = self.scorer or (f"maa-clap:{self.root / 'clap'}" if (self.root / "clap" / "config.json").exists() else None)
         if isinstance(scorer, (str, Path)):  # loaded once per pipeline and spec
-            from maa.infer.scoring import load_scorer
+            from maa.infer.scoring import load_scorer  # only for K > 1: a plain call never enters the scorers
 
             cache = self.__dict__.setdefault("_scorers", {})
             scorer = cache.get(str(scorer)) or cache.setdefault(str(scorer), load_scorer(str(scorer), device=str(self.device)))
@@ -366,7 +360,7 @@ class Pipeline:
                 del waiting[i * k + c]
             record, best = dict(req.records[i]), 0
             if k > 1 and req.scorer is not None:
-                from maa.infer.scoring import rank_candidates
+                from maa.infer.scoring import rank_candidates  # as load_scorer above
 
                 order, scores = rank_candidates(req.scorer, [g.audio for g in group], req.prompts[i * k], group[0].parts)
                 best = order[0]
@@ -410,8 +404,6 @@ class Pipeline:
                 if len(q) == 1:
                     audio, mel, z = got[0][:3]
                 else:  # the parts end to end; the mel (for --png) crossfaded the same way, linearly
-                    from maa.infer.temporal import join
-
                     audio = join([g[0] for g in got], length, req.overlaps[i])
                     mel = join([g[1] for g in got], req.frames, _frames_of(req.overlaps[i]), equal_power=False)
                     z = torch.cat([g[2] for g in got], dim=-1)

@@ -10,9 +10,11 @@ must not call (MODE_FILES) are flagged.
     .venv/bin/python benchmarks/walk_files.py                         # the bundled model, all defaults
     .venv/bin/python benchmarks/walk_files.py --model runs/demo -- -d 1 --steps 2
     .venv/bin/python benchmarks/walk_files.py --tiny                  # a tiny random model (tests' fixture)
+    .venv/bin/python benchmarks/walk_files.py --baseline d78e540       # and the same walk of that revision
 
 Prints one JSON line: {"files": N, "mode_files": [...], "function_files": M, "class_bodies_only":
-[...], "per_file": {path: calls}}, and the files one per line on stderr. "files" is the issue's
+[...], "per_file": {path: calls}} (with --baseline, the same for that revision under
+"baseline"), and the files one per line on stderr. "files" is the issue's
 count (a class body run at import counts as a call); "function_files" leaves class bodies out too.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -69,17 +72,46 @@ Path(out).write_text(json.dumps({"calls": calls, "funcs": sorted(funcs), "exit":
 """
 
 
-def walk(generate_args: list[str], cwd: Path) -> tuple[dict, list[str]]:
+def walk(generate_args: list[str], cwd: Path, tree: Path | None = None) -> tuple[dict, list[str]]:
     """({file relative to the repo: calls}, the files of those whose calls include a function, not
-    only class bodies) of one `maa generate ...` run in a fresh interpreter."""
+    only class bodies) of one `maa generate ...` run in a fresh interpreter: of this checkout, or of
+    `tree` (an exported revision, `export`), put first on the import path."""
     out = cwd / "walk.json"
-    cmd = [sys.executable, "-c", CHILD, str(out), str(ROOT / "maa"), str(ROOT / "commands"), "generate", *generate_args]
-    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    env = dict(os.environ)
+    if tree is None:
+        roots = [ROOT / "maa", ROOT / "commands"]
+    else:
+        roots = [tree / "maa", tree / "maa" / "commands"]
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    cmd = [sys.executable, "-c", CHILD, str(out), *map(str, roots), "generate", *generate_args]
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, env=env)
     got = json.loads(out.read_text())
     if got["exit"] not in (0, None):
         raise SystemExit(f"walk_files: maa generate exited with {got['exit']}")
-    rel = lambda f: str(Path(f).relative_to(ROOT))
+
+    def rel(f: str) -> str:
+        f = Path(f)
+        if tree is not None and f.is_relative_to(tree / "maa" / "commands"):
+            return str(Path("commands") / f.relative_to(tree / "maa" / "commands"))
+        return str(f.relative_to(tree or ROOT))
+
     return {rel(f): n for f, n in sorted(got["calls"].items())}, [rel(f) for f in got["funcs"]]
+
+
+def export(rev: str, dest: Path) -> Path:
+    """The library and commands of git revision `rev` under dest, laid out as installed
+    (commands/ as maa/commands/); the bundled model is not copied (pass --model)."""
+    dest.mkdir(parents=True)
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "maa", "commands", ":(exclude)maa/assets/model"],
+                         check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
+    (dest / "commands").rename(dest / "maa" / "commands")
+    return dest
+
+
+def summary(per_file: dict, funcs: list[str]) -> dict:
+    return {"files": len(per_file), "mode_files": mode_files(per_file), "function_files": len(funcs),
+            "class_bodies_only": sorted(set(per_file) - set(funcs))}
 
 
 def mode_files(per_file: dict) -> list[str]:
@@ -92,6 +124,7 @@ def main() -> None:
     ap.add_argument("--model", help="model folder (default: the bundled model)")
     ap.add_argument("--tiny", action="store_true", help="a tiny random model made here (tests/ldm_fixtures.py)")
     ap.add_argument("--prompt", default="a dog barks while rain falls")
+    ap.add_argument("--baseline", metavar="REV", help="also walk git revision REV (e.g. main) in this run, for comparison")
     ap.add_argument("rest", nargs="*", help="more `maa generate` arguments, after --")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,13 +135,17 @@ def main() -> None:
             from tests.ldm_fixtures import make_model_dir
 
             model = str(make_model_dir(tmp / "model"))
-        args = [a.prompt, "-o", str(tmp / "x.wav"), "-q", *(["--model", model] if model else []), *a.rest]
-        per_file, funcs = walk(args, tmp)
+        args = ["-q", "--model", model or str(ROOT / "maa" / "assets" / "model"), *a.rest]
+        per_file, funcs = walk([a.prompt, "-o", str(tmp / "x.wav"), *args], tmp)
+        base = None
+        if a.baseline:  # its own output file: a rerun would skip the one made above
+            base = walk([a.prompt, "-o", str(tmp / "base.wav"), *args], tmp, export(a.baseline, tmp / "base"))
     for f, n in per_file.items():
         print(f"{n:8d}  {f}", file=sys.stderr)
-    print(json.dumps({"files": len(per_file), "mode_files": mode_files(per_file), "model": model or "bundled",
-                      "function_files": len(funcs), "class_bodies_only": sorted(set(per_file) - set(funcs)),
-                      "per_file": per_file}))
+    row = {**summary(per_file, funcs), "model": model or "bundled", "per_file": per_file}
+    if base is not None:
+        row["baseline"] = {"rev": a.baseline, **summary(*base), "per_file": base[0]}
+    print(json.dumps(row))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from bench_quality import PROMPTS, embed, fit_judge, label, load_wavs, rows_of
 from maa.core.audio import fit_length
 from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
 from maa.eval.extractors import load_extractor
-from maa.infer.pipeline import GenerateOptions, generate, load_model
+from maa.infer.pipeline import GenerateOptions, load_model
 
 
 def main():
@@ -55,7 +55,7 @@ def main():
     for r in train:
         captions.setdefault(label(r), r["caption"])
     classes = list(PROMPTS)
-    gen = generate(model, [captions[c] for c in classes], list(range(len(classes))), GenerateOptions(duration=4.0))
+    gen = model([captions[c] for c in classes], list(range(len(classes))), opts=GenerateOptions(duration=4.0))
     res["generated_train_captions"] = round(float(np.mean(classify(embed(ex, [g.audio for g in gen])[0])
                                                           == np.array(classes))), 3)
     print(json.dumps(res))

@@ -28,7 +28,7 @@ from maa.models.vae import SpecVAE
 from maa.models.vae import preset as vpreset
 from maa.train.ldm import LDMSetup, LDMTask
 from maa.core.mel import frames_for_duration, seconds_for_frames
-from maa.infer.pipeline import GenerateOptions, generate
+from maa.infer.pipeline import GenerateOptions
 from maa.models.samplers import SAMPLERS
 from maa.core.checkpoint import num_params
 from maa.infer.pipeline import load_model
@@ -73,13 +73,13 @@ def time_one(model, sampler: str, steps: int, duration: float, repeats: int) -> 
     model.vae.decode_latent = timed("vae", orig_dec)
     model.vocoder = timed("vocoder", orig_voc)
     try:
-        generate(model, ["a dog barks while rain falls"], [0], opts)  # warm-up
+        model(["a dog barks while rain falls"], [0], opts=opts)  # warm-up
         for k in parts:
             parts[k] = 0.0
         sync(model.device)
         t0 = time.perf_counter()
         for _ in range(repeats):
-            generate(model, ["a dog barks while rain falls"], [0], opts)
+            model(["a dog barks while rain falls"], [0], opts=opts)
         sync(model.device)
         wall = (time.perf_counter() - t0) / repeats
     finally:

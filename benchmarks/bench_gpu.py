@@ -6,7 +6,7 @@ diffusers row), the `base` VAE, a BigVGAN-size vocoder (the 16 kHz BigVGAN confi
 initial channels, 6 upsamplers) and the real MiniLM text encoder. 10 s clips, 25 DPM-Solver++
 steps, guidance 3. Rows, all in one run and one table:
 
-  * text -> wav (maa.infer.pipeline.generate, a new prompt every call so the text encoder runs):
+  * text -> wav (a maa.infer.pipeline.Pipeline call, a new prompt every call so the text encoder runs):
     latency at batch 1 (median of --calls calls after warm-up) and throughput at the batches
     of --batches (seconds of audio per second), eager fp32 vs bf16 vs bf16 + torch.compile +
     CUDA graphs (maa.infer.accel); the compiled path's first calls (compile) reported apart;
@@ -47,7 +47,7 @@ from maa.infer.pipeline import load_model
 from maa.parts.vocoders import NeuralVocoder
 from maa.models.bigvgan import BigVGAN, BigVGANConfig
 from maa.infer.accel import FastPath, accelerate, restore
-from maa.infer.pipeline import GenerateOptions, generate
+from maa.infer.pipeline import GenerateOptions
 from maa.infer.accel import FastUNet
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
 from maa.models.samplers import SAMPLERS, guided, model_denoiser, timesteps
@@ -121,7 +121,7 @@ def bench_generate(a, device, rows):
         i = next(counter)  # new captions every call: the text encoder's cache never answers
         prompts = [f"a dog barks {i} {k}" for k in range(batch)]
         opts = GenerateOptions(steps=a.steps, guidance=a.guidance, duration=a.duration, batch_size=batch)
-        return generate(model, prompts, list(range(batch)), opts)
+        return model(prompts, list(range(batch)), opts=opts)
 
     for name, flags in modes(a, device):
         fp = FastPath(**flags, max_length=model.text.max_length)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from maa.infer.inpaint import join_flux_ratio, level_jump_db
-from maa.infer.inpaint import decode, sample_latent, seeded_noise, text_denoiser
+from maa.infer import sampling
 from maa.infer.longform import JOIN_FADE, WINDOW_SEED, _paste
 from maa.infer.longform import generate_long
 from maa.infer.pipeline import GenerateOptions, load_model
@@ -48,12 +48,12 @@ def independent(model, prompt: str, long, opts, seed: int) -> np.ndarray:
     sr, factor = 16000, model.vae.factor
     hop = 256 * factor
     out = np.zeros_like(long.audio)
-    eps = text_denoiser(model, [prompt], opts)
     for k, (t0, t1) in enumerate(long.windows):
         s, win = round(t0 * sr / hop), round((t1 - t0) * sr / hop)
         c, h, _ = model.vae.latent_shape(factor)
-        z = sample_latent(model, eps, seeded_noise((c, h, win), seed + k * WINDOW_SEED)[None], opts, seed + k * WINDOW_SEED)
-        _, wavs = decode(model, z, win * factor)
+        noise = sampling.seeded_noise((c, h, win), seed + k * WINDOW_SEED)[None].to(model.device)
+        z = sampling.sample(model, [prompt], noise, opts, seed=seed + k * WINDOW_SEED)
+        _, wavs = sampling.decode(model, z, win * factor)
         centre = None if k == 0 else round(long.joins[k - 1] * sr) - s * hop
         _paste(out, wavs[0], s * hop, centre, int(JOIN_FADE * sr))
     return out

@@ -36,7 +36,7 @@ from maa.data.formats import read_manifest
 from maa.core.audio import load_audio
 from maa.eval.extractors import load_extractor
 from maa.eval.metrics import frechet_distance_of, kl_divergence
-from maa.infer.pipeline import GenerateOptions, generate, load_model
+from maa.infer.pipeline import GenerateOptions, load_model
 from maa.parts.scorers import MaaClapScorer
 from maa.parts.scorers import rank_candidates
 
@@ -125,12 +125,12 @@ def main():
     def best_of(prompts, seeds, o):
         """One clip per prompt: the best of --candidates by the model's scorer (maa generate -n)."""
         k = a.candidates
-        outs = generate(model, [p for p in prompts for _ in range(k)], [s * k + c for s in seeds for c in range(k)], o)
+        outs = model([p for p in prompts for _ in range(k)], [s * k + c for s in seeds for c in range(k)], opts=o)
         if k == 1:
             return outs
 
         groups = [outs[i * k:(i + 1) * k] for i in range(len(prompts))]
-        return [g[rank_candidates(scorer, [x.audio for x in g], g[0].prompt, g[0].parts)[0][0]] for g in groups]
+        return [g[rank_candidates(scorer, [x.audio for x in g], g[0].record["prompt"], g[0].record.get("parts"))[0][0]] for g in groups]
 
     gen = best_of([PROMPTS[c] for c in classes], [a.seed + i for i in range(len(classes))], opts)
     x_g, p_g = embed(ex, [g.audio for g in gen])
@@ -174,7 +174,7 @@ def main():
 
     # speed: one 10 s clip, default sampler, after loading
     t0 = time.perf_counter()
-    generate(model, ["a dog barks while rain falls"], [0], GenerateOptions(duration=10.0))
+    model(["a dog barks while rain falls"], [0], opts=GenerateOptions(duration=10.0))
     gen10_s = time.perf_counter() - t0
 
     res = {

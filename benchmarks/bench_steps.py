@@ -29,7 +29,7 @@ from bench_quality import PROMPTS  # noqa: E402
 import soxr
 from maa.eval.extractors import load_extractor
 from maa.eval.metrics import kl_divergence
-from maa.infer.pipeline import GenerateOptions, generate, load_model
+from maa.infer.pipeline import GenerateOptions, load_model
 from maa.parts.scorers import MaaClapScorer
 
 
@@ -55,7 +55,7 @@ def main():
     runs = {}
     for n in sorted(set(a.steps)):
         t0 = time.perf_counter()
-        outs = generate(model, prompts, seeds, GenerateOptions(steps=n, duration=a.duration, batch_size=a.batch_size))
+        outs = model(prompts, seeds, opts=GenerateOptions(steps=n, duration=a.duration, batch_size=a.batch_size))
         secs = time.perf_counter() - t0
         wavs = [o.audio for o in outs]
         emb = ex.embed([soxr.resample(w, 16000, ex.sample_rate) for w in wavs])

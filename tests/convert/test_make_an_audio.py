@@ -119,10 +119,10 @@ def test_ddim_end_to_end_golden(tiny_model):
 
 
 def test_generation_uses_the_official_grid(tiny_model):
-    from maa.infer.pipeline import GenerateOptions, load_model, make_plan
+    from maa.infer.pipeline import load_model
 
     m = load_model(tiny_model)
-    plan = make_plan(m, ["a dog barks"], [0], GenerateOptions(steps=10, sampler="ddim", duration=1.0))
+    plan = m.request(["a dog barks"], [0], steps=10, sampler="ddim", duration=1.0)
     assert plan.timesteps == [901, 801, 701, 601, 501, 401, 301, 201, 101, 1]
 
 

@@ -54,7 +54,7 @@ def main(
     out: str = typer.Option(None, "-o", "--out", help="Output wav for a single prompt (- for stdout). Default: 0000_<prompt>.wav in the current folder."),
     prompts_file: str = typer.Option(None, "--prompts", help="File of prompts (lines, name|prompt, or JSONL); - for stdin."),
     out_dir: Path = typer.Option(None, "--out-dir", help="Folder for --prompts outputs (<name>.wav). Default: the current folder."),
-    model_dir: Path = typer.Option(None, "--model", help="Model folder (RUN of `maa train-ldm`: vae/ + ldm/ [+ vocoder/, clap/]). Default: the bundled model."),
+    model_dir: Path = typer.Option(None, "--model", help="Model folder (RUN of `maa train-ldm`: vae/ + ldm/ [+ vocoder/, clap/]) or a name `maa pull` fetched (e.g. make-an-audio). Default: the bundled model."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed of the first output; prompt i, candidate c uses seed + i*K + c."),
     steps: int = typer.Option(None, "--steps", min=1, help="Sampler steps. Default: 12 for dpm++ (the knee of benchmarks/bench_steps.py's quality curve), 25 for plms and ddim (the paper: 100 PLMS steps)."),
     sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ (DPM-Solver++ 2M), plms (the paper's) or ddim."),

@@ -514,3 +514,17 @@ def _replace_dir(new: Path, out: Path) -> None:
     if old is not None:
         shutil.rmtree(old)
 
+
+
+def convert_vocoder_folder(src: str | Path, out: str | Path, half: bool = False) -> Path:
+    """A folder holding only vocoder/ (BigVGAN, weight norm folded) from the official BigVGAN folder."""
+    from maa.infer.vocoders import load_bigvgan
+
+    src, out = Path(src), Path(out)
+    cfg = read_bigvgan_config(src)
+    digest = _convert_bigvgan(src, cfg, out / "vocoder", half)
+    load_bigvgan(out / "vocoder")
+    write_json_atomic(out / CONVERTED_MARK, {"format": "bigvgan-16k", "sha256": digest, "half": half})
+    write_text_atomic(out / "README.md", "# BigVGAN 16 kHz vocoder, converted\n\nUse as `maa generate --vocoder "
+                      f"{out / 'vocoder'}` or copy vocoder/ into a model folder.\n")
+    return out

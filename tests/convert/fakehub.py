@@ -1,6 +1,7 @@
 """A local HTTP server that plays the Hugging Face hub for HF_ENDPOINT, on 127.0.0.1 only.
 
-Only what `hf_hub_download` (huggingface_hub 2.x) calls for one file: HEAD and GET of
+Only what `hf_hub_download` (huggingface_hub 2.x) calls for one file, plus the two listing calls
+of `snapshot_download` for model repos (`/api/models/OWNER/NAME/revision/REV`, `.../tree/REV`): HEAD and GET of
 `/{spaces/}OWNER/NAME/resolve/REV/PATH`. HEAD answers ETag (the file's sha256, quoted, as the hub
 does for LFS files), X-Repo-Commit, Content-Length and Accept-Ranges; GET honours `Range: bytes=N-`
 with 206 + Content-Range (resumed downloads). Knobs for the failure tests: `short` (serve fewer
@@ -84,8 +85,37 @@ class FakeHub:
             def do_HEAD(self):
                 self._answer(False)
 
+            def _api(self) -> bool:
+                """GET /api/models/OWNER/NAME/revision/REV and .../tree/REV (snapshot_download's listing)."""
+                import json
+
+                path = unquote(self.path.split("?")[0])
+                if not path.startswith("/api/models/"):
+                    return False
+                parts = path[len("/api/models/"):].split("/")
+                repo, kind = "/".join(parts[:2]), parts[2] if len(parts) > 2 else ""
+                hub.requests.append(("GET", self.path, None))
+                files = {k[len(repo) + 1:]: v for k, v in hub.files.items() if k.startswith(repo + "/")}
+                if not files or kind not in ("revision", "tree"):
+                    body, code = b'{"error": "Repository not found"}', 404
+                elif kind == "revision":
+                    body, code = json.dumps({"id": repo, "sha": COMMIT,
+                                             "siblings": [{"rfilename": f} for f in sorted(files)]}).encode(), 200
+                else:
+                    body, code = json.dumps([{"type": "file", "path": f, "size": len(d),
+                                              "oid": hashlib.sha1(d).hexdigest()} for f, d in sorted(files.items())]).encode(), 200
+                self.send_response(code)
+                if code == 404:
+                    self.send_header("X-Error-Code", "RepoNotFound")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return True
+
             def do_GET(self):
-                self._answer(True)
+                if not self._api():
+                    self._answer(True)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -216,3 +216,27 @@ def test_no_network_names_url_and_offline(env, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(MaaError, match=r"a.ckpt: not in the local cache and HF_HUB_OFFLINE \(or TRANSFORMERS_OFFLINE\) is set"):
         download("o/r", "a.ckpt", "space")
+
+
+def test_pull_hf_repo_in_maa_format(env, monkeypatch):
+    """hf:OWNER/REPO fetches a folder already in maa's format; its files are recorded and checked."""
+    from maa.convert.pull import pull
+    from maa.core.hub import resolve_model
+    from maa.infer.pipeline import BUNDLED_MODEL, resolve_model_dir
+
+    with FakeHub() as hub:
+        for f in BUNDLED_MODEL.rglob("*"):
+            if f.is_file() and "clap" not in f.parts:
+                hub.add("someone/tiny-maa", str(f.relative_to(BUNDLED_MODEL)), f, repo_type="model")
+        hub.add("someone/not-maa", "weights.bin", b"x", repo_type="model")
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        folder = pull("hf:someone/tiny-maa")
+        with pytest.raises(MaaError, match=r"/someone/not-maa: not a maa model folder \(no ldm/config.json"):
+            pull("hf:someone/not-maa")
+        with pytest.raises(MaaError, match=r"/someone/missing: repository not found"):
+            pull("hf:someone/missing")
+    assert folder == env / "maa" / "models" / "hf--someone--tiny-maa"
+    assert (folder / "ldm" / "unet.safetensors").read_bytes() == (BUNDLED_MODEL / "ldm" / "unet.safetensors").read_bytes()
+    assert resolve_model("hf:someone/tiny-maa") == folder
+    assert resolve_model_dir("hf:someone/tiny-maa") == folder
+    assert "ldm/unet.safetensors" in json.loads((folder / "pull.json").read_text())["files"]

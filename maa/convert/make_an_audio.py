@@ -118,6 +118,10 @@ def split_parts(state: dict[str, torch.Tensor], path: str | Path = "checkpoint")
                               ("cond_stage_model.caption_encoder.*", "text")) if not parts[n]]
     if "scale_factor" not in parts["buffers"] or "alphas_cumprod" not in parts["buffers"]:
         missing.append("scale_factor/alphas_cumprod")
+    w = state.get(UNET + "input_blocks.0.0.weight")
+    if missing and w is not None and w.dim() == 4 and w.shape[1] == 9:
+        raise MaaError(f"{path}: the Make-An-Audio inpainting checkpoint (9-channel UNet, no text); convert it with "
+                       "`maa convert make-an-audio` (maa.convert.make_an_audio_inpaint.convert_checkpoint)")
     if missing:
         raise MaaError(f"{path}: not a Make-An-Audio v1 checkpoint (no {', '.join(missing)}); it holds "
                        f"{_prefixes(state) or 'no tensors'}")
@@ -427,8 +431,10 @@ Generate with: `maa generate "a dog barks while rain falls" -o out.wav --model <
 
 def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path | None = None,
                           config: str | Path | None = None, bert_config: str | Path | None = None,
-                          half: bool = False, progress: Progress = None) -> Path:
-    """Write a maa model folder (ldm/, vae/, text/, [vocoder/], README.md) from maa1_full.ckpt.
+                          half: bool = False, progress: Progress = None, state: dict | None = None,
+                          digest: str | None = None) -> Path:
+    """Write a maa model folder (ldm/, vae/, text/, [vocoder/], README.md) from maa1_full.ckpt
+    (`state`, `digest`: its state dict and sha256 when the caller has read it already).
 
     The folder appears whole or not at all (built next to `out`, then renamed); a folder a previous
     conversion wrote is replaced, anything else at `out` is refused. Same inputs, same bytes.
@@ -444,7 +450,8 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
         if not voc_dir.is_dir():
             raise MaaError(f"--vocoder {voc_dir}: not a folder; pass the BigVGAN folder (best_netG.pt + args.yml)")
         voc_cfg = read_bigvgan_config(voc_dir)
-    state, digest = read_state_dict(ckpt, progress)
+    if state is None:
+        state, digest = read_state_dict(ckpt, progress)
     parts = split_parts(state, ckpt)
     del state
 

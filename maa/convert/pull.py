@@ -239,9 +239,9 @@ def pull(name: str, config: str | Path | None = None, bert_config: str | Path | 
             convert_make_an_audio(sources["checkpoint"]["path"], staging, vocoder=voc_dir, config=config,
                                   bert_config=bert_config, half=half)
         elif converter == "make-an-audio-inpaint":
-            from maa.convert.make_an_audio_inpaint import convert_inpaint
+            from maa.convert.make_an_audio_inpaint import convert_checkpoint
 
-            convert_inpaint(sources["checkpoint"]["path"], staging, vocoder=voc_dir, config=config, half=half)
+            convert_checkpoint(sources["checkpoint"]["path"], staging, vocoder=voc_dir, config=config, half=half)
         else:
             from maa.convert.make_an_audio import convert_vocoder_folder
 

@@ -30,6 +30,8 @@ Examples:
 
   maa generate "a door slams" --init-audio scene.wav --inpaint 2.0-3.5 -o fixed.wav   # only that span is new
 
+  maa generate --init-audio scene.wav --inpaint 2.0-3.5 --model make-an-audio-inpaint -o filled.wav  # from the context, no text
+
   maa generate --timeline "0-3: a dog barks; 2-6: rain falls" --background wind -o t.wav   # events in their spans
 
   maa generate "rain falls on a roof" --duration 120 -o rain.wav               # window by window, any length
@@ -92,6 +94,17 @@ def main(
         if init_audio is None and replay is None:
             raise MaaError("--inpaint: give the clip to inpaint with --init-audio FILE")
         extra["inpaint"] = [parse_span(s) for s in inpaint]
+    if model_dir is not None and replay is None:
+        from maa.infer.native_inpaint import inpaint_file, is_inpaint_model
+
+        if is_inpaint_model(model_dir):  # the official inpainting model: no text, its own recipe
+            import json
+
+            rec = inpaint_file(model_dir, init_audio, extra.get("inpaint"), out, seed=seed, steps=steps, device=device,
+                               gl_iters=gl_iters, prompt=prompt, overwrite=overwrite, warn=warn)
+            info(f"wrote {rec['path']} (native inpainting, {rec['steps']} steps)")
+            print(json.dumps(rec), flush=True)
+            return
     if timeline is not None:
         from maa.infer.timeline import parse_timeline
 

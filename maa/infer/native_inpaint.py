@@ -178,3 +178,41 @@ def inpaint_audio(model: InpaintModel, wav: np.ndarray, spans: list[tuple[float,
     info = {"method": METHOD, "model": str(model.root), "seed": seed, "steps": steps, "frames": frames,
             "spans": [list(s) for s in spans], "vocoder": getattr(model.vocoder, "kind", "?")}
     return out.astype(np.float32), info
+
+
+def inpaint_file(model_dir, init_audio, spans: list[tuple[float, float]], out, seed: int = OFFICIAL_SEED,
+                 steps: int | None = None, device: str = "cpu", gl_iters: int = 32, prompt: str | None = None,
+                 overwrite: bool = False, warn=None) -> dict:
+    """`maa generate --init-audio X --inpaint A-B --model make-an-audio-inpaint -o OUT`: native
+    inpainting of a file into a wav whose record says which method ran; returns the record. A
+    prompt is ignored (one warning): this model fills the spans from the surrounding audio."""
+    from maa.core.audio import load_audio
+    from maa.core.checkpoint import sha256_file
+    from maa.core.device import pick_device
+    from maa.infer.record import read_record, save_wav_with_record
+
+    if init_audio is None or not spans:
+        raise MaaError(f"--model {model_dir}: a native inpainting model; give --init-audio FILE and --inpaint START-END")
+    if out is None or str(out) == "-":
+        raise MaaError("native inpainting: give the output wav with -o FILE")
+    if prompt and warn:
+        warn(f"--model {model_dir} ignores text: it fills --inpaint spans from the surrounding audio, not from "
+             f"\"{prompt}\" (text-conditioned inpainting: use a text-to-audio model)")
+    from maa import __version__
+
+    # "prompt" is empty: this model takes none (read_record wants the key)
+    record = {"prompt": "", "method": METHOD, "model": str(model_dir), "maa": __version__, "init_audio_sha256": sha256_file(init_audio),
+              "inpaint": [list(s) for s in spans], "seed": seed, "steps": steps or OFFICIAL_STEPS,
+              "prompt_ignored": prompt or None}
+    out = Path(out)
+    if out.exists() and not overwrite:
+        old = read_record(out)
+        if old is not None and {k: old.get(k) for k in record} == record:
+            return old  # made already with these settings
+        raise MaaError(f"{out}: exists (made with other settings or not by maa); pass --overwrite or another -o")
+    model = load_inpaint_model(model_dir, device=str(pick_device(device)), gl_iters=gl_iters)
+    wav = load_audio(init_audio)
+    audio, info = inpaint_audio(model, wav, spans, seed=seed, steps=steps or OFFICIAL_STEPS)
+    record.update(vocoder=info["vocoder"], frames=info["frames"], path=str(out))
+    save_wav_with_record(out, audio, record)
+    return record

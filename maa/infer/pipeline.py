@@ -549,6 +549,8 @@ def _settings(opts: GenerateOptions, frames: int) -> dict:
         out[f.name] = list(v) if isinstance(v, tuple) else v
     out["duration"] = round(seconds_for_frames(frames), 4)
     out["frames"] = frames
+    if opts.inpaint:  # which inpainting ran (native-inpaint: maa.infer.native_inpaint, its own record)
+        out["inpaint_method"] = "text-conditioned"
     return out
 
 

@@ -147,3 +147,32 @@ def test_normdb_front_end_is_transforms_16000():
         want = np.clip((20 * np.log10(np.maximum(fb @ mag, 1e-5)) - 20 + 100) / 100, 0, 1)
         assert np.abs(got[:, j] - want).max() < 1e-5
     assert (mel01_of_audio(np.zeros(4096, np.float32), M) == 0).all()  # silence: -100 dB - 20 + 100 < 0
+
+
+@pytest.mark.slow
+def test_generate_with_the_inpainting_model(model, tmp_path):
+    """`maa generate --init-audio X --inpaint A-B --model DIR`: native inpainting, a prompt warned
+    about, the record says which method ran; a rerun with the same settings skips."""
+    import os
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from maa.infer.record import read_record
+
+    sr = 16000
+    src, out = tmp_path / "scene.wav", tmp_path / "filled.wav"
+    sf.write(src, (0.2 * np.sin(2 * np.pi * 300 * np.arange(sr) / sr)).astype(np.float32), sr)
+    cmd = [str(Path(sys.executable).parent / "maa"), "generate", "a door slams", "--init-audio", str(src),
+           "--inpaint", "0.3-0.5", "--model", str(model.root), "-o", str(out), "--steps", "2", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "ignores text: it fills --inpaint spans from the surrounding audio" in r.stderr
+    rec = read_record(out)
+    assert rec["method"] == "native-inpaint" and rec["inpaint"] == [[0.3, 0.5]] and rec["prompt_ignored"] == "a door slams"
+    assert json.loads(r.stdout.splitlines()[-1])["method"] == "native-inpaint"
+    before = out.stat().st_mtime_ns
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and out.stat().st_mtime_ns == before  # made already: skipped

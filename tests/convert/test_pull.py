@@ -240,3 +240,22 @@ def test_pull_hf_repo_in_maa_format(env, monkeypatch):
     assert resolve_model("hf:someone/tiny-maa") == folder
     assert resolve_model_dir("hf:someone/tiny-maa") == folder
     assert "ldm/unet.safetensors" in json.loads((folder / "pull.json").read_text())["files"]
+
+
+def test_pull_inpaint_model_is_native_inpainting(env, monkeypatch):
+    """make-an-audio-inpaint: the real conversion of the tiny inpainting checkpoint, served under its
+    real repo name, gives a folder generate recognises as native inpainting."""
+    from maa.convert.pull import pull
+    from maa.infer.native_inpaint import is_inpaint_model
+
+    x2a = GOLDEN.parent / "official-golden-x2a"
+    e = REG["make-an-audio-inpaint"]
+    with FakeHub() as hub:
+        serve_maa(hub)
+        hub.add(e["repo"], e["files"]["checkpoint"], x2a / "tiny_maa_inpaint_full.ckpt")
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        folder = pull("make-an-audio-inpaint", config=x2a / "tiny_maa_inpaint.yaml")
+    cfg = json.loads((folder / "ldm" / "config.json").read_text())
+    assert cfg["kind"] == "inpaint-ldm" and cfg["mel_domain"] == "normdb"
+    assert (folder / "vocoder" / "bigvgan.safetensors").exists()
+    assert is_inpaint_model("make-an-audio-inpaint") and not is_inpaint_model("make-an-audio")

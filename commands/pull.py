@@ -45,7 +45,8 @@ def main(
 
     if list_:
         for row in list_models():
-            info(f"{row['name']:<24} {row['source']:<40} {_size(row['size_bytes']):>9}  "
+            size = _size(row["size_bytes"]) if row["size_bytes"] else (row["size_estimate"] or "unknown").split(" (")[0]
+            info(f"{row['name']:<22} {row['source']:<42} {size:>9}  "
                  f"{'pulled' if row['pulled'] else 'not pulled':<10}  licence: {row['licence']}")
             print(json.dumps(row), flush=True)
         return

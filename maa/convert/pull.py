@@ -310,6 +310,7 @@ def list_models() -> list[dict]:
     for name, e in registry().items():
         rows.append({"name": name, "source": f"{e.get('repo_type', 'model')}:{e['repo']}",
                      "files": list(e.get("files", {}).values()), "size_bytes": e.get("size_bytes"),
+                     "size_estimate": e.get("size_estimate"),
                      "licence": e.get("licence", "unknown"), "pulled": is_pulled(name),
                      "folder": str(pulled_path(name)), "unconfirmed": e.get("unconfirmed", [])})
     return rows

@@ -79,6 +79,11 @@ def test_pull_records_and_resolves(env, monkeypatch):
     assert json.loads((folder / "ldm" / "config.json").read_text())["mel_domain"] == "normdb"
     assert resolve_model("make-an-audio") == folder
     verify_pulled(folder)
+    from maa.convert.pull import list_models
+
+    rows = {r["name"]: r for r in list_models()}
+    assert rows["make-an-audio"]["pulled"] and not rows["make-an-audio-inpaint"]["pulled"]
+    assert rows["make-an-audio"]["source"] == "space:DiffusionSpeech/Make_An_Audio" and rows["bigvgan-16k"]["licence"].startswith("unknown")
     # a changed file is caught at the next use
     f = folder / "vae" / "config.json"
     f.write_text(f.read_text().replace("{", "{ ", 1))
@@ -259,3 +264,23 @@ def test_pull_inpaint_model_is_native_inpainting(env, monkeypatch):
     assert cfg["kind"] == "inpaint-ldm" and cfg["mel_domain"] == "normdb"
     assert (folder / "vocoder" / "bigvgan.safetensors").exists()
     assert is_inpaint_model("make-an-audio-inpaint") and not is_inpaint_model("make-an-audio")
+
+
+def test_cli_list_offline_and_errors(env, monkeypatch):
+    """`maa pull --list` works with HF_HUB_OFFLINE set (no network); errors are one line."""
+    from typer.testing import CliRunner
+
+    from maa.commands.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = CliRunner().invoke(app, ["pull", "--list"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [x["name"] for x in rows] == ["make-an-audio", "make-an-audio-img", "make-an-audio-inpaint", "bigvgan-16k"]
+    assert all(not x["pulled"] and x["licence"] for x in rows)
+    r = CliRunner().invoke(app, ["pull", "make-an-audio-img"])
+    assert r.exit_code == 1 and "no converter for 'make-an-audio-img'" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["pull", "make-an-audio"])
+    assert r.exit_code == 1 and "not in the local cache and HF_HUB_OFFLINE" in r.output
+    r = CliRunner().invoke(app, ["train-ldm", "m.jsonl", "--init", "nosuch", "-o", "run"])
+    assert r.exit_code == 1 and "--init nosuch: no such folder and no such model name; names: make-an-audio" in r.output

@@ -29,6 +29,7 @@ from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
+from maa.infer.mel_domain import to_model_domain
 from maa.models.samplers import (
     SAMPLERS,
     end_alpha,
@@ -124,6 +125,7 @@ def decode(model, z: torch.Tensor, frames: int) -> tuple[np.ndarray, np.ndarray]
 def encode(model, audio: np.ndarray, frames: int) -> torch.Tensor:
     """16 kHz audio (fitted to `frames` mel frames) -> its scaled latent (1, C, H, W)."""
     mel = mel_spectrogram(torch.from_numpy(fit_length(np.asarray(audio, np.float32), samples_for_frames(frames))))
+    mel = to_model_domain(mel, model.config.get("mel_domain"))  # normalised-dB models (maa pull)
     return model.vae.encode_mel(mel[None].to(model.device)).float() * model.dcfg.scale_factor
 
 

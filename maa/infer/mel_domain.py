@@ -51,3 +51,8 @@ class DomainVocoder:
 def for_domain(vocoder, domain: str | None):
     """The vocoder as a model of `domain` needs it (unchanged for log10)."""
     return vocoder if domain in (None, LOG10) else DomainVocoder(vocoder, domain)
+
+
+def to_model_domain(log10_mel: torch.Tensor, domain: str | None) -> torch.Tensor:
+    """maa's log10 mel of an input clip (audio-to-audio, inpainting) in the domain the model's VAE takes."""
+    return log10_mel if domain in (None, LOG10) else log10_to_normdb(log10_mel)

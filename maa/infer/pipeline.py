@@ -42,7 +42,7 @@ from maa.core.errors import MaaError
 from maa.core.hub import resolve_model
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames, seconds_for_frames
-from maa.infer.mel_domain import for_domain
+from maa.infer.mel_domain import for_domain, to_model_domain
 from maa.infer.temporal import join, part_span, split_sequence
 from maa.infer.timeline import check_options, generate_one, output_seconds, steps_of, uses_windows
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
@@ -249,6 +249,7 @@ def _sample(model: LDMModel, jobs: list[_Job], opts: GenerateOptions, on_step) -
     x = noise
     if opts.init_audio is not None:  # SDEdit: the init latent, noised to the first timestep
         mel = torch.stack([mel_spectrogram(torch.from_numpy(j.init)) for j in jobs]).to(model.device)
+        mel = to_model_domain(mel, model.config.get("mel_domain"))  # normalised-dB models (maa pull)
         z_init = model.vae.encode_mel(mel).float() * model.dcfg.scale_factor
         a = float(model.ac[ts[0]]) if ts else 1.0
         x = math.sqrt(a) * z_init + math.sqrt(1 - a) * noise

@@ -37,3 +37,11 @@ def test_domain_vocoder_feeds_each_vocoder_its_input():
     plain = Rec("bigvgan")
     assert for_domain(plain, None) is plain and for_domain(plain, "log10") is plain
     assert isinstance(neural, DomainVocoder)
+
+
+def test_input_mels_reach_the_model_in_its_domain():
+    from maa.infer.mel_domain import to_model_domain
+
+    mel = torch.tensor([[-5.0, -4.0, -1.5, 1.0, 2.0]])
+    assert to_model_domain(mel, None) is mel and to_model_domain(mel, "log10") is mel
+    assert torch.allclose(to_model_domain(mel, "normdb"), torch.tensor([[-1.0, -1.0, 0.0, 1.0, 1.0]]))

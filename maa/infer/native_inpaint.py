@@ -54,8 +54,8 @@ def is_inpaint_model(path) -> bool:
     try:
         root = resolve_model(path)
         return json.loads((root / "ldm" / "config.json").read_text()).get("kind") == INPAINT_KIND
-    except (OSError, ValueError, MaaError):
-        return False
+    except (OSError, ValueError, RecursionError, AttributeError, MaaError):
+        return False  # not one; loading it as a text model says what is wrong
 
 
 def load_inpaint_model(path, device: str = "cpu", gl_iters: int = 32) -> InpaintModel:

@@ -9,11 +9,7 @@ from maa.commands.common import friendly, info
 
 HELP = """Download released weights by name and convert them into a model folder for `--model NAME`.
 
-Downloads go through huggingface_hub: its cache (HF_HOME), resumable downloads (run the same
-command again after an interruption), progress bars, HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE
-(cached files only). The converted folder is $MAA_HOME/models/NAME (default ~/.cache/maa/models)
-with the sha256 of every file in its README.md and pull.json, checked before each use. Names and
-sources live in maa/assets/registry.json. Prints the folder on stdout.
+Downloads go through huggingface_hub: its cache (HF_HOME), progress bars, HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE (cached files only). A broken connection resumes; a rerun after an interruption fetches only what is missing. The converted folder is $MAA_HOME/models/NAME (default ~/.cache/maa/models), with the sha256 of every file in its README.md and pull.json, checked before each use. Names and sources live in maa/assets/registry.json. Prints the folder as a JSON line on stdout.
 
 Examples:
 

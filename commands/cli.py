@@ -11,6 +11,7 @@ from maa.commands import (
     generate,
     info,
     mel,
+    pull,
     reprogram,
     train_clap,
     train_ldm,
@@ -57,6 +58,7 @@ app.command("info", help=info.HELP, no_args_is_help=True)(info.main)
 app.command("eval", help=eval_cmd.HELP)(eval_cmd.main)
 app.command("train-vocoder", help=train_vocoder.HELP)(train_vocoder.main)
 app.add_typer(convert.app, name="convert", help=convert.HELP)
+app.command("pull", help=pull.HELP)(pull.main)
 
 
 # long work: a neighbour may start while it runs, so idle OpenMP threads sleep (maa.core.threads)

@@ -13,7 +13,9 @@ HELP = "Convert released weights of other toolkits into a maa model folder (see 
 
 MAKE_AN_AUDIO_HELP = """Convert the official Make-An-Audio v1 weights into a model folder for `maa generate --model`.
 
-CKPT is the official maa1_full.ckpt (a Lightning checkpoint). It is read without running any of
+CKPT is the official maa1_full.ckpt (a Lightning checkpoint), AudioGPT's ta40multi text-to-audio
+checkpoint, or its inpainting checkpoint inpaint7_epoch00047.ckpt (recognised by its 9-channel UNet:
+the folder is then a native inpainting model, `maa generate --init-audio X --inpaint A-B`). It is read without running any of
 its pickle code: only tensors, numpy scalars and OmegaConf containers are accepted, anything else
 is refused. The folder gets ldm/, vae/, text/ (BERT + msCLAP, the official text condition),
 vocoder/ with --vocoder, and a README.md with the source's sha256 and licence. It is written
@@ -45,7 +47,7 @@ def make_an_audio(
     quiet: Quiet = False,
 ):
     """`maa convert make-an-audio`: the official v1 checkpoint (and BigVGAN) -> a maa model folder."""
-    from maa.convert.make_an_audio import convert_make_an_audio
+    from maa.convert.make_an_audio_inpaint import convert_checkpoint
 
     size = ckpt.stat().st_size if ckpt.is_file() else 0
     with progress.bar(size, "read", quiet=quiet or not size, unit="B", unit_scale=True) as bar:
@@ -55,7 +57,7 @@ def make_an_audio(
             if bar.n >= size:
                 bar.close()  # the read is done; the rest (mapping, writing) takes seconds
 
-        done = convert_make_an_audio(ckpt, out, vocoder=vocoder, config=config, bert_config=bert_config, half=half,
+        done = convert_checkpoint(ckpt, out, vocoder=vocoder, config=config, bert_config=bert_config, half=half,
                                      progress=read)
     info(f"wrote {done} (ldm/, vae/, text/{', vocoder/' if vocoder else ''}); "
          f"try: maa generate \"a dog barks\" -o dog.wav --model {done}")

@@ -32,6 +32,8 @@ Examples:
 
   maa generate "a door slams" --init-audio scene.wav --inpaint 2.0-3.5 -o fixed.wav   # only that span is new
 
+  maa generate --init-audio scene.wav --inpaint 2.0-3.5 --model make-an-audio-inpaint -o filled.wav  # from the context, no text
+
   maa generate --timeline "0-3: a dog barks; 2-6: rain falls" --background wind -o t.wav   # events in their spans
 
   maa generate "rain falls on a roof" --duration 120 -o rain.wav               # window by window, any length
@@ -56,7 +58,7 @@ def main(
     out: str = typer.Option(None, "-o", "--out", help="Output wav for a single prompt (- for stdout). Default: 0000_<prompt>.wav in the current folder."),
     prompts_file: str = typer.Option(None, "--prompts", help="File of prompts (lines, name|prompt, or JSONL); - for stdin."),
     out_dir: Path = typer.Option(None, "--out-dir", help="Folder for --prompts outputs (<name>.wav). Default: the current folder."),
-    model_dir: Path = typer.Option(None, "--model", help="Model folder (RUN of `maa train-ldm`: vae/ + ldm/ [+ vocoder/, clap/]). Default: the bundled model."),
+    model_dir: Path = typer.Option(None, "--model", help="Model folder (RUN of `maa train-ldm`: vae/ + ldm/ [+ vocoder/, clap/]) or a name `maa pull` fetched (e.g. make-an-audio). Default: the bundled model."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed of the first output; prompt i, candidate c uses seed + i*K + c."),
     steps: int = typer.Option(None, "--steps", min=1, help="Sampler steps. Default: 12 for dpm++ (the knee of benchmarks/bench_steps.py's quality curve), 25 for plms and ddim (the paper: 100 PLMS steps)."),
     sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ (DPM-Solver++ 2M), plms (the paper's) or ddim."),
@@ -95,6 +97,17 @@ def main(
         if init_audio is None and replay is None:
             raise MaaError("--inpaint: give the clip to inpaint with --init-audio FILE")
         extra["inpaint"] = [parse_span(s) for s in inpaint]
+    if model_dir is not None and replay is None:
+        from maa.infer.native_inpaint import inpaint_file, is_inpaint_model
+
+        if is_inpaint_model(model_dir):  # the official inpainting model: no text, its own recipe
+            import json
+
+            rec = inpaint_file(model_dir, init_audio, extra.get("inpaint"), out, seed=seed, steps=steps, device=device,
+                               gl_iters=gl_iters, prompt=prompt, overwrite=overwrite, warn=warn)
+            info(f"wrote {rec['path']} (native inpainting, {rec['steps']} steps)")
+            print(json.dumps(rec), flush=True)
+            return
     if timeline is not None:
         from maa.infer.timeline import parse_timeline
 

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from maa.commands.common import fail
+from maa.core.errors import MaaError
+from maa.core.hub import resolve_model
 
 
 def finite(value):
@@ -42,7 +45,17 @@ RunDir = Annotated[Path, typer.Option("-o", "--out-dir", help="Run folder: the m
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in RUN exactly where its last checkpoint left off.")]
 Fresh = Annotated[bool, typer.Option("--fresh", help="Start RUN over: replaces its checkpoint and metrics (says what it replaces). "
                                      "Without --resume or --fresh a RUN that holds a checkpoint is refused.")]
-Init = Annotated[Path, typer.Option("--init", help="Start from these trained weights (a model or run folder) instead of random ones.")]
+def _model_name(value):
+    """--init NAME: a pulled model's folder (a path wins); an unknown name is one error line."""
+    if value is None:
+        return value
+    try:
+        return resolve_model(value, flag="--init")
+    except MaaError as e:
+        fail(str(e))
+
+
+Init = Annotated[Path, typer.Option("--init", callback=_model_name, help="Start from these trained weights (a model or run folder, or a name `maa pull` fetched) instead of random ones.")]
 Workers = Annotated[int, typer.Option("--workers", "-j", min=0, help="Data loader processes.")]
 CkptEvery = Annotated[int, typer.Option("--ckpt-every", min=1, help="Checkpoint (model folder + trainer_state.pt) every N steps and at the end.")]
 ValEvery = Annotated[int, typer.Option("--val-every", min=1, help="Validate on the held-out clips every N steps.")]

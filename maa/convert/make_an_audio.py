@@ -123,6 +123,10 @@ def split_parts(state: dict[str, torch.Tensor], path: str | Path = "checkpoint")
                               ("cond_stage_model.caption_encoder.*", "text")) if not parts[n]]
     if "scale_factor" not in parts["buffers"] or "alphas_cumprod" not in parts["buffers"]:
         missing.append("scale_factor/alphas_cumprod")
+    w = state.get(UNET + "input_blocks.0.0.weight")
+    if missing and w is not None and w.dim() == 4 and w.shape[1] == 9:
+        raise MaaError(f"{path}: the Make-An-Audio inpainting checkpoint (9-channel UNet, no text); convert it with "
+                       "`maa convert make-an-audio` (maa.convert.make_an_audio_inpaint.convert_checkpoint)")
     if missing:
         raise MaaError(f"{path}: not a Make-An-Audio v1 checkpoint (no {', '.join(missing)}); it holds "
                        f"{_prefixes(state) or 'no tensors'}")
@@ -387,7 +391,6 @@ def _check_fits(name: str, module_state: dict, mapped: dict) -> None:
 def check_against_modules(unet_cfg: UNetConfig, unet: dict, vae_cfg: VAEConfig, vae: dict, text_cfg: dict,
                           text: dict) -> None:
     """Every converted key and shape against maa's modules built on the meta device (no memory)."""
-
     with torch.device("meta"):
         _check_fits("UNet", UNet(unet_cfg).state_dict(), unet)
         _check_fits("VAE", SpecVAE(vae_cfg).state_dict(), vae)
@@ -428,8 +431,10 @@ Generate with: `maa generate "a dog barks while rain falls" -o out.wav --model <
 
 def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path | None = None,
                           config: str | Path | None = None, bert_config: str | Path | None = None,
-                          half: bool = False, progress: Progress = None) -> Path:
-    """Write a maa model folder (ldm/, vae/, text/, [vocoder/], README.md) from maa1_full.ckpt.
+                          half: bool = False, progress: Progress = None, state: dict | None = None,
+                          digest: str | None = None) -> Path:
+    """Write a maa model folder (ldm/, vae/, text/, [vocoder/], README.md) from maa1_full.ckpt
+    (`state`, `digest`: its state dict and sha256 when the caller has read it already).
 
     The folder appears whole or not at all (built next to `out`, then renamed); a folder a previous
     conversion wrote is replaced, anything else at `out` is refused. Same inputs, same bytes.
@@ -444,7 +449,8 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
         if not voc_dir.is_dir():
             raise MaaError(f"--vocoder {voc_dir}: not a folder; pass the BigVGAN folder (best_netG.pt + args.yml)")
         voc_cfg = read_bigvgan_config(voc_dir)
-    state, digest = read_state_dict(ckpt, progress)
+    if state is None:
+        state, digest = read_state_dict(ckpt, progress)
     parts = split_parts(state, ckpt)
     del state
 
@@ -514,3 +520,15 @@ def _replace_dir(new: Path, out: Path) -> None:
     if old is not None:
         shutil.rmtree(old)
 
+
+
+def convert_vocoder_folder(src: str | Path, out: str | Path, half: bool = False) -> Path:
+    """A folder holding only vocoder/ (BigVGAN, weight norm folded) from the official BigVGAN folder."""
+    src, out = Path(src), Path(out)
+    cfg = read_bigvgan_config(src)
+    digest = _convert_bigvgan(src, cfg, out / "vocoder", half)
+    load_bigvgan(out / "vocoder")
+    write_json_atomic(out / CONVERTED_MARK, {"format": "bigvgan-16k", "sha256": digest, "half": half})
+    write_text_atomic(out / "README.md", "# BigVGAN 16 kHz vocoder, converted\n\nUse as `maa generate --vocoder "
+                      f"{out / 'vocoder'}` or copy vocoder/ into a model folder.\n")
+    return out

@@ -121,6 +121,8 @@ class GenerateOptions:
                 continue  # recorded only when used
             v = getattr(self, f.name)
             out[f.name] = list(v) if isinstance(v, tuple) else v
+        if self.inpaint:  # which inpainting ran (the official inpainting model records native-inpaint)
+            out["inpaint_method"] = "text-conditioned"
         return out
 
     @classmethod

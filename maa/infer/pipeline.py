@@ -39,10 +39,12 @@ from maa.core.audio import SAMPLE_RATE, fit_length, load_audio
 from maa.core.checkpoint import folder_sha256, load_weights, read_config, uninitialized
 from maa.core.device import pick_device
 from maa.core.errors import MaaError
+from maa.core.hub import resolve_model
 from maa.core.version import __version__
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, samples_for_frames, seconds_for_frames
 from maa.infer import sampling
+from maa.infer.mel_domain import for_domain
 from maa.infer.options import GenerateOptions, mode_module, split_sequence
 from maa.infer.temporal import join, part_span
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
@@ -61,7 +63,7 @@ def resolve_model_dir(path: str | Path | None) -> Path:
             return BUNDLED_MODEL
         raise MaaError("no bundled model yet; train one with `maa train-vae MELS -o RUN` then "
                        "`maa train-ldm MELS --vae RUN/vae -o RUN`, or pass --model DIR")
-    p = Path(path).expanduser()
+    p = resolve_model(path)  # a path, or a name `maa pull` fetched (checked against its sha256 record)
     if (p / "config.json").exists() and not (p / "ldm").exists() and (p.parent / "vae").exists():
         p = p.parent  # RUN/ldm given
     if not (p / "ldm" / "config.json").exists():
@@ -87,7 +89,8 @@ def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder
     if text.dim != unet.cfg.context_dim:
         raise MaaError(f"text encoder {text.name}: width {text.dim}, but the UNet was trained with {unet.cfg.context_dim}")
     dcfg = DiffusionConfig.from_dict(cfg["diffusion"])
-    return Pipeline(unet.eval(), load_vae(root / "vae", dev), text, load_vocoder(root, dev, gl_iters), dcfg,
+    vocoder = for_domain(load_vocoder(root, dev, gl_iters), cfg.get("mel_domain"))  # normalised-dB models (pull)
+    return Pipeline(unet.eval(), load_vae(root / "vae", dev), text, vocoder, dcfg,
                     alphas_cumprod(dcfg), cfg, root, dev)
 
 

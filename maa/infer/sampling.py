@@ -28,6 +28,7 @@ import torch
 from maa.core.audio import fit_length
 from maa.core.mel import mel_spectrogram, samples_for_frames
 from maa.infer.accel import FastPath, ensure
+from maa.infer.mel_domain import to_model_domain
 from maa.models.samplers import (
     SAMPLERS,
     end_alpha,
@@ -114,6 +115,7 @@ def encode(model, audios: Sequence[np.ndarray], frames: int) -> torch.Tensor:
     """16 kHz clips (each fitted to `frames` mel frames) -> their scaled latents (B, C, H, W), one batch."""
     n = samples_for_frames(frames)
     mel = torch.stack([mel_spectrogram(torch.from_numpy(fit_length(np.asarray(a, np.float32), n))) for a in audios])
+    mel = to_model_domain(mel, model.config.get("mel_domain"))  # normalised-dB models (maa pull)
     return model.vae.encode_mel(mel.to(model.device)).float() * model.dcfg.scale_factor
 
 

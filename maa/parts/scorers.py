@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from maa.core.errors import MaaError
+from maa.core.hub import resolve_model
 from maa.core.mel import mel_spectrogram
 from maa.parts.laion import LaionClapScorer
 from maa.parts.registry import Registry
@@ -121,7 +122,7 @@ class MaaClapScorer:
 
 def resolve_maa_clap_dir(path: str | os.PathLike) -> Path:
     """Accept the model folder (RUN/clap) or the run folder above it (RUN)."""
-    p = Path(path)
+    p = resolve_model(path, flag="--scorer")  # a path, or a pulled model name
     if not (p / "config.json").exists() and (p / "clap" / "config.json").exists():
         return p / "clap"
     return p

@@ -150,6 +150,7 @@ def test_cli_inpaint_and_timeline_record_their_spans_and_replay_exactly(tmp_path
              "-o", tmp_path / "inp.wav", *common)
     assert r.exit_code == 0, r.output
     row = json.loads(r.stdout)
+    assert row["inpaint_method"] == "text-conditioned"  # the record says which inpainting ran
     assert row["inpaint"] == [[0.5, 1.0], [1.5, 1.8]] and sf.info(str(tmp_path / "inp.wav")).frames == sf.info(str(tmp_path / "src.wav")).frames
     r = _cli("--timeline", "0-1: a dog; 0.5-1.5: rain", "--background", "wind", "-d", 1, "-o", tmp_path / "tl.wav", *common)
     assert r.exit_code == 0, r.output

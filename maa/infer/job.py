@@ -33,7 +33,6 @@ from maa.infer.pipeline import load_pipeline
 from maa.infer.plots import save_png
 from maa.infer.record import read_record, same_settings, save_wav_with_record, wav_bytes
 from maa.infer.sampling import WINDOW
-from maa.parts.scorers import check_scorer
 
 
 @dataclass
@@ -275,6 +274,8 @@ def _check_scorer(spec: str | None, root: Path, candidates: int, log: Log) -> st
             return f"maa-clap:{root / 'clap'}"
         log.warn("-n: no audio-text scorer (no clap/ in the model folder and no --scorer); keeping the first candidate")
         return None
+    from maa.parts.scorers import check_scorer  # noqa: PLC0415  only for -n K > 1: a plain prompt never enters the scorers (nor LAION, maa-clap)
+
     return check_scorer(spec)
 
 

@@ -427,7 +427,8 @@ Generate with: `maa generate "a dog barks while rain falls" -o out.wav --model <
 
 def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path | None = None,
                           config: str | Path | None = None, bert_config: str | Path | None = None,
-                          half: bool = False, progress: Progress = None) -> Path:
+                          half: bool = False, progress: Progress = None, state: dict | None = None,
+                          digest: str | None = None) -> Path:
     """Write a maa model folder (ldm/, vae/, text/, [vocoder/], README.md) from maa1_full.ckpt.
 
     The folder appears whole or not at all (built next to `out`, then renamed); a folder a previous
@@ -438,13 +439,14 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
     ckpt, out = Path(ckpt), Path(out)
     if out.exists() and not (out / CONVERTED_MARK).exists() and (not out.is_dir() or any(out.iterdir())):
         raise MaaError(f"{out}: exists and is not a folder `maa convert` wrote; choose another -o or remove it")
-    num_heads, bert = yaml_num_heads(config), read_json(bert_config)
     voc_dir = Path(vocoder) if vocoder is not None else None
     if voc_dir is not None:  # fail early, before the long read
         if not voc_dir.is_dir():
             raise MaaError(f"--vocoder {voc_dir}: not a folder; pass the BigVGAN folder (best_netG.pt + args.yml)")
         voc_cfg = read_bigvgan_config(voc_dir)
-    state, digest = read_state_dict(ckpt, progress)
+    if state is None:  # else read already (maa.convert.make_an_audio_img.convert_any)
+        state, digest = read_state_dict(ckpt, progress)
+    num_heads, bert = yaml_num_heads(config), read_json(bert_config)
     parts = split_parts(state, ckpt)
     del state
 

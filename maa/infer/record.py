@@ -204,6 +204,7 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
 
     log = log or Log()
     record = None
+    visual = settings.pop("visual", None)  # [maa.infer.visual.VisualSpec]: pictures or videos as prompts
     if replay is not None:
         record = read_record(replay)
         if record is None:
@@ -213,6 +214,8 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
         gl_iters = record.get("gl_iters", gl_iters)
         candidates, init_audio = 1, None
         threads = threads or record.get("threads", 0)  # bit-exact on a CPU needs the same thread count
+    elif visual:
+        items = [(s.name or Path(s.video or s.images[0]).stem, s.text or "", s.seed) for s in visual]
     else:
         items = _read_items(prompt, prompts_file)
     paths = _check_outputs(items, out, out_dir, manifest)
@@ -226,6 +229,10 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
         log.warn(f"--guidance {settings['guidance']:g} is below 1: it steers away from the prompt (1: no guidance; the paper: 3)")
     recorded = {k: record[k] for k in ("duration", "steps", "sampler") if k in record} if record else {}
     root, dev, est = preflight(model_dir, device, len(items) * candidates, force, **{**settings, **recorded})
+    if visual or (record and "visual" in record):
+        from maa.infer.visual import check_model
+
+        check_model(root)  # a text-only model: one line before anything is loaded
     spec = _check_scorer(scorer, root, candidates, log)
     log.info(f"generate: {len(items)} output(s) x {candidates} candidate(s), {est}")
 
@@ -233,12 +240,23 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
 
     apply_threads(threads)
     pipe = load_pipeline(root, dev, text_encoder=record.get("text_encoder") if record else None, gl_iters=gl_iters)
+    if visual:  # each picture's condition registered with the encoder under a key used as its prompt
+        from maa.infer.visual import prepare
+
+        keys, visual_records = prepare(pipe, visual)
+        items = [(n, k, s) for (n, _, s), k in zip(items, keys)]
     if record is not None:
         _warn_replay(record, pipe.identity(), replay, log)
+        if "visual" in record:
+            from maa.infer.visual import from_record
+
+            from_record(pipe, record)
         req = pipe.replay(record)
     else:
         req = pipe.request([t for _, t, _ in items], [s for _, _, s in items], seed, candidates, spec or False,
                            init_audio, **settings)
+        for r, v in zip(req.records, visual_records if visual else []):
+            r["visual"] = v
     asked, used = settings.get("duration", 10.0), req.records[0]["duration"]
     if settings.get("inpaint") or settings.get("timeline"):  # the input's length, the last event's end
         log.info(f"generate: {used:.3f} s ({req.plan.frames} mel frames)")

@@ -270,6 +270,22 @@ def load_openclip(rest: str, device: str = "cpu") -> OpenClipEncoder:
                            model_cfg["text_cfg"].get("context_length", 77))
 
 
+def absolute_spec(spec: str) -> str:
+    """`openclip:` specs with local paths made absolute, so a model folder trained from one
+    working directory finds its encoder from any other (hub names and tags are unchanged)."""
+    if not spec.startswith("openclip:"):
+        return spec
+    rest = spec[len("openclip:"):]
+    if Path(rest).expanduser().is_dir():
+        return f"openclip:{Path(rest).expanduser().resolve()}"
+    model, weights = _split(rest, _open_clip().list_models())
+    if model.endswith(".json"):
+        model = str(Path(model).expanduser().resolve())
+    if weights and weights != RANDOM and Path(weights).expanduser().exists():
+        weights = str(Path(weights).expanduser().resolve())
+    return f"openclip:{model}" + (f"/{weights}" if weights else "")
+
+
 def _from_hub(open_clip, name: str, tag: str, spec: str):
     """open_clip's pretrained weights from the local Hugging Face cache only (looked up before
     anything is built, so a missing file costs no time)."""

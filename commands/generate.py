@@ -45,7 +45,8 @@ optional "seed"}. Blank lines and lines starting with # are skipped. Each output
 as it is done; a rerun skips outputs already made with the same settings (--overwrite redoes them).
 
 Pictures (models with an openclip: condition only): each --image is one output; --video takes
---video-frames uniformly spaced frames and pools them; a text prompt with them is mixed in
+--video-frames uniformly spaced frames and pools them (an output longer than one 10 s window
+follows the clip: each window gets the frames of its share); a text prompt with them is mixed in
 (--image-weight: the picture's share). A prompts file may have an `image`, `images` or `video`
 column (JSON lines; paths relative to the file). The record names each file and its sha256.
 
@@ -119,7 +120,7 @@ def main(
         extra["timeline"] = [e.to_dict() for e in events]
     if background is not None:
         extra["background"] = background
-    visual = _visual(prompt, prompts_file, image, video, image_weight, video_frames)
+    visual = _visual(prompt, prompts_file, image, video, image_weight, video_frames, duration)
     if visual:
         extra["visual"] = visual
         prompt = prompts_file = None
@@ -132,7 +133,7 @@ def main(
                    batch_size=batch_size, eta=eta, strength=strength, compose=compose, fast=fast, **extra)
 
 
-def _visual(prompt, prompts_file, images, video, weight, frames):
+def _visual(prompt, prompts_file, images, video, weight, frames, duration):
     """The visual prompts of this call (maa.infer.visual.VisualSpec), or None for text only."""
     from maa.core.errors import MaaError
     from maa.infer.visual import VisualSpec, read_visual_prompts
@@ -140,7 +141,7 @@ def _visual(prompt, prompts_file, images, video, weight, frames):
     if prompts_file not in (None, "-") and not images and not video and Path(prompts_file).is_file():
         head = Path(prompts_file).read_text(encoding="utf-8", errors="replace")
         if any(f'"{k}"' in head for k in ("image", "images", "video")):
-            return read_visual_prompts(prompts_file, weight, frames)
+            return read_visual_prompts(prompts_file, weight, frames, duration)
     if not images and not video:
         return None
     if prompts_file is not None:
@@ -148,7 +149,7 @@ def _visual(prompt, prompts_file, images, video, weight, frames):
     if images and video:
         raise MaaError("--image and --video together: give one kind per call")
     text = prompt if prompt not in (None, "-") else None
-    specs = [VisualSpec(video=str(video), text=text, weight=weight, frames=frames)] if video else \
+    specs = [VisualSpec(video=str(video), text=text, weight=weight, frames=frames, duration=duration)] if video else \
         [VisualSpec(images=[str(p)], text=text, weight=weight, frames=frames) for p in images]
     for s in specs:
         s.check()

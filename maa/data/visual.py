@@ -135,6 +135,14 @@ def read_video(path: str | Path, frames: int = DEFAULT_FRAMES, start: float = 0.
                end: float | None = None) -> VisualInput:
     """`frames` frames at uniformly spaced times of [start, end) (the whole clip by default),
     decoded with PyAV; each the frame nearest its target time."""
+    return read_video_segments(path, frames, [(start, end)])[0]
+
+
+def read_video_segments(path: str | Path, frames: int, spans: list[tuple[float, float | None]] | int,
+                        relative: bool = False) -> list[VisualInput]:
+    """One VisualInput per span (start, end) s of the clip (end None: its end; relative: as
+    fractions of its length), or per share when `spans` is a count of equal shares. The file is decoded once, and only the frames
+    nearest the target times are kept (a long clip never sits in memory)."""
     try:
         import av
     except ImportError:
@@ -160,25 +168,38 @@ def read_video(path: str | Path, frames: int = DEFAULT_FRAMES, start: float = 0.
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             duration = container.duration / 1_000_000
-        decoded = []  # (time, frame); all kept only when the duration is unknown
+        if duration is None:  # unknown length: the stream is read once to learn it
+            duration = max((float(f.time or 0.0) for f in container.decode(stream)), default=0.0)
+            container.seek(0)
+        if isinstance(spans, int):
+            spans = [(duration * k / spans, duration * (k + 1) / spans) for k in range(spans)]
+        elif relative:
+            spans = [(duration * a, duration * (1.0 if b is None else b)) for a, b in spans]
+        spans = [(a, duration if b is None else min(b, duration)) for a, b in spans]
+        targets = sorted({a + t for a, b in spans for t in frame_targets(max(b - a, 0.0), frames)})
+        best: dict[float, tuple[float, object]] = {}
+        prev, n = None, 0
         try:
             for frame in container.decode(stream):
-                t = float(frame.time) if frame.time is not None else len(decoded) / float(stream.average_rate or 25)
-                decoded.append((t, frame.to_image()))
+                t = float(frame.time) if frame.time is not None else n / float(stream.average_rate or 25)
+                n += 1
+                for tg in [tg for tg in targets if tg not in best and t >= tg - 1e-9]:
+                    near = (t, frame) if prev is None or abs(t - tg) <= abs(prev[0] - tg) else prev
+                    best[tg] = (near[0], to_rgb(near[1].to_image(), str(path)))
+                if len(best) == len(targets):
+                    break
+                prev = (t, frame)
         except (av.error.FFmpegError, OSError, ValueError) as e:
-            if not decoded:
+            if n == 0:
                 raise MaaError(f"--video {path}: its frames cannot be decoded ({str(e)[:80]})") from None
-    if not decoded:
+    if n == 0:
         raise MaaError(f"--video {path}: has a video stream with no frames")
-    last = decoded[-1][0]
-    duration = duration or last
-    end = duration if end is None else min(end, duration)
-    if not 0.0 <= start < max(end, start + 1e-9) or start > last:
-        raise MaaError(f"--video {path}: no frames between {start:g} s and {end:g} s (the clip is {duration:g} s)")
-    picked, times = [], []
-    inside = [(t, im) for t, im in decoded if start - 1e-6 <= t < end + 1e-6] or decoded
-    for target in [start + t for t in frame_targets(max(end - start, 0.0), frames)]:
-        t, im = min(inside, key=lambda f: abs(f[0] - target))  # the frame nearest the target time
-        picked.append(to_rgb(im, str(path)))
-        times.append(t)
-    return VisualInput(str(path.resolve()), "video", sha256_of(path), picked, times, duration)
+    for tg in targets:  # targets past the last frame: the last frame
+        if tg not in best:
+            best[tg] = (prev[0], to_rgb(prev[1].to_image(), str(path)))
+    digest, out = sha256_of(path), []
+    for a, b in spans:
+        chosen = [best[a + t] for t in frame_targets(max(b - a, 0.0), frames)]
+        out.append(VisualInput(str(path.resolve()), "video", digest, [im for _, im in chosen],
+                               [t for t, _ in chosen], duration))
+    return out

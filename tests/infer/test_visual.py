@@ -106,3 +106,30 @@ def test_conditions_pooled_and_mixed(vis):
     mix = 0.25 * img + 0.75 * txt
     assert torch.allclose(pipe.text.encode([mixed]).tokens[0, 0], mix / mix.norm(), atol=1e-6)
     assert recs[1] == {"inputs": [recs[1]["inputs"][0]], "text": "rain", "image_weight": 0.25}
+
+
+@pytest.mark.slow  # three 10 s windows: ~10 s on a shared CPU
+def test_long_video_each_window_its_own_frames(vis, tmp_path):
+    """--duration over one window: the clip in one share per window (at most 4), each pooled
+    alone; the record lists every share's frame times and --replay gives the same bytes."""
+    from maa.infer.record import read_record
+
+    make_video(tmp_path / "long.mp4", frames=12, fps=4)  # 3 s clip, mapped onto 17 s of sound
+    r = _run("--video", tmp_path / "long.mp4", "--video-frames", 2, "-d", 17, "--steps", 1, "-o", tmp_path / "l.wav",
+             "--model", vis / "model", "-q")
+    assert r.exit_code == 0, r.output
+    rec = read_record(tmp_path / "l.wav")
+    keys = rec["prompt"].split(", then ")
+    assert rec["windows"] == 3 and len(set(rec["window_prompts"])) == 3  # each window its own part
+    # the part of window k spans window k's new stretch, mapped from 17 s of sound onto the 3 s clip
+    from maa.infer.longform import window_stretches
+
+    shares = rec["visual"]["shares"]
+    for prompt, (t0, t1) in zip(rec["window_prompts"], window_stretches(17.0)):
+        d = rec["visual"]["duration"]
+        assert shares[keys.index(prompt)] == [round(t0 / d, 6), round(min(t1 / d, 1.0), 6)]
+    for (a, b), times in zip(shares, rec["visual"]["segments"]):
+        assert all(3 * a - 0.25 <= t <= 3 * b + 0.25 for t in times)
+    r = CliRunner().invoke(app, ["generate", "--replay", str(tmp_path / "l.wav"), "-o", str(tmp_path / "l2.wav"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "l2.wav").read_bytes() == (tmp_path / "l.wav").read_bytes()

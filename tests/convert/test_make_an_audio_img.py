@@ -114,6 +114,7 @@ def test_ddim_golden(img_model):
     assert m.vocoder.model.cfg.input_domain == "norm-db01"
 
 
+@pytest.mark.slow  # the default suite keeps the golden numbers; this runs in CI's slow run
 def test_vocoder_gets_the_official_domain(img_model):
     """The converted vocoder maps maa's log10 mels to clamp((x + 1) / 2, 0, 1) itself."""
     import dataclasses
@@ -156,6 +157,7 @@ def test_full_size_mapping_on_meta():
     assert set(parts["buffers"]) == set(BUFFERS)
 
 
+@pytest.mark.slow  # the default suite keeps the golden numbers; this runs in CI's slow run
 def test_wrong_clip_config_one_line(tmp_path):
     cfg = json.loads((X2A / "tiny_openclip_config.json").read_text())
     cfg["vision_cfg"]["width"] = 64
@@ -165,6 +167,7 @@ def test_wrong_clip_config_one_line(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow  # the default suite keeps the golden numbers; this runs in CI's slow run
 def test_v1_yaml_refused_for_image_checkpoint(tmp_path):
     with pytest.raises(MaaError, match="num_head_channels"):
         convert_tiny_img(tmp_path / "m", config=GOLDEN / "tiny_maa1.yaml")

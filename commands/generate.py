@@ -120,7 +120,10 @@ def main(
         extra["timeline"] = [e.to_dict() for e in events]
     if background is not None:
         extra["background"] = background
-    visual = _visual(prompt, prompts_file, image, video, image_weight, video_frames, duration)
+    visual = _visual(prompt if timeline is None else None, prompts_file, image, video, image_weight, video_frames,
+                     duration)
+    if visual and timeline is not None:
+        raise MaaError("--timeline with --image/--video: not supported; the events' prompts are text")
     if visual:
         extra["visual"] = visual
         prompt = prompts_file = None

@@ -22,7 +22,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,clap]'
+	$(BIN)/pip install -q -e '.[dev,clap,vision]'
 	# aisfx pins numpy==1.23.0/librosa==0.9.2 (no Python 3.11 wheels) but works with ours: no deps.
 	$(BIN)/pip install -q --no-deps aisfx==0.1.2
 	touch $@

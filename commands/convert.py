@@ -21,9 +21,15 @@ is refused. The folder gets ldm/, vae/, text/ (BERT + msCLAP, the official text 
 vocoder/ with --vocoder, and a README.md with the source's sha256 and licence. It is written
 whole or not at all; converting again gives the same bytes.
 
+The image-to-audio checkpoint (AudioGPT's ta54_epoch=000216.ckpt, OpenCLIP condition) is
+recognised by its keys: its folder gets clip/ (OpenCLIP text and image towers) instead of text/,
+and takes `maa generate --image/--video`. Its yaml (img2audio_args.yaml) gives num_head_channels.
+
 Examples:
 
   maa convert make-an-audio maa1_full.ckpt --vocoder bigvgan_16k/ -o models/maa1
+
+  maa convert make-an-audio ta54_epoch=000216.ckpt --config img2audio_args.yaml --vocoder bigvgan_16k/ -o models/maa-img
 
   maa generate "a dog barks while rain falls" -o out.wav --model models/maa1 --sampler ddim --steps 100
 """
@@ -43,11 +49,13 @@ def make_an_audio(
                                 "count. Default: the release's (8)."),
     bert_config: Path = typer.Option(None, "--bert-config", help="A transformers BertConfig JSON for the text tower's "
                                      "head count and activation. Default: bert-base-uncased's."),
+    clip_config: Path = typer.Option(None, "--clip-config", help="Image-to-audio only: the open_clip model config JSON "
+                                     "of its OpenCLIP towers. Default: ViT-H-14's."),
     half: bool = typer.Option(False, "--half", help="Store the weights as float16 (half the size)."),
     quiet: Quiet = False,
 ):
     """`maa convert make-an-audio`: the official v1 checkpoint (and BigVGAN) -> a maa model folder."""
-    from maa.convert.make_an_audio_inpaint import convert_checkpoint
+    from maa.convert.official import convert_official
 
     size = ckpt.stat().st_size if ckpt.is_file() else 0
     with progress.bar(size, "read", quiet=quiet or not size, unit="B", unit_scale=True) as bar:
@@ -57,7 +65,11 @@ def make_an_audio(
             if bar.n >= size:
                 bar.close()  # the read is done; the rest (mapping, writing) takes seconds
 
-        done = convert_checkpoint(ckpt, out, vocoder=vocoder, config=config, bert_config=bert_config, half=half,
-                                     progress=read)
-    info(f"wrote {done} (ldm/, vae/, text/{', vocoder/' if vocoder else ''}); "
-         f"try: maa generate \"a dog barks\" -o dog.wav --model {done}")
+        done = convert_official(ckpt, out, vocoder=vocoder, config=config, bert_config=bert_config, clip_config=clip_config,
+                                half=half, progress=read)
+    if (done / "clip").is_dir():
+        info(f"wrote {done} (ldm/, vae/, clip/{', vocoder/' if vocoder else ''}); "
+             f"try: maa generate --image photo.jpg -o photo.wav --model {done}")
+    else:
+        info(f"wrote {done} (ldm/, vae/, text/{', vocoder/' if vocoder else ''}); "
+             f"try: maa generate \"a dog barks\" -o dog.wav --model {done}")

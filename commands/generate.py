@@ -38,9 +38,21 @@ Examples:
 
   maa generate "rain falls on a roof" --duration 120 -o rain.wav               # window by window, any length
 
+  maa generate --image photo.jpg -o photo.wav --model models/maa-img           # sound for a picture
+
+  maa generate --video clip.mp4 -o clip.wav --model models/maa-img             # frames pooled
+
+  maa generate "heavy rain" --image street.png --image-weight 0.7 -o mix.wav --model models/maa-img
+
 Prompt files: one prompt per line, `name|prompt`, or JSON lines {"id", "prompt" (or "caption"),
 optional "seed"}. Blank lines and lines starting with # are skipped. Each output is written as soon
 as it is done; a rerun skips outputs already made with the same settings (--overwrite redoes them).
+
+Pictures (models with an openclip: condition only): each --image is one output; --video takes
+--video-frames uniformly spaced frames and pools them (an output longer than one 10 s window
+follows the clip: each window gets the frames of its share); a text prompt with them is mixed in
+(--image-weight: the picture's share). A prompts file may have an `image`, `images` or `video`
+column (JSON lines; paths relative to the file). The record names each file and its sha256.
 
 Order words ("A, then B", "A before B", "B after A", "A followed by B") split a prompt into parts
 that each get an equal, consecutive share of the clip: each part is generated on its own and
@@ -83,6 +95,10 @@ def main(
     timeline: str = typer.Option(None, "--timeline", help="Events in their spans: \"0-3: a dog barks; 2-6: rain falls\" or a JSON file of {start, end, prompt}; overlaps allowed. Replaces the prompt."),
     background: str = typer.Option(None, "--background", help="With --timeline: a prompt that sounds under the events for the whole clip."),
     fast: str = typer.Option("auto", "--fast", help="CUDA fast path: auto (bf16 + torch.compile + CUDA graphs on CUDA; off on the CPU), off, the parts to use (bf16,compile,graphs,channels-last) or to drop (no-graphs, no-compile ...). The first call of each shape compiles (reported apart; cached in ~/.cache/maa/torchinductor)."),
+    image: list[Path] = typer.Option(None, "--image", help="A picture as the prompt (repeatable: one output each). Needs a model with an openclip: condition."),
+    video: Path = typer.Option(None, "--video", help="A video as the prompt: --video-frames frames, their embeddings pooled."),
+    image_weight: float = typer.Option(0.5, "--image-weight", help="With --image/--video and a text prompt: the picture's share of the mixed condition (1: the picture only)."),
+    video_frames: int = typer.Option(4, "--video-frames", min=1, max=64, help="Frames taken from --video, uniformly spaced."),
     threads: Threads = 0,
     quiet: Quiet = False,
 ):
@@ -118,11 +134,39 @@ def main(
             raise MaaError("--timeline with --init-audio: not supported; inpaint the events' spans with --inpaint instead")
         prompt = "; ".join(f"{e.start:g}-{e.end:g}: {e.prompt}" for e in events)  # the record's prompt
         extra["timeline"] = [e.to_dict() for e in events]
+    visual = _visual(prompt if timeline is None else None, prompts_file, image, video, image_weight, video_frames,
+                     duration)
+    if visual and timeline is not None:
+        raise MaaError("--timeline with --image/--video: not supported; the events' prompts are text")
+    if visual:
+        prompt = prompts_file = None
     # the options of the audio, recorded in every output; built once, checked once by the job
     opts = GenerateOptions(steps=steps, sampler=sampler, guidance=guidance, negative=negative, duration=duration,
                            batch_size=batch_size, eta=eta, init_audio=init_audio, strength=strength, compose=compose,
                            fast=fast, background=background, **extra)
     run(GenerateJob(opts, prompt=prompt, prompts_file=prompts_file, out=out, out_dir=out_dir, model_dir=model_dir,
                     device=device, seed=seed, candidates=candidates, scorer=scorer, png=png, manifest=manifest,
-                    overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads),
+                    overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads, visual=visual),
         Log(info, warn, lambda total: progress.bar(total, "generate", quiet=quiet, unit="step")))
+
+
+def _visual(prompt, prompts_file, images, video, weight, frames, duration):
+    """The visual prompts of this call (maa.infer.visual.VisualSpec), or None for text only."""
+    from maa.infer.visual import VisualSpec, read_visual_prompts
+
+    if prompts_file not in (None, "-") and not images and not video and Path(prompts_file).is_file():
+        head = Path(prompts_file).read_text(encoding="utf-8", errors="replace")
+        if any(f'"{k}"' in head for k in ("image", "images", "video")):
+            return read_visual_prompts(prompts_file, weight, frames, duration)
+    if not images and not video:
+        return None
+    if prompts_file is not None:
+        raise MaaError("--image/--video with --prompts: put the pictures in the file's image or video column")
+    if images and video:
+        raise MaaError("--image and --video together: give one kind per call")
+    text = prompt if prompt not in (None, "-") else None
+    specs = [VisualSpec(video=str(video), text=text, weight=weight, frames=frames, duration=duration)] if video else \
+        [VisualSpec(images=[str(p)], text=text, weight=weight, frames=frames) for p in images]
+    for s in specs:
+        s.check()
+    return specs

@@ -42,7 +42,7 @@ def main(
     out_dir: opt.RunDir = ...,
     preset: str = typer.Option("small", "--preset", "-p", help="UNet size: tiny (tests), small (CPU, ~15 M), base (the paper's, 320 channels)."),
     channels: int = typer.Option(0, "--channels", min=0, help="Base width of the UNet, overriding the preset's (0: the preset's)."),
-    text_encoder: str = typer.Option("minilm", "--text-encoder", help="minilm (offline, 384-d), laion-clap:CKPT or hf:PATH."),
+    text_encoder: str = typer.Option("minilm", "--text-encoder", help="minilm (offline, 384-d), laion-clap:CKPT, hf:PATH or openclip:MODEL/WEIGHTS (one normalised CLIP token: the model then also takes --image/--video at generation)."),
     prediction: str = typer.Option("eps", "--prediction", help="What the UNet predicts: eps (the paper's) or v."),
     steps: opt.Steps = 20000,
     batch_size: opt.BatchSize = 16,
@@ -74,5 +74,10 @@ def main(
     """`maa train-ldm`: train the text-conditioned latent diffusion UNet."""
     options = dict(locals())  # the parameter names are the option fields
     from maa.train.ldm import LDMTrainOptions, train_ldm
+
+    if text_encoder.startswith("openclip:"):  # local paths absolute: the model folder works from anywhere
+        from maa.parts.openclip import absolute_spec
+
+        options["text_encoder"] = absolute_spec(text_encoder)
 
     emit(train_ldm(LDMTrainOptions(**options), reporter(quiet)))

@@ -5,7 +5,11 @@ from pathlib import Path
 import torch
 
 
-def make_model_dir(root: Path, prediction: str = "eps", seed: int = 0) -> Path:
+TINY_OPENCLIP = Path(__file__).resolve().parent / "fixtures" / "official_x2a" / "tiny_openclip_config.json"
+
+
+def make_model_dir(root: Path, prediction: str = "eps", seed: int = 0, text_encoder: str = "minilm") -> Path:
+    """text_encoder: e.g. f"openclip:{TINY_OPENCLIP}/random" for a model that takes pictures."""
     from maa.core.checkpoint import save_weights
     from maa.models.diffusion import DiffusionConfig
     from maa.parts.text import load_text_encoder
@@ -18,9 +22,9 @@ def make_model_dir(root: Path, prediction: str = "eps", seed: int = 0) -> Path:
     vae_cfg = vae_preset("tiny")
     vae = SpecVAE(vae_cfg)
     save_weights(root / "vae", {"vae": vae}, {"vae": vae_cfg.to_dict()})
-    text = load_text_encoder("minilm")
+    text = load_text_encoder(text_encoder)
     setup = LDMSetup(unet=unet_preset("tiny", context_dim=text.dim), diffusion=DiffusionConfig(prediction=prediction),
-                     frames=64)
+                     frames=64, text_encoder=text_encoder)
     task = LDMTask(setup, vae, text)
     with torch.no_grad():  # the zero-initialised output layers would make the random UNet ignore its inputs
         for p in task.unet.parameters():

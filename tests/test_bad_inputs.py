@@ -170,6 +170,21 @@ def ws(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def visual(ws):
+    """Bad pictures and videos, and a model that takes pictures (tiny OpenCLIP, random weights)."""
+    from tests.ldm_fixtures import TINY_OPENCLIP, make_model_dir
+    from tests.visual_media import bad_images, make_video
+
+    pytest.importorskip("open_clip")
+    pytest.importorskip("av")
+    make_model_dir(ws / "m_visual", text_encoder=f"openclip:{TINY_OPENCLIP}/random")
+    bad_images(ws / "img")
+    make_video(ws / "img" / "sound_only.m4a", video=False, audio=True)
+    make_video(ws / "img" / "no_frames.avi", frames=0)
+    return ws
+
+
+@pytest.fixture(scope="module")
 def hf_models(ws):
     """Model folders whose text encoder is a broken hf: folder (apart: importing transformers' BERT takes seconds)."""
     for kind in ("bin", "sparse"):
@@ -188,8 +203,22 @@ def _gen(name: str, model: str, names: str, *extra: str, **kw) -> Case:
     return Case(name, ["generate", "a dog", "--model", model, "-o", out, *extra, *GEN], names, out=out, **kw)
 
 
+def _vis(name: str, flag: str, path: str, names: str, model: str = "m_visual") -> Case:
+    """`maa generate --image/--video PATH` writing its own o_NAME.wav."""
+    out = f"o_{name}.wav"
+    return Case(name, ["generate", flag, path, "--model", model, "-o", out, *GEN], names, out=out)
+
+
 def cases() -> list[Case]:
     return [
+        # pictures and videos as prompts
+        _vis("image_not_an_image", "--image", "img/notes.png", "notes.png"),
+        _vis("image_truncated_jpeg", "--image", "img/truncated.jpg", "truncated.jpg"),
+        _vis("image_20000x20000_png", "--image", "img/huge.png", "huge.png"),
+        _vis("image_animated_gif", "--image", "img/anim.gif", "anim.gif"),
+        _vis("video_no_video_stream", "--video", "img/sound_only.m4a", "sound_only.m4a"),
+        _vis("video_zero_frames", "--video", "img/no_frames.avi", "no_frames.avi"),
+        _vis("image_to_text_only_model", "--image", "img/full.jpg", "not trained with an image encoder", model="model"),
         # output paths
         Case("mel_out_is_file", ["mel", "good.wav", "-o", "good.wav", "-q"], "good.wav"),
         Case("mel_out_under_file", ["mel", "good.wav", "-o", "good.wav/out", "-q"], "good.wav"),
@@ -273,6 +302,8 @@ def test_bad_input(case: Case, ws: Path, monkeypatch, one_thread, request):
         pytest.skip("no folder here that even root cannot write")
     if case.name.startswith("hf_"):
         request.getfixturevalue("hf_models")
+    if case.name.startswith(("image_", "video_")):
+        request.getfixturevalue("visual")
     monkeypatch.chdir(ws)
     before = _snapshot(ws, case.out)
     outside = _snapshot(ws.parent, ws.name)

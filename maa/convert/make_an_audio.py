@@ -126,7 +126,7 @@ def split_parts(state: dict[str, torch.Tensor], path: str | Path = "checkpoint")
     w = state.get(UNET + "input_blocks.0.0.weight")
     if missing and w is not None and w.dim() == 4 and w.shape[1] == 9:
         raise MaaError(f"{path}: the Make-An-Audio inpainting checkpoint (9-channel UNet, no text); convert it with "
-                       "`maa convert make-an-audio` (maa.convert.make_an_audio_inpaint.convert_checkpoint)")
+                       "`maa convert make-an-audio` (maa.convert.official.convert_official)")
     if missing:
         raise MaaError(f"{path}: not a Make-An-Audio v1 checkpoint (no {', '.join(missing)}); it holds "
                        f"{_prefixes(state) or 'no tensors'}")
@@ -443,14 +443,14 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
     ckpt, out = Path(ckpt), Path(out)
     if out.exists() and not (out / CONVERTED_MARK).exists() and (not out.is_dir() or any(out.iterdir())):
         raise MaaError(f"{out}: exists and is not a folder `maa convert` wrote; choose another -o or remove it")
-    num_heads, bert = yaml_num_heads(config), read_json(bert_config)
     voc_dir = Path(vocoder) if vocoder is not None else None
     if voc_dir is not None:  # fail early, before the long read
         if not voc_dir.is_dir():
             raise MaaError(f"--vocoder {voc_dir}: not a folder; pass the BigVGAN folder (best_netG.pt + args.yml)")
         voc_cfg = read_bigvgan_config(voc_dir)
-    if state is None:
+    if state is None:  # else read already (maa.convert.official.convert_official)
         state, digest = read_state_dict(ckpt, progress)
+    num_heads, bert = yaml_num_heads(config), read_json(bert_config)
     parts = split_parts(state, ckpt)
     del state
 

@@ -24,7 +24,6 @@ import torch
 
 from maa.convert.make_an_audio import (
     CONVERTED_MARK,
-    convert_make_an_audio,
     VAE,
     Progress,
     _check_fits,
@@ -156,15 +155,3 @@ def convert_inpaint(ckpt: str | Path, out: str | Path, vocoder: str | Path | Non
         if tmp.exists():
             shutil.rmtree(tmp)
     return out
-
-
-def convert_checkpoint(ckpt: str | Path, out: str | Path, vocoder: str | Path | None = None,
-                       config: str | Path | None = None, bert_config: str | Path | None = None, half: bool = False,
-                       progress: Progress = None) -> Path:
-    """`maa convert make-an-audio`: read the checkpoint once and convert it as what it is, the
-    inpainting model (this module) or a text-to-audio model (maa.convert.make_an_audio)."""
-    state, digest = read_state_dict(ckpt, progress)
-    if is_inpaint_state(state):
-        return convert_inpaint(ckpt, out, vocoder=vocoder, config=config, half=half, state=state, digest=digest)
-    return convert_make_an_audio(ckpt, out, vocoder=vocoder, config=config, bert_config=bert_config, half=half,
-                                 state=state, digest=digest)

@@ -34,8 +34,7 @@ from maa.core.hub import (
     verify_pulled,
 )
 from maa.core.io import write_json_atomic, write_text_atomic
-from maa.convert.make_an_audio import convert_make_an_audio
-from maa.convert.make_an_audio_inpaint import convert_checkpoint
+from maa.convert.official import convert_official
 from maa.convert.make_an_audio import convert_vocoder_folder
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip format; the official checkpoints are zip files
@@ -221,7 +220,7 @@ def pull(name: str, config: str | Path | None = None, bert_config: str | Path | 
             verify_pulled(target)
             return target
     converter = entry.get("converter")
-    if converter not in ("make-an-audio", "make-an-audio-inpaint", "vocoder"):
+    if converter not in ("make-an-audio", "make-an-audio-img", "make-an-audio-inpaint", "vocoder"):
         raise MaaError(f"maa pull {name}: no converter for {converter!r} in this maa yet; "
                        f"the weights are at {file_url(entry['repo'], next(iter(entry['files'].values())), entry.get('repo_type', 'model'))}")
     sources = _fetch(entry, entry["files"])
@@ -236,17 +235,12 @@ def pull(name: str, config: str | Path | None = None, bert_config: str | Path | 
     models_dir().mkdir(parents=True, exist_ok=True)
     staging = _stage(target)
     try:
-        if converter == "make-an-audio":
-
-            convert_make_an_audio(sources["checkpoint"]["path"], staging, vocoder=voc_dir, config=config,
-                                  bert_config=bert_config, half=half)
-        elif converter == "make-an-audio-inpaint":
-
-            convert_checkpoint(sources["checkpoint"]["path"], staging, vocoder=voc_dir, config=config, half=half)
-        else:
-
+        if converter == "vocoder":
             convert_vocoder_folder(sources["generator"]["path"].parent, staging, half=half)
-        if converter != "vocoder":
+        else:  # the converter tells the three official kinds apart by their keys
+            convert_official(sources["checkpoint"]["path"], staging, vocoder=voc_dir, config=config,
+                             bert_config=bert_config, half=half)
+        if converter not in ("vocoder", "make-an-audio-img"):  # the image converter folds its domain into the VAE
             _set_mel_domain(staging, entry.get("mel_domain"))
         _record(staging, name, entry, sources, options)
         _publish(staging, target)

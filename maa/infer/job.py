@@ -64,12 +64,17 @@ class GenerateJob:
     gl_iters: int = 32
     replay: Path | None = None
     threads: int = 0
+    visual: list | None = None  # [maa.infer.visual.VisualSpec]: pictures or videos as prompts, one output each
 
 
 def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
     """Everything `maa generate` does (see the module docstring); returns the manifest rows."""
     log = log or Log()
     opts, record, model_dir, gl_iters, candidates, threads = job.opts, None, job.model_dir, job.gl_iters, job.candidates, job.threads
+    visual = job.visual
+    if visual and candidates > 1:
+        raise MaaError(f"-n {candidates} with --image/--video: candidates are ranked by an audio-text score, and a "
+                       "picture gives no text to score against; use -n 1")
     if job.replay is not None:
         record = read_record(job.replay)
         if record is None:
@@ -80,6 +85,8 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
         candidates = 1
         threads = threads or record.get("threads", 0)  # bit-exact on a CPU needs the same thread count
         opts = GenerateOptions.from_record(record)
+    elif visual:
+        items = [(s.name or Path(s.video or s.images[0]).stem, s.text or "", s.seed) for s in visual]
     else:
         items = _read_items(job.prompt, job.prompts_file)
     paths = _check_outputs(items, job.out, job.out_dir, job.manifest)
@@ -91,16 +98,31 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
         log.warn(f"--guidance {opts.guidance:g} is below 1: it steers away from the prompt (1: no guidance; the paper: 3)")
     opts.check()
     root, dev, est = preflight(opts, model_dir, job.device, len(items) * candidates, job.force)
+    if visual or (record and "visual" in record):
+        from maa.infer.visual import check_model as check_visual_model  # noqa: PLC0415  pictures only: a text prompt walks no visual module
+
+        check_visual_model(root)  # a text-only model: one line before anything is loaded
     spec = _check_scorer(job.scorer, root, candidates, log)
     log.info(f"generate: {len(items)} output(s) x {candidates} candidate(s), {est}")
 
     apply_threads(threads)
     pipe = load_pipeline(root, dev, text_encoder=record.get("text_encoder") if record else None, gl_iters=gl_iters)
+    if visual:  # each picture's condition registered with the encoder under a key used as its prompt
+        from maa.infer.visual import prepare as prepare_visual  # noqa: PLC0415  pictures only: a text prompt walks no visual module
+
+        keys, visual_records = prepare_visual(pipe, visual)
+        items = [(n, k, s) for (n, _, s), k in zip(items, keys)]
     if record is not None:
         _warn_replay(record, pipe.identity(), job.replay, log)
+        if "visual" in record:
+            from maa.infer.visual import from_record as visual_from_record  # noqa: PLC0415  pictures only: a text prompt walks no visual module
+
+            visual_from_record(pipe, record)
         req = pipe.replay(record)
     else:
         req = pipe.request([t for _, t, _ in items], [s for _, _, s in items], job.seed, candidates, spec or False, opts=opts)
+        for r, v in zip(req.records, visual_records if visual else []):
+            r["visual"] = v
     asked, used = opts.duration, req.records[0]["duration"]
     if opts.inpaint or opts.timeline:  # the input's length, the last event's end
         log.info(f"generate: {used:.3f} s ({req.frames} mel frames)")

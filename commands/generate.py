@@ -113,7 +113,7 @@ def main(
         if init_audio is None and replay is None:
             raise MaaError("--inpaint: give the clip to inpaint with --init-audio FILE")
         extra["inpaint"] = [parse_span(s) for s in inpaint]
-    if model_dir is not None and replay is None:
+    if inpaint and model_dir is not None and replay is None:  # the official inpainting model only inpaints
         from maa.infer.native_inpaint import inpaint_file, is_inpaint_model
 
         if is_inpaint_model(model_dir):  # the official inpainting model: no text, its own recipe
@@ -152,14 +152,16 @@ def main(
 
 def _visual(prompt, prompts_file, images, video, weight, frames, duration):
     """The visual prompts of this call (maa.infer.visual.VisualSpec), or None for text only."""
-    from maa.infer.visual import VisualSpec, read_visual_prompts
-
     if prompts_file not in (None, "-") and not images and not video and Path(prompts_file).is_file():
         head = Path(prompts_file).read_text(encoding="utf-8", errors="replace")
         if any(f'"{k}"' in head for k in ("image", "images", "video")):
+            from maa.infer.visual import read_visual_prompts
+
             return read_visual_prompts(prompts_file, weight, frames, duration)
     if not images and not video:
-        return None
+        return None  # text only: the visual modules are not even imported
+    from maa.infer.visual import VisualSpec
+
     if prompts_file is not None:
         raise MaaError("--image/--video with --prompts: put the pictures in the file's image or video column")
     if images and video:

@@ -47,7 +47,7 @@ from maa.infer import sampling
 from maa.infer.mel_domain import for_domain
 from maa.infer.options import GenerateOptions, mode_module, split_sequence
 from maa.infer.temporal import join, part_span
-from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
+from maa.models.diffusion import INPAINT_KIND, LDM_KIND, DiffusionConfig, alphas_cumprod
 from maa.models.unet import UNet, UNetConfig
 from maa.models.vae import load_vae
 from maa.parts.text import load_text_encoder, resolve_spec
@@ -80,6 +80,9 @@ def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder
     root = resolve_model_dir(path)
     dev = torch.device(device)
     cfg = read_config(root / "ldm")
+    if cfg.get("kind") == INPAINT_KIND:
+        raise MaaError(f"{root}: the official inpainting model takes no text; use it as "
+                       f"`maa generate --init-audio CLIP --inpaint START-END --model {path}`")
     if cfg.get("kind") != LDM_KIND:
         raise MaaError(f"{root / 'ldm' / 'config.json'}: kind {cfg.get('kind')!r} is not an LDM config")
     with uninitialized():  # loaded strictly below: no random init to draw

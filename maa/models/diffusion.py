@@ -97,4 +97,5 @@ def measure_scale_factor(latents: torch.Tensor) -> float:
 
 
 LDM_KIND = "ldm"  # config.json "kind" of a model folder's ldm/
+INPAINT_KIND = "inpaint-ldm"  # ldm/config.json "kind" of a native inpainting model folder (maa.models.inpaint_unet)
 

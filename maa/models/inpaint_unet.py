@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from maa.core.config import ConfigMixin, Range
+from maa.models.diffusion import INPAINT_KIND  # noqa: F401  (re-exported: the converter and loader import it from here)
 from maa.models.unet import timestep_embedding
 
-INPAINT_KIND = "inpaint-ldm"  # ldm/config.json "kind" of a native inpainting model folder
 
 
 @dataclass

@@ -12,6 +12,7 @@ the phase from alternating projections. Framing matches maa.core.mel: mel frame 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +24,6 @@ from maa.core.checkpoint import load_weights, parse_config, uninitialized
 from maa.core.errors import MaaError, warn
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import LOG_FLOOR, MelConfig, as_mel_batch, mel_basis, mel_to_linear
-from maa.models.bigvgan import (
-    CONFIG_NAMES,
-    WEIGHT_NAMES,
-    BigVGAN,
-    fold_weight_norm,
-    is_bigvgan_dir,
-    read_bigvgan_config,
-)
 from maa.parts.registry import Registry
 from maa.models.vocos import (
     VOCOS_KIND,
@@ -45,6 +38,8 @@ from safetensors.torch import load_file
 
 def load_bigvgan(path: str | Path, device: str | torch.device = "cpu", refine: int | None = None):
     """Build BigVGAN from `path`/args.yml and load `path`/best_netG.pt -> a NeuralVocoder (`refine` mel_refine passes)."""
+    from maa.models.bigvgan import WEIGHT_NAMES, BigVGAN, fold_weight_norm, read_bigvgan_config  # noqa: PLC0415  BigVGAN's module only for BigVGAN folders: a Vocos or Griffin-Lim model never enters it
+
 
     path = Path(path)
     cfg = read_bigvgan_config(path)
@@ -208,13 +203,33 @@ class GriffinLim:
         return wav[0] if squeeze else wav
 
 
+def _config_kind(folder: str | Path) -> str | None:
+    """The "kind" of folder/config.json, or None when there is none (or it is not a JSON object)."""
+    try:
+        meta = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return meta.get("kind") if isinstance(meta, dict) else None
+
+
+def _is_bigvgan_dir(folder: str | Path) -> bool:
+    """Whether `folder` holds official BigVGAN weights and config (maa.models.bigvgan.is_bigvgan_dir)."""
+    if not Path(folder).is_dir():
+        return False
+    from maa.models.bigvgan import is_bigvgan_dir  # noqa: PLC0415  BigVGAN's module only for BigVGAN folders: a Vocos or Griffin-Lim model never enters it
+
+    return is_bigvgan_dir(Path(folder))
+
+
 # The kinds of vocoder: spec prefix -> loader (maa.parts.registry). A folder is claimed by the
-# first kind that recognises it (BigVGAN before vocos: an official BigVGAN folder may hold a config.json).
+# first kind that recognises it: vocos by its config.json's kind (an official BigVGAN folder may hold a
+# config.json of its own), then BigVGAN by its file names.
 VOCODERS = Registry("vocoder")
-VOCODERS.register("bigvgan", load_bigvgan, arg="DIR", claims=lambda t: is_bigvgan_dir(Path(t)),
-                  help="an official BigVGAN folder (best_netG.pt + args.yml / config.json)")
-VOCODERS.register("vocos", load_vocos, arg="DIR", claims=lambda t: (Path(t) / "config.json").exists(),
+VOCODERS.register("vocos", load_vocos, arg="DIR",  # another config.json: load_vocos names its wrong kind
+                  claims=lambda t: _config_kind(t) == VOCOS_KIND or (Path(t, "config.json").exists() and not _is_bigvgan_dir(t)),
                   help="a folder `maa train-vocoder` wrote")
+VOCODERS.register("bigvgan", load_bigvgan, arg="DIR", claims=lambda t: _is_bigvgan_dir(t),
+                  help="an official BigVGAN folder (best_netG.pt + args.yml / config.json)")
 VOCODERS.register("griffin-lim", lambda device="cpu", refine=None: GriffinLim(device=device), arg=None,
                   help="fast Griffin-Lim, no weights")
 
@@ -232,6 +247,8 @@ def unused_vocoder_reason(model_dir: str | Path | None) -> str | None:
         return None
     d = Path(model_dir) / "vocoder"
     held = sorted(p.name for p in d.iterdir() if not p.name.startswith("."))
+    from maa.models.bigvgan import CONFIG_NAMES, WEIGHT_NAMES  # noqa: PLC0415  BigVGAN's module only for BigVGAN folders: a Vocos or Griffin-Lim model never enters it
+
     if any((d / n).exists() for n in CONFIG_NAMES):
         lacks = f"no generator weights ({', '.join(WEIGHT_NAMES)})"
     else:

@@ -91,8 +91,9 @@ def test_a_plain_prompt_walks_no_mode_module(tmp_path, model_dir):
     got = json.loads(proc.stdout)
     files = set(got["per_file"])
     assert {"maa/infer/job.py", "maa/infer/pipeline.py", "maa/infer/sampling.py", "commands/generate.py"} <= files
-    # none of the modes a plain prompt does not use, nor the scorers (K = 1); BigVGAN is entered by
-    # maa/infer/vocoders.py's folder sniffing until the vocoder loaders get their registry (issue 22)
-    assert set(got["mode_files"]) <= {"maa/models/bigvgan.py"}, got["mode_files"]
-    assert not files & {"maa/parts/scorers.py", "maa/parts/laion.py", "maa/models/clap.py"}
-    assert got["files"] <= 27, sorted(files)  # 31 before the one sampling path
+    # none of the modes a plain prompt does not use (BigVGAN included: a Vocos or Griffin-Lim model never
+    # enters it), nor the scorers (K = 1), nor the picture, inpainting-model or pull modules
+    assert got["mode_files"] == [], got["mode_files"]
+    assert not files & {"maa/parts/scorers.py", "maa/parts/laion.py", "maa/models/clap.py", "maa/infer/visual.py",
+                        "maa/data/visual.py", "maa/infer/native_inpaint.py", "maa/convert/pull.py"}
+    assert got["files"] <= 32, sorted(files)  # 31 at d78e540 (with bigvgan, laion, the mode modules)

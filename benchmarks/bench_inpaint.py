@@ -1,11 +1,21 @@
-"""Inpainting with the bundled model: is the rest kept, is the inside new, do the edges click?
+"""Inpainting with the bundled model: is the rest kept, is the inside new, do the edges click,
+and does the scene go on under the new event (--inpaint-mode keep-scene vs replace)?
 
-For a few generated scenes, "a door slams" inpainted into two spans (maa.infer.inpaint). Mean
-|log-mel| differences, 0.1 s away from the span edges:
+Part 1 (--part kept or all): for a few generated scenes, "a door slams" inpainted into two spans
+(maa.infer.inpaint, mode replace). Mean |log-mel| differences, 0.1 s away from the span edges:
   * outside: output vs input, next to the VAE + vocoder round trip vs input (equal: kept);
   * inside: output vs round trip (new), and outside: output vs round trip (0: kept exactly);
   * edges: peak spectral flux at the four edges over that elsewhere (join_flux_ratio; ~1: no
     click), next to the round trip's at the same places.
+
+Part 2 (--part scene or all): 6 scenes x 2 seeds, a 4 s background from its prompt and an event
+inpainted into 1.5-2.5 s, per mode:
+  * bed dB: the level of the span's quietest 50 % of frames (the event's frames excluded) minus
+    that of the quietest 50 % of the frames outside the span (0.1 s from the edges); frames of
+    1024 samples, hop 256. Target: within 3 dB (|bed dB| <= 3);
+  * event: the model folder's maa-clap cosine of the span (1.5-2.5 s) with the event's text;
+  * flux: join_flux_ratio at the two edges (~1: no click);
+  * context: the caption keep-scene sampled the span under ("EVENT while CONTEXT").
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_inpaint.py --steps 10
 """
@@ -14,25 +24,45 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
+from maa.core.audio import SAMPLE_RATE
 from maa.core.mel import mel_spectrogram
-from maa.infer.inpaint import inpaint, join_flux_ratio, spans_mel_error
+from maa.infer.inpaint import folder_scorer, inpaint, join_flux_ratio, pick_context, spans_mel_error
 from maa.infer.pipeline import GenerateOptions, load_model
 
 SCENES = [("heavy rain is falling", 0), ("an engine idles", 1), ("birds are singing", 2)]
 SPANS = [(1.5, 2.5), (4.0, 4.6)]
+# (background prompt, event): phrased unlike keep-scene's CONTEXT_CANDIDATES, so clap must match them
+BEDS = [("heavy rain is falling", "a door slams"), ("strong wind is blowing", "a dog barks"),
+        ("a crowd of people murmuring", "a bell rings"), ("a car engine is idling", "a door slams"),
+        ("birds are chirping", "a dog barks"), ("a stream of water flowing", "a bell rings")]
+SPAN = (1.5, 2.5)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None, help="model folder (default: the bundled model)")
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--prompt", default="a door slams")
-    a = ap.parse_args()
-    torch.set_num_threads(1)
+def frame_db(audio: np.ndarray, n: int = 1024, hop: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame level (dB) and frame centre (s)."""
+    starts = np.arange(0, len(audio) - n + 1, hop)
+    db = np.array([10 * np.log10(np.mean(np.square(audio[s:s + n].astype(np.float64))) + 1e-10) for s in starts])
+    return db, (starts + n / 2) / SAMPLE_RATE
 
-    model = load_model(a.model)
-    opts = GenerateOptions(steps=a.steps, duration=6.0, batch_size=1)
+
+def quiet_half_db(db: np.ndarray) -> float:
+    """The mean power (dB) of the quietest half of the frames."""
+    q = np.sort(db)[: max(1, len(db) // 2)]
+    return float(10 * np.log10(np.mean(10 ** (q / 10))))
+
+
+def bed_db(audio: np.ndarray, span: tuple[float, float], margin: float = 0.1) -> float:
+    """Quietest-half level inside the span minus that outside it (0.1 s from the edges)."""
+    db, t = frame_db(audio)
+    inside = (t > span[0] + margin) & (t < span[1] - margin)
+    outside = (t < span[0] - margin) | (t > span[1] + margin)
+    return quiet_half_db(db[inside]) - quiet_half_db(db[outside])
+
+
+def part_kept(model, a):
+    opts = GenerateOptions(steps=a.steps, duration=6.0, batch_size=1, inpaint_mode="replace")
     edges = [t for s in SPANS for t in s]
     print(f"{'scene':24} {'out|in':>7} {'rt|in':>7} {'new in':>7} {'new out':>8} {'flux@edges':>10} {'rt flux':>8}")
     for scene, seed in SCENES:
@@ -44,6 +74,48 @@ def main():
         new_in, new_out = spans_mel_error(m_out, m_rt, SPANS, 0.1)
         print(f"{scene:24} {out_in:7.3f} {rt_in:7.3f} {new_in:7.3f} {new_out:8.4f} "
               f"{join_flux_ratio(r.audio, edges, away=0.2):10.2f} {join_flux_ratio(r.roundtrip, edges, away=0.2):8.2f}")
+
+
+def part_scene(model, a):
+    opts = GenerateOptions(steps=a.steps, duration=4.0, batch_size=1)
+    scorer = folder_scorer(model)
+    i0, i1 = (int(t * SAMPLE_RATE) for t in SPAN)
+    rows = {m: [] for m in ("replace", "keep-scene")}
+    print(f"{'background':28} {'event':13} {'seed':>4} {'mode':10} {'bed dB':>7} {'event':>6} {'flux':>5}  context")
+    for bed, event in BEDS:
+        for seed in a.seeds:
+            src = model([bed], [seed], opts=opts)[0].audio
+            context = pick_context(scorer, src, [SPAN])
+            rt_bed = bed_db(src, SPAN)
+            base = float(scorer.similarity([src[i0:i1]], [event])[0])  # the bed alone scored as the event
+            for mode, ctx in (("replace", None), ("keep-scene", context)):
+                r = inpaint(model, event, src, [SPAN], opts, seed=seed, context=ctx)
+                score = float(scorer.similarity([r.audio[i0:i1]], [event])[0])
+                row = (bed_db(r.audio, SPAN), score, join_flux_ratio(r.audio, list(SPAN), away=0.2))
+                rows[mode].append(row)
+                print(f"{bed:28} {event:13} {seed:4d} {mode:10} {row[0]:7.1f} {row[1]:6.3f} {row[2]:5.2f}  "
+                      f"{ctx or ''} (input: bed {rt_bed:+.1f}, event {base:.3f})", flush=True)
+    print(f"\n{'mode':10} {'mean bed dB':>11} {'|bed|<=3':>8} {'event score':>11} {'edge flux':>9}   (n={len(BEDS) * len(a.seeds)})")
+    for mode, r in rows.items():
+        x = np.array(r)
+        print(f"{mode:10} {x[:, 0].mean():11.1f} {np.mean(np.abs(x[:, 0]) <= 3):8.0%} {x[:, 1].mean():11.3f} {x[:, 2].mean():9.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--prompt", default="a door slams")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--part", choices=("kept", "scene", "all"), default="all")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+
+    model = load_model(a.model)
+    if a.part in ("kept", "all"):
+        part_kept(model, a)
+    if a.part in ("scene", "all"):
+        part_scene(model, a)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,8 @@ def main(
     force: bool = typer.Option(False, "--force", help="Run even when the estimated memory or time is above the bound."),
     replay: Path = typer.Option(None, "--replay", help="Make the wav FILE again from the record inside it (same settings, same seed)."),
     inpaint: list[str] = typer.Option(None, "--inpaint", help="With --init-audio: regenerate only START-END seconds (repeatable: --inpaint 2-3.5 --inpaint 6-7); the rest is kept."),
+    inpaint_mode: str = typer.Option("keep-scene", "--inpaint-mode", help="With --inpaint: keep-scene (the spans sampled as \"PROMPT while CONTEXT\", so the scene goes on under the event) or replace (the prompt alone: the scene stops in the spans)."),
+    context: str = typer.Option(None, "--context", help="With --inpaint (keep-scene): the scene around the spans, e.g. \"rain falls\" (default: the model's clap/ picks the best of a few scene captions)."),
     timeline: str = typer.Option(None, "--timeline", help="Events in their spans: \"0-3: a dog barks; 2-6: rain falls\" or a JSON file of {start, end, prompt}; overlaps allowed. Replaces the prompt."),
     background: str = typer.Option(None, "--background", help="With --timeline: a prompt that sounds under the events for the whole clip."),
     fast: str = typer.Option("auto", "--fast", help="CUDA fast path: auto (bf16 + torch.compile + CUDA graphs on CUDA; off on the CPU), off, the parts to use (bf16,compile,graphs,channels-last) or to drop (no-graphs, no-compile ...). The first call of each shape compiles (reported apart; cached in ~/.cache/maa/torchinductor)."),
@@ -113,6 +115,8 @@ def main(
         if init_audio is None and replay is None:
             raise MaaError("--inpaint: give the clip to inpaint with --init-audio FILE")
         extra["inpaint"] = [parse_span(s) for s in inpaint]
+    if inpaint_mode != "keep-scene" or context is not None:
+        extra.update(inpaint_mode=inpaint_mode, context=context)
     if inpaint and model_dir is not None and replay is None:  # the official inpainting model only inpaints
         from maa.infer.native_inpaint import inpaint_file, is_inpaint_model
 

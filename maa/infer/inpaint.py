@@ -12,6 +12,12 @@ the output is outside the spans (exactly, beyond half a fade from the edges).
     spans = [parse_span("2.0-3.5"), parse_span("6-7")]
     clip = inpaint(model, "a door slams", audio, spans, opts, seed=0)   # opts: steps, sampler, ...
 
+Modes (`--inpaint-mode`): "keep-scene" (the default) conditions the spans on "PROMPT while
+CONTEXT", CONTEXT being a caption of the kept audio (`--context`, or the best of CONTEXT_CANDIDATES
+by the model folder's maa-clap scorer), so the scene goes on under the new event; "replace" is
+the prompt alone inside the spans (the bed stops there: ~20 dB quieter on the bundled model,
+benchmarks/bench_inpaint.py).
+
 The same held-known sampling continues a clip (maa.infer.longform). `join_flux_ratio` and
 `level_jump_db` measure joins: clicks show as spectral flux at a join well above the flux
 elsewhere, level jumps as a loudness step across it.
@@ -19,7 +25,9 @@ elsewhere, level jumps as a loudness step across it.
 
 from __future__ import annotations
 
+import math
 import re
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,9 +37,16 @@ import torch
 from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
 from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import frames_for_duration
+from maa.core.mel import frames_for_duration, samples_for_frames
 from maa.infer import sampling
+from maa.infer.mel_domain import NORMDB, log10_to_normdb, normdb_to_log10
+from maa.parts.scorers import MaaClapScorer
 
+# Scene captions the context is chosen from when --context is not given: backgrounds the demo
+# corpus and its "A while B" compositions cover, phrased as its template captions are.
+CONTEXT_CANDIDATES = ("rain falls", "wind blows", "a crowd murmurs", "people talk", "an engine idles",
+                      "traffic passes", "birds sing", "a river flows", "water runs", "waves crash",
+                      "a fire crackles", "insects buzz", "a machine hums", "music plays", "a bell rings")
 LATENT_FADE = 0.25  # s: about two latent frames of 128 ms
 AUDIO_FADE = 0.05  # s
 
@@ -91,12 +106,47 @@ class Inpainted:
     spans: list[Span]
 
 
+def outside_audio(audio: np.ndarray, spans: list[Span], margin: float = 0.1) -> np.ndarray:
+    """The samples of `audio` more than `margin` s away from every span (the kept scene)."""
+    t = sample_times(len(audio))
+    keep = np.ones(len(t), bool)
+    for s, e in spans:
+        keep &= (t < s - margin) | (t > e + margin)
+    return audio[keep] if keep.sum() >= MEL.n_fft else audio
+
+
+def pick_context(scorer, audio: np.ndarray, spans: list[Span], candidates=CONTEXT_CANDIDATES) -> str:
+    """The candidate caption `scorer` (maa.parts.scorers.Scorer) rates highest for the audio outside the spans."""
+    sims = scorer.embed_audio([outside_audio(audio, spans)]) @ scorer.embed_text(list(candidates)).T
+    return candidates[int(sims[0].argmax())]
+
+
+def folder_scorer(model):
+    """The model folder's maa-clap scorer (clap/), or None when the folder has none."""
+    root = getattr(model, "root", None)
+    if root is None or not (Path(root) / "clap" / "config.json").exists():
+        return None
+    return MaaClapScorer(Path(root) / "clap", device=str(model.device))
+
+
+def layer_mels(a: torch.Tensor, b: torch.Tensor, domain: str | None) -> torch.Tensor:
+    """Two mels of the model's domain as one: their magnitudes added as powers (uncorrelated sounds)."""
+    la, lb = (normdb_to_log10(m) if domain == NORMDB else m for m in (a, b))
+    ln10 = math.log(10.0)
+    out = 0.5 * torch.logaddexp(2 * ln10 * la, 2 * ln10 * lb) / ln10
+    return log10_to_normdb(out) if domain == NORMDB else out
+
+
 @torch.no_grad()
 def inpaint(model, prompt: str, audio: np.ndarray, spans: list[Span], opts, seed: int = 0,
-            on_step: Callable[[], None] | None = None) -> Inpainted:
+            on_step: Callable[[], None] | None = None, context: str | None = None) -> Inpainted:
     """Regenerate `spans` (seconds) of `audio` (16 kHz mono) from `prompt`; keep the rest.
 
-    opts: anything with steps, sampler, guidance, negative and eta (maa.infer.options.GenerateOptions)."""
+    opts: anything with steps, sampler, guidance, negative and eta (maa.infer.options.GenerateOptions).
+    context: the scene under the event (keep-scene): the spans are sampled twice in one batch, under
+    the prompt alone (the event, as without a context) and under the context (the scene going on,
+    held to the kept audio like the event), and the two mels are added as powers before the
+    vocoder. None: the prompt alone (replace)."""
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 1 or len(audio) < MEL.n_fft:
         raise MaaError("--init-audio: need a mono clip of at least 0.07 s to inpaint")
@@ -106,8 +156,18 @@ def inpaint(model, prompt: str, audio: np.ndarray, spans: list[Span], opts, seed
     shape = z_in.shape[1:]
     keep = 1 - torch.from_numpy(span_weight(latent_times(shape[-1], model.vae.factor), spans, LATENT_FADE))
     noise = sampling.seeded_noise(shape, seed)[None].to(model.device)
-    z = sampling.sample(model, [prompt], noise, opts, sampling.Known(z_in, keep), on_step, seed=seed)
-    (mel_gen, mel_rt), (wav_gen, wav_rt) = sampling.decode(model, torch.cat([z, z_in]), frames)
+    if not context:
+        z = sampling.sample(model, [prompt], noise, opts, sampling.Known(z_in, keep), on_step, seed=seed)
+        (mel_gen, mel_rt), (wav_gen, wav_rt) = sampling.decode(model, torch.cat([z, z_in]), frames)
+    else:  # the event and the scene under it: one batch, the same noise
+        zz = sampling.sample(model, [prompt, context], torch.cat([noise, noise]), opts, sampling.Known(z_in, keep),
+                             on_step, seed=seed)
+        mels = model.vae.decode_latent(torch.cat([zz, z_in]) / model.dcfg.scale_factor, frames=frames).float()
+        mix = layer_mels(mels[0:1], mels[1:2], model.config.get("mel_domain"))
+        wavs = model.vocoder(torch.cat([mix, mels[2:]])).float().cpu().numpy()
+        mel_gen, mel_rt = torch.cat([mix, mels[2:]]).cpu().numpy()
+        wav_gen, wav_rt = (fit_length(w, samples_for_frames(frames)) for w in wavs)
+        z = zz[:1]
     w = span_weight(sample_times(len(wav_gen)), spans, AUDIO_FADE)
     out = w * wav_gen + (1 - w) * wav_rt
     wf = span_weight(latent_times(frames, 1), spans, AUDIO_FADE)  # per mel frame
@@ -121,8 +181,19 @@ def generate_one(model, prompt: str, seed: int, opts, parts: list[str] | None = 
                  on_step: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, torch.Tensor, dict]:
     """One output of the "inpaint" mode (maa.infer.options): audio, mel, latent, and what the record
     adds (the spans)."""
-    r = inpaint(model, prompt, opts.init_audio, [tuple(s) for s in opts.inpaint], opts, seed, on_step)
-    return r.audio, r.mel, r.latent, {"inpaint": [list(s) for s in r.spans]}
+    mode = getattr(opts, "inpaint_mode", "keep-scene")  # checked by GenerateOptions.check
+    spans = [tuple(s) for s in opts.inpaint]
+    context = None
+    if mode == "keep-scene":
+        context = getattr(opts, "context", None)
+        scorer = None if context else folder_scorer(model)
+        if scorer is not None:
+            context = pick_context(scorer, np.asarray(opts.init_audio, np.float32), spans)
+    r = inpaint(model, prompt, opts.init_audio, spans, opts, seed, on_step, context=context)
+    extra = {"inpaint": [list(s) for s in r.spans]}
+    if mode == "keep-scene":  # the caption the spans were sampled under (replay passes it back as --context)
+        extra["inpaint_context"] = context or ""
+    return r.audio, r.mel, r.latent, extra
 
 
 # ----------------------------------------------------------------------------- join measures

@@ -29,6 +29,9 @@ from maa.models.samplers import SAMPLERS
 # plms/ddim: not measured, kept at 25.
 DEFAULT_STEPS = {"dpm++": 12, "plms": 25, "ddim": 25}
 MODES = ("plain", "inpaint", "timeline", "long")
+# --inpaint-mode (maa.infer.inpaint): keep-scene samples the spans under "PROMPT while CONTEXT"
+# (the kept audio's caption), replace under the prompt alone (the behaviour before keep-scene).
+INPAINT_MODES = ("keep-scene", "replace")
 
 
 @dataclass
@@ -46,6 +49,8 @@ class GenerateOptions:
     compose: bool = True  # "A, then B": A over the first half, B over the second (maa.infer.temporal)
     fast: str = "auto"  # CUDA fast path (maa.infer.accel.FastPath.parse): auto (on for CUDA, off on the CPU), off, ...
     inpaint: list | None = None  # [(start, end)] s of init_audio to regenerate; the rest is kept
+    inpaint_mode: str = "keep-scene"  # INPAINT_MODES
+    context: str | None = None  # keep-scene: the scene's caption (None: the model's clap/ picks one)
     timeline: list | None = None  # [{"start", "end", "prompt"}]: each event in its span
     background: str | None = None  # with a timeline: the prompt under the events
 
@@ -84,6 +89,12 @@ class GenerateOptions:
             events_of(self)
             if self.init_audio is not None:
                 raise MaaError("--timeline with --init-audio: not supported; inpaint the events' spans with --inpaint instead")
+        if self.inpaint_mode not in INPAINT_MODES:
+            raise MaaError(f"--inpaint-mode {self.inpaint_mode!r}: choose one of {', '.join(INPAINT_MODES)}")
+        if (self.context is not None or self.inpaint_mode != "keep-scene") and not self.inpaint:
+            raise MaaError("--inpaint-mode/--context: only with --inpaint START-END (the spans to regenerate)")
+        if self.context is not None and self.inpaint_mode != "keep-scene":
+            raise MaaError("--context: only with --inpaint-mode keep-scene (replace samples the prompt alone)")
         if self.inpaint and self.init_audio is None:
             raise MaaError("--inpaint: give the clip to inpaint with --init-audio FILE")
         self.checked = True  # not a field: Pipeline.request does not check these options again
@@ -117,8 +128,10 @@ class GenerateOptions:
         for f in fields(self):
             if f.name in ("batch_size", "init_audio") or (f.name == "strength" and self.init_audio is None):
                 continue
-            if f.name in ("inpaint", "timeline", "background") and not getattr(self, f.name):
+            if f.name in ("inpaint", "timeline", "background", "context") and not getattr(self, f.name):
                 continue  # recorded only when used
+            if f.name == "inpaint_mode" and not self.inpaint:
+                continue
             v = getattr(self, f.name)
             out[f.name] = list(v) if isinstance(v, tuple) else v
         if self.inpaint:  # which inpainting ran (the official inpainting model records native-inpaint)
@@ -129,7 +142,12 @@ class GenerateOptions:
     def from_record(cls, record: dict) -> GenerateOptions:
         """The options a record was made with (its init audio by path, when it has one)."""
         names = {f.name for f in fields(cls)} - {"batch_size", "init_audio"}
-        return cls(**{k: v for k, v in record.items() if k in names}, init_audio=record.get("init_audio"))
+        kw = {k: v for k, v in record.items() if k in names}
+        if kw.get("inpaint"):
+            kw.setdefault("inpaint_mode", "replace")  # records from before keep-scene sampled the prompt alone
+            if kw["inpaint_mode"] == "keep-scene" and not kw.get("context") and record.get("inpaint_context"):
+                kw["context"] = record["inpaint_context"]  # the caption clap/ picked then, whatever it picks now
+        return cls(**kw, init_audio=record.get("init_audio"))
 
 
 def mode_module(mode: str):

@@ -269,3 +269,31 @@ def test_audio_to_audio_replays_although_the_duration_was_rounded(tmp_path, mode
     sf.write(str(tmp_path / "init.wav"), real_ish(3.0, seed=2), 16000)  # another clip under the same name
     r = _run("generate", "--replay", tmp_path / "a2a.wav", "-o", tmp_path / "again2.wav", "-q")
     assert r.exit_code == 1 and "not the init audio this output was made from" in r.output
+
+
+def test_inpaint_mode_is_recorded_and_replayed_bit_exactly(tmp_path, model_dir):
+    x = np.tile(np.sin(np.arange(1600) / 5.0).astype(np.float32) * 0.3, 10)  # 1 s
+    sf.write(tmp_path / "in.wav", x, 16000, subtype="PCM_16")
+    common = ["--init-audio", tmp_path / "in.wav", "--inpaint", "0.3-0.7", "--model", model_dir, "--steps", 2, "--seed", 3, "-q"]
+    for name, mode in (("keep", ["--context", "rain falls"]), ("old", ["--inpaint-mode", "replace"])):
+        r = _run("generate", "a door slams", *common, *mode, "-o", tmp_path / f"{name}.wav")
+        assert r.exit_code == 0, r.output
+        r = _run("generate", "--replay", tmp_path / f"{name}.wav", "-o", tmp_path / f"{name}_again.wav", "-q")
+        assert r.exit_code == 0, r.output
+        a, b = (sf.read(tmp_path / f"{name}{s}.wav", dtype="int16")[0] for s in ("", "_again"))
+        assert np.array_equal(a, b)
+    keep, old = read_record(tmp_path / "keep.wav"), read_record(tmp_path / "old.wav")
+    assert (keep["inpaint_mode"], keep["context"], keep["inpaint_context"]) == ("keep-scene", "rain falls", "rain falls")
+    assert old["inpaint_mode"] == "replace" and "context" not in old and old["inpaint_method"] == "text-conditioned"
+    assert not np.array_equal(*(sf.read(tmp_path / f"{n}.wav", dtype="int16")[0] for n in ("keep", "old")))
+
+
+def test_a_record_from_before_keep_scene_replays_as_replace():
+    from maa.infer.options import GenerateOptions
+
+    old = {"prompt": "a door", "steps": 2, "inpaint": [[0.3, 0.7]], "inpaint_method": "text-conditioned"}
+    assert GenerateOptions.from_record(old).inpaint_mode == "replace"
+    new = dict(old, inpaint_mode="keep-scene", inpaint_context="wind blows")
+    o = GenerateOptions.from_record(new)
+    assert (o.inpaint_mode, o.context) == ("keep-scene", "wind blows")  # the caption picked then, not re-picked
+    assert GenerateOptions.from_record({"prompt": "rain", "steps": 2}).inpaint_mode == "keep-scene"  # no inpaint: unused

@@ -6,15 +6,22 @@ import torch
 
 from maa.core.errors import MaaError
 from maa.core.mel import mel_spectrogram
+from maa.core.audio import fit_length
+from maa.infer import sampling
 from maa.infer.inpaint import (
     AUDIO_FADE,
+    LATENT_FADE,
     inpaint,
     join_flux_ratio,
+    latent_times,
+    layer_mels,
     level_jump_db,
     parse_span,
+    sample_times,
     span_weight,
     spans_mel_error,
 )
+from maa.infer.mel_domain import NORMDB, log10_to_normdb
 from maa.infer.pipeline import GenerateOptions, load_model
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
 from maa.models.samplers import SAMPLERS, SPACING, hold_known, regional, timesteps
@@ -140,3 +147,50 @@ def test_inpaint_errors_name_the_fix(model):
         inpaint(model, "x", np.zeros(16000, np.float32), [(2.0, 3.0)], GenerateOptions(steps=1))
     with pytest.raises(MaaError, match="at least one span"):
         inpaint(model, "x", np.zeros(16000, np.float32), [], GenerateOptions(steps=1))
+
+
+def test_replace_is_the_prompt_alone_held_to_the_input_as_before(model):
+    """--inpaint-mode replace (and keep-scene without a context) is the recipe from before keep-scene,
+    rebuilt here from the sampler's primitives: bit-equal for one seed."""
+    audio, spans = real_ish(2.0, seed=3), [(0.8, 1.4)]
+    opts = GenerateOptions(steps=3, guidance=2.0)
+    out = inpaint(model, "a door slams", audio, spans, opts, seed=5)
+    frames = out.mel.shape[-1]
+    z_in = sampling.encode(model, [audio], frames)
+    keep = 1 - torch.from_numpy(span_weight(latent_times(z_in.shape[-1], model.vae.factor), spans, LATENT_FADE))
+    noise = sampling.seeded_noise(z_in.shape[1:], 5)[None]
+    z = sampling.sample(model, ["a door slams"], noise, opts, sampling.Known(z_in, keep), seed=5)
+    _, (wav, rt) = sampling.decode(model, torch.cat([z, z_in]), frames)
+    w = span_weight(sample_times(len(wav)), spans, AUDIO_FADE)
+    assert np.array_equal(out.audio, fit_length(w * wav + (1 - w) * rt, len(audio)).astype(np.float32))
+    # the tiny model has no clap/ to caption the scene: keep-scene without --context is replace
+    o = GenerateOptions(steps=3, guidance=2.0, inpaint=spans, init_audio=audio)
+    assert o.inpaint_mode == "keep-scene"
+    from maa.infer.inpaint import generate_one
+    got, _, _, extra = generate_one(model, "a door slams", 5, o)
+    assert np.array_equal(got, out.audio) and extra["inpaint_context"] == ""
+
+
+def test_keep_scene_layers_the_scene_under_the_event_inside_the_spans_only(model):
+    audio, spans = real_ish(2.0, seed=3), [(0.8, 1.4)]
+    opts = GenerateOptions(steps=3, guidance=2.0)
+    alone = inpaint(model, "a door slams", audio, spans, opts, seed=5)
+    kept = inpaint(model, "a door slams", audio, spans, opts, seed=5, context="rain falls")
+    t = latent_times(alone.mel.shape[-1], 1)
+    inside, outside = (t > 0.9) & (t < 1.3), (t < 0.6) | (t > 1.6)
+    # a power sum is at least each part: the event's mel (sampled as in replace, one batch row of two) is under it
+    assert (kept.mel[:, inside] >= alone.mel[:, inside] - 1e-3).all()
+    assert (kept.mel[:, inside] - alone.mel[:, inside]).mean() > 0.05  # and the scene adds to it
+    np.testing.assert_array_equal(kept.mel[:, outside], alone.mel[:, outside])  # the input's round trip both
+    assert np.array_equal(kept.audio, inpaint(model, "a door slams", audio, spans, opts, seed=5, context="rain falls").audio)
+
+
+def test_layer_mels_adds_magnitudes_as_powers_in_either_domain():
+    a, b = torch.tensor([[0.3, 1e-5, 2.0]]), torch.tensor([[0.4, 1e-5, 0.0]])
+    want = torch.log10(torch.sqrt(torch.clamp(a, min=1e-5) ** 2 + torch.clamp(b, min=1e-5) ** 2))
+    a10, b10 = torch.log10(a.clamp(min=1e-5)), torch.log10(b.clamp(min=1e-5))
+    torch.testing.assert_close(layer_mels(a10, b10, None), want)
+    torch.testing.assert_close(layer_mels(a10, b10, None)[0, 0], torch.log10(torch.tensor(0.5)))  # 3-4-5
+    # normalised dB floors at a magnitude of 1e-4: compare above it
+    nd = layer_mels(log10_to_normdb(a10), log10_to_normdb(b10), NORMDB)
+    torch.testing.assert_close(nd[:, [0, 2]], log10_to_normdb(want)[:, [0, 2]])

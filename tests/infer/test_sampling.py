@@ -97,3 +97,16 @@ def test_a_plain_prompt_walks_no_mode_module(tmp_path, model_dir):
     assert not files & {"maa/parts/scorers.py", "maa/parts/laion.py", "maa/models/clap.py", "maa/infer/visual.py",
                         "maa/data/visual.py", "maa/infer/native_inpaint.py", "maa/convert/pull.py"}
     assert got["files"] <= 32, sorted(files)  # 31 at d78e540 (with bigvgan, laion, the mode modules)
+
+
+def test_keep_scene_samples_the_event_and_the_scene_through_the_one_sample(model, calls):
+    x = real_ish(1.5, seed=2)
+    (out,) = model(["a door"], [0], steps=1, init_audio=x, inpaint=[(0.5, 1.0)], context="rain falls")
+    ((conds, known, shape),) = calls  # one call: the event and the scene as one batch of two, one noise
+    assert conds == ["a door", "rain falls"] and shape[0] == 2 and known.keep.min() == 0 and known.keep.max() == 1
+    assert out.record["inpaint_mode"] == "keep-scene" and out.record["inpaint_context"] == "rain falls"
+    assert out.record["inpaint_method"] == "text-conditioned"
+    calls.clear()
+    (old,) = model(["a door"], [0], steps=1, init_audio=x, inpaint=[(0.5, 1.0)], inpaint_mode="replace")
+    assert [c for c, _, _ in calls] == [["a door"]] and old.record["inpaint_mode"] == "replace"
+    assert "inpaint_context" not in old.record and "context" not in old.record

@@ -30,7 +30,9 @@ Examples:
 
   maa generate "a door slams, then a bell rings" -o seq.wav -d 4                # first half, second half
 
-  maa generate "a door slams" --init-audio scene.wav --inpaint 2.0-3.5 -o fixed.wav   # only that span is new
+  maa generate "a door slams" --init-audio scene.wav --inpaint 2.0-3.5 -o fixed.wav   # only that span is new, the scene goes on
+
+  maa generate "a door slams" --init-audio rain.wav --inpaint 2-3 --context "rain falls" --inpaint-mode keep-scene -o d.wav
 
   maa generate --init-audio scene.wav --inpaint 2.0-3.5 --model make-an-audio-inpaint -o filled.wav  # from the context, no text
 
@@ -92,7 +94,7 @@ def main(
     force: bool = typer.Option(False, "--force", help="Run even when the estimated memory or time is above the bound."),
     replay: Path = typer.Option(None, "--replay", help="Make the wav FILE again from the record inside it (same settings, same seed)."),
     inpaint: list[str] = typer.Option(None, "--inpaint", help="With --init-audio: regenerate only START-END seconds (repeatable: --inpaint 2-3.5 --inpaint 6-7); the rest is kept."),
-    inpaint_mode: str = typer.Option("keep-scene", "--inpaint-mode", help="With --inpaint: keep-scene (the spans sampled as \"PROMPT while CONTEXT\", so the scene goes on under the event) or replace (the prompt alone: the scene stops in the spans)."),
+    inpaint_mode: str = typer.Option("keep-scene", "--inpaint-mode", help="With --inpaint: keep-scene (the event layered over the scene, which goes on under it in the spans) or replace (the prompt alone: the scene stops in the spans)."),
     context: str = typer.Option(None, "--context", help="With --inpaint (keep-scene): the scene around the spans, e.g. \"rain falls\" (default: the model's clap/ picks the best of a few scene captions)."),
     timeline: str = typer.Option(None, "--timeline", help="Events in their spans: \"0-3: a dog barks; 2-6: rain falls\" or a JSON file of {start, end, prompt}; overlaps allowed. Replaces the prompt."),
     background: str = typer.Option(None, "--background", help="With --timeline: a prompt that sounds under the events for the whole clip."),

@@ -29,8 +29,8 @@ from maa.models.samplers import SAMPLERS
 # plms/ddim: not measured, kept at 25.
 DEFAULT_STEPS = {"dpm++": 12, "plms": 25, "ddim": 25}
 MODES = ("plain", "inpaint", "timeline", "long")
-# --inpaint-mode (maa.infer.inpaint): keep-scene samples the spans under "PROMPT while CONTEXT"
-# (the kept audio's caption), replace under the prompt alone (the behaviour before keep-scene).
+# --inpaint-mode (maa.infer.inpaint): keep-scene layers the event over the scene continued under
+# its caption (CONTEXT), replace samples the prompt alone (the behaviour before keep-scene).
 INPAINT_MODES = ("keep-scene", "replace")
 
 

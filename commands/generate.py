@@ -50,6 +50,7 @@ makes it again, bit-exactly on the same kind of device.
 
 @friendly
 def main(
+    ctx: typer.Context,
     prompt: str = typer.Argument(None, help="What to generate, in words. - reads prompts from stdin (like --prompts -)."),
     out: str = typer.Option(None, "-o", "--out", help="Output wav for a single prompt (- for stdout). Default: 0000_<prompt>.wav in the current folder."),
     prompts_file: str = typer.Option(None, "--prompts", help="File of prompts (lines, name|prompt, or JSONL); - for stdin."),
@@ -104,6 +105,11 @@ def main(
         extra["timeline"] = [e.to_dict() for e in events]
     if background is not None:
         extra["background"] = background
+    from maa.infer.limits import duration_notes
+
+    explicit = ctx.get_parameter_source("duration").name != "DEFAULT"
+    for note in duration_notes(duration, explicit, init_audio if inpaint else None, max((e["end"] for e in extra.get("timeline", [])), default=None)):
+        warn(note)
     generate_files(prompt=prompt, prompts_file=prompts_file, out=out, out_dir=out_dir, model_dir=model_dir,
                    device=device, seed=seed, candidates=candidates, scorer=scorer, init_audio=init_audio, png=png,
                    manifest=manifest, overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads,

@@ -41,6 +41,7 @@ from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames, seconds_for_frames
+from maa.infer.limits import check_settings
 from maa.infer.temporal import join, part_span, split_sequence
 from maa.infer.timeline import check_options, generate_one, output_seconds, steps_of, uses_windows
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
@@ -139,6 +140,7 @@ class GenerateOptions:
             self.steps = DEFAULT_STEPS.get(self.sampler, 25)
 
     def check(self) -> None:
+        check_settings({k: v for k, v in vars(self).items() if k != "init_audio"})  # maa.infer.limits
         if self.sampler not in SAMPLERS:
             raise MaaError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if self.steps < 1:

@@ -30,6 +30,14 @@ from maa.core.audio import SAMPLE_RATE
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path, write_text_atomic
 from maa.core.manifest import clip_id, safe_stem
+from maa.infer.limits import (
+    MAX_RECORD_BYTES,
+    check_not_input,
+    check_replaceable,
+    check_replay_alone,
+    check_same_record,
+    record_from_text,
+)
 
 # Fields of a record that describe an outcome or a place, not a setting: a rerun compares the rest.
 OUTCOME = {"seed", "score", "candidate_scores", "parts", "batch", "model", "device", "threads", "maa", "id", "path",
@@ -64,36 +72,49 @@ def save_wav_with_record(path: str | os.PathLike, audio: np.ndarray, record: dic
     return Path(path)
 
 
-def read_record(path: str | os.PathLike) -> dict | None:
-    """The generation record inside a wav, or None when it has none."""
+def read_record(path: str | os.PathLike, strict: bool = False) -> dict | None:
+    """The generation record inside a wav, or None when it has none. `strict` (replay, `maa info`):
+    the record is checked field by field (maa.infer.limits.check_record) and a missing or broken one
+    raises one line saying what is wrong."""
     try:
         with open(path, "rb") as f:
             head = f.read(12)
             if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                if strict:
+                    raise MaaError(f"{path}: not a wav file, so it holds no generation record")
                 return None
             while len(hdr := f.read(8)) == 8:
                 cid, size = hdr[:4], struct.unpack("<I", hdr[4:])[0]
                 if cid != b"LIST":
                     f.seek(size + size % 2, 1)
                     continue
-                body = f.read(size)
+                body = f.read(min(size, MAX_RECORD_BYTES + 64))  # never a 4 GB chunk into memory
                 if body[:4] == b"INFO":
-                    rec = _icmt(body[4:])
+                    rec = _icmt(body[4:], path if strict else None)
                     if rec is not None:
                         return rec
+                f.seek(size + size % 2 - len(body), 1)
     except OSError as e:
         raise MaaError(f"{path}: cannot read ({e.strerror})") from None
+    if strict:
+        raise MaaError(f"{path}: holds no generation record (not written by maa generate, or its metadata was stripped)")
     return None
 
 
-def _icmt(body: bytes) -> dict | None:
+def _icmt(body: bytes, strict_src=None) -> dict | None:
     i = 0
     while i + 8 <= len(body):
         cid, size = body[i:i + 4], struct.unpack("<I", body[i + 4:i + 8])[0]
         if cid == b"ICMT":
+            raw = body[i + 8:i + 8 + size] if size <= MAX_RECORD_BYTES else None
+            if strict_src is not None:
+                if raw is None:
+                    raise MaaError(f"{strict_src}: its comment chunk is {size} bytes, more than the {MAX_RECORD_BYTES} "
+                                   "a generation record may take; not a record maa wrote")
+                return record_from_text(raw, strict_src)
             try:
-                rec = json.loads(body[i + 8:i + 8 + size].rstrip(b"\0").decode())
-            except ValueError:
+                rec = json.loads(raw.rstrip(b"\0").decode()) if raw is not None else None
+            except (ValueError, RecursionError):
                 return None  # a comment, but not ours
             return rec if isinstance(rec, dict) and "maa" in rec and "prompt" in rec else None
         i += 8 + size + size % 2
@@ -205,9 +226,8 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
     log = log or Log()
     record = None
     if replay is not None:
-        record = read_record(replay)
-        if record is None:
-            raise MaaError(f"{replay}: holds no generation record (not written by maa generate, or its metadata was stripped)")
+        check_replay_alone(replay, prompt, prompts_file)
+        record = read_record(replay, strict=True)  # checked field by field, before anything is allocated
         items = [("", record["prompt"], record["seed"])]
         model_dir = model_dir or record["model"]
         gl_iters = record.get("gl_iters", gl_iters)
@@ -216,10 +236,19 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
     else:
         items = _read_items(prompt, prompts_file)
     paths = _check_outputs(items, out, out_dir, manifest)
+    inputs = {"--init-audio": init_audio, "--replay": replay, "--prompts": prompts_file}
+    for p, what in [(p, "-o" if out else "output") for p in paths] + [(manifest, "--manifest")]:
+        check_not_input(p if p not in (None, "-") else None, inputs, what)
+        check_replaceable(p if what != "--manifest" else None, lambda q: read_record(q) is not None, overwrite, what)
     if init_audio is not None:
         from maa.core.audio import audio_info
 
-        audio_info(init_audio)
+        info = audio_info(init_audio)
+        if settings.get("inpaint"):  # spans and the estimate at the input's length, before the model loads
+            from maa.infer.inpaint import check_spans
+
+            check_spans(settings["inpaint"], info.frames / info.samplerate)
+            settings["duration"] = info.frames / info.samplerate
     elif settings.get("strength", 0.5) != 0.5:
         log.warn("--strength has no effect without --init-audio")
     if settings.get("guidance", 3.0) < 1:
@@ -231,7 +260,7 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
 
     from maa.core.threads import apply_threads
 
-    apply_threads(threads)
+    apply_threads(threads, "--threads" if not record or threads != record.get("threads") else f"{replay}: the record's threads")
     pipe = load_pipeline(root, dev, text_encoder=record.get("text_encoder") if record else None, gl_iters=gl_iters)
     if record is not None:
         _warn_replay(record, pipe.identity(), replay, log)
@@ -249,7 +278,7 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
         if pipe.text.is_truncated(text):
             log.warn(f"prompt {i + 1} is longer than {pipe.text.max_length} tokens; the rest is ignored: {text[:60]}...")
 
-    rows = _skip_made(paths, req.records, png, overwrite)
+    rows = _skip_made(paths, req.records, png, overwrite, "-o" if out else "output")
     todo = set(range(len(paths))) - set(rows)
     if rows:
         log.info(f"generate: {len(rows)} output(s) already made with these settings, skipped (--overwrite to redo)")
@@ -312,13 +341,16 @@ def _check_outputs(items: list, out: str | None, out_dir: Path | None, manifest:
     return paths
 
 
-def _skip_made(paths: list[Path | None], records: list[dict], png: bool, overwrite: bool) -> dict[int, dict]:
-    """The manifest rows of outputs a rerun keeps: their wav holds a record of the same settings."""
+def _skip_made(paths: list[Path | None], records: list[dict], png: bool, overwrite: bool,
+               what: str = "-o") -> dict[int, dict]:
+    """The manifest rows of outputs a rerun keeps: their wav holds a record of the same settings. A wav
+    that holds another generation's record is refused unless `overwrite` (maa.infer.limits)."""
     rows = {}
     for i, p in enumerate(paths):
-        if p is not None and not overwrite and p.exists() and (not png or p.with_suffix(".png").exists()):
+        if p is not None and not overwrite and p.exists():
             old = read_record(p)
-            if same_settings(old, records[i]):
+            check_same_record(p, not same_settings(old, records[i]), overwrite, what)
+            if not png or p.with_suffix(".png").exists():
                 rows[i] = _row(p, old, png)
     return rows
 

@@ -42,6 +42,7 @@ from maa.infer.inpaint import (
     span_weight,
     text_denoiser,
 )
+from maa.infer.limits import check_timeline
 from maa.infer.longform import WINDOW, generate_long, windows_for
 from maa.models.samplers import regional
 
@@ -96,7 +97,7 @@ def parse_timeline(spec: str) -> list[Event]:
             span, sep, prompt = item.partition(":")
             if not sep or not prompt.strip():
                 raise MaaError(f"--timeline {item!r}: want START-END: PROMPT, e.g. \"0-3: a dog barks; 2-6: rain falls\"")
-            s, e = parse_span(span)
+            s, e = parse_span(span, "--timeline")
             events.append(Event(s, e, prompt.strip()))
     return check_events(events)
 
@@ -104,6 +105,7 @@ def parse_timeline(spec: str) -> list[Event]:
 def check_events(events: list[Event]) -> list[Event]:
     if not events:
         raise MaaError("--timeline: no events; give e.g. \"0-3: a dog barks; 2-6: rain falls\"")
+    check_timeline(events)  # maa.infer.limits: finite, bounded spans, at most MAX_EVENTS
     for ev in events:
         if not 0 <= ev.start < ev.end:
             raise MaaError(f"--timeline {ev.start:g}-{ev.end:g}: want 0 <= START < END seconds")

@@ -217,6 +217,38 @@ def hf_models(ws):
     return ws
 
 
+@pytest.fixture(scope="module")
+def convert_inputs(ws):
+    """The tiny official checkpoint damaged: a NaN weight, a tensor of the wrong shape; a BERT config with 0 heads."""
+    import torch
+    from maa.core.safe_pickle import load_pickle_checkpoint
+
+    sd = load_pickle_checkpoint(GOLDEN / "tiny_maa1_full.ckpt")["state_dict"]
+    key = "model.diffusion_model.out.2.weight"
+    nan = sd[key].clone()
+    nan.view(-1)[0] = float("nan")
+    torch.save({"state_dict": {**sd, key: nan}}, ws / "nan.ckpt")
+    torch.save({"state_dict": {**sd, key: torch.zeros(3, 3)}}, ws / "shape.ckpt")
+    _edit_config_to(GOLDEN / "tiny_bert_config.json", ws / "bert0.json", lambda c: c.update(num_attention_heads=0))
+    return ws
+
+
+def _edit_config_to(src: Path, dst: Path, fn) -> None:
+    cfg = json.loads(src.read_text())
+    fn(cfg)
+    dst.write_text(json.dumps(cfg))
+
+
+GOLDEN = Path(__file__).resolve().parent / "fixtures" / "official-golden"
+
+
+def _convert(name: str, ckpt: str, names: str, *extra: str, bert: str | None = None, out: str | None = None,
+             **kw) -> Case:
+    out = out or f"o_{name}"
+    return Case(name, ["convert", "make-an-audio", ckpt, "--config", str(GOLDEN / "tiny_maa1.yaml"), "--bert-config",
+                       bert or str(GOLDEN / "tiny_bert_config.json"), "-o", out, "-q", *extra], names, out=out, **kw)
+
+
 GEN = ["--steps", "1", "-d", "1", "-q"]
 
 
@@ -337,6 +369,11 @@ def issue23_cases() -> list[Case]:
         # 5. messages that name the right flag
         *[_tl(f"timeline_span_{i}", f"{span}: a dog barks") for i, span in
           enumerate(("5-2", "-1-3", "2-2", "nan-3", "0-1e9"))],
+        _convert("convert_bert_heads_0", str(GOLDEN / "tiny_maa1_full.ckpt"), "bert0.json", bert="bert0.json"),
+        _convert("convert_nan_tensor", "nan.ckpt", "nan.ckpt"),
+        _convert("convert_wrong_shape", "shape.ckpt", "shape.ckpt"),
+        _convert("convert_out_unwritable", str(GOLDEN / "tiny_maa1_full.ckpt"), f"-o {RO / 'cv'}", out=str(RO / "cv"),
+                 needs_ro=True),
         # 7. nothing clipped or ignored silently
         Case("inpaint_beyond_input", ["generate", "a dog", "--model", "model", "--init-audio", "good.wav",
                                       "--inpaint", "0.5-3", "-o", "o_ib.wav", *GEN], "--inpaint", out="o_ib.wav"),
@@ -374,6 +411,8 @@ def test_bad_input(case: Case, ws: Path, monkeypatch, one_thread, request):
         pytest.skip("no folder here that even root cannot write")
     if case.name.startswith("hf_"):
         request.getfixturevalue("hf_models")
+    if case.name.startswith("convert_"):
+        request.getfixturevalue("convert_inputs")
     monkeypatch.chdir(ws)
     before = _snapshot(ws, case.out)
     outside = _snapshot(ws.parent, ws.name)

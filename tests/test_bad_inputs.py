@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -454,3 +455,73 @@ def test_same_stem_in_one_folder_keeps_all(ws: Path, monkeypatch):
     rows = [json.loads(line) for line in (ws / "o_stems" / "manifest.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and len({r["id"] for r in rows}) == 3
     assert sorted(Path(r["audio"]).name for r in rows) == ["clip.flac", "clip.ogg", "clip.wav"]
+
+
+# -- issue 23, item 6: the importers of the paper-scale chain (`python -m recipes.datasets import ...`)
+
+HEADER = "file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n"
+
+
+@pytest.fixture(scope="module")
+def sets(ws):
+    """One data root per case under ws/sets_<case>/, each with a Clotho or WavCaps folder."""
+    def clotho(name: str, rows: str, clips=("a.wav",)):
+        d = ws / f"sets_{name}" / "clotho"
+        (d / "development").mkdir(parents=True)
+        for c in clips:
+            shutil.copy(ws / "good.wav", d / "development" / c)
+        (d / "clotho_captions_development.csv").write_text(HEADER + rows)
+
+    clotho("empty_caption", "a.wav,a bell rings,,,,\nb.wav,,,,,\n", clips=("a.wav", "b.wav"))
+    clotho("absolute", f"{ws / 'good.wav'},a bell rings,x,x,x,x\n")
+    clotho("dotdot", "../../good.wav,a bell rings,x,x,x,x\n")
+    clotho("ragged", "a.wav,a bell rings\nb.wav,x,x,x,x,x,x,x\n")
+    clotho("ragged_one", "a.wav,a bell rings,x,x,x,x\nb.wav,x\n")
+    for name, data in (("wc_types", {"data": [1, "x", {"id": 5, "caption": 3}]}), ("wc_data", {"data": "nope"})):
+        d = ws / f"sets_{name}" / "wavcaps"
+        (d / "json_files" / "FreeSound").mkdir(parents=True)
+        (d / "audio" / "FreeSound").mkdir(parents=True)
+        (d / "json_files" / "FreeSound" / "fsd.json").write_text(json.dumps(data))
+    return ws
+
+
+def import_cases() -> list[Case]:
+    def imp(name: str, what: str, names: str, *extra: str, out: str | None = None, **kw) -> Case:
+        out = out or f"o_imp_{name}"
+        return Case(f"import_{name}", ["import", what, "--root", f"sets_{name.split('-')[0]}", "-o", out,
+                                       "--no-hash", *extra], names, out=out, **kw)
+
+    csv = "clotho_captions_development.csv"
+    return [
+        imp("empty_caption", "clotho", csv, code=0, kind="warning"),
+        imp("absolute", "clotho", csv),
+        imp("dotdot", "clotho", csv),
+        imp("ragged", "clotho", "sets_ragged"),  # nothing left: one error; the warning names the lines
+        imp("ragged_one", "clotho", csv, code=0, kind="warning"),
+        imp("wc_types", "wavcaps", "sets_wc_types"),
+        imp("wc_data", "wavcaps", "fsd.json"),
+        imp("empty_caption-out_is_file", "clotho", "good.wav", out="good.wav"),
+    ]
+
+
+@pytest.mark.parametrize("case", import_cases(), ids=lambda c: c.name)
+def test_bad_import(case: Case, sets: Path, monkeypatch, capsys):
+    from recipes.datasets import main
+
+    monkeypatch.chdir(sets)
+    before, outside = _snapshot(sets, case.out), _snapshot(sets.parent, sets.name)
+    try:
+        main(case.argv)
+        code = 0
+    except SystemExit as e:  # main exits with the one error line as its message (Python prints it)
+        code, message = 1, str(e.code)
+        print(message, file=sys.stderr)
+    text = capsys.readouterr().err
+    assert code == case.code, text
+    if case.kind == "error":
+        errors = [line for line in text.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and case.names in errors[0], text
+    else:
+        assert any(case.names in w for w in text.splitlines() if w.startswith("warning:")), text
+    assert _snapshot(sets, case.out) == before and _snapshot(sets.parent, sets.name) == outside
+    assert not (sets.parent / "good.wav").exists()  # nothing pulled from outside the data root

@@ -56,10 +56,12 @@ class Imported:
     name: str
     rows: list[dict] = field(default_factory=list)
     missing: list[dict] = field(default_factory=list)   # {"set", "id", "expected", "split"}
+    skipped: list[str] = field(default_factory=list)    # rows left out, each "FILE line N: why"
 
     def counts(self) -> dict:
         by = {s: sum(1 for r in self.rows if r["split"] == s) for s in SPLITS}
-        return {"clips": len(self.rows), **{k: v for k, v in by.items() if v}, "missing": len(self.missing)}
+        return {"clips": len(self.rows), **{k: v for k, v in by.items() if v}, "missing": len(self.missing),
+                **({"skipped": len(self.skipped)} if self.skipped else {})}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -72,7 +74,9 @@ def _need(path: Path, what: str) -> Path:
     return path
 
 
-def _read_csv(path: Path, need: tuple[str, ...], **kw) -> list[dict]:
+def _read_csv(path: Path, need: tuple[str, ...], skipped: list[str] | None = None, **kw) -> list[dict]:
+    """The CSV's rows as {column: text}, each with its "_line". A row with another number of fields than
+    the header is left out and named in `skipped` ("FILE line N: ..."); without `skipped` it is an error."""
     text = read_text(path)
     reader = csv.DictReader(io.StringIO(text), **kw)
     cols = [c.strip() for c in reader.fieldnames or []]
@@ -80,7 +84,28 @@ def _read_csv(path: Path, need: tuple[str, ...], **kw) -> list[dict]:
     if lost:
         raise MaaError(f"{path}: no column {', '.join(lost)} (found: {', '.join(cols) or 'none'}); "
                        "is this the data set's original CSV?")
-    return [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    rows = []
+    for r in reader:
+        extra, short = len(r.get(None) or []), sum(v is None for k, v in r.items() if k is not None)
+        if extra or short:  # DictReader puts surplus fields under None and fills missing ones with None
+            why = (f"{path} line {reader.line_num}: {len(cols) + extra - short} fields, the header has {len(cols)} "
+                   "(a broken or ragged row)")
+            if skipped is None:
+                raise MaaError(f"{why}; fix the CSV")
+            skipped.append(why)
+            continue
+        rows.append({**{(k or "").strip(): (v or "").strip() for k, v in r.items() if k is not None},
+                     "_line": reader.line_num})
+    return rows
+
+
+def _inside(name: str, where: str) -> str:
+    """A file name from a data set's CSV/JSON, refused when it leaves the data folder (absolute, ..)."""
+    p = Path(name)
+    if p.is_absolute() or ".." in p.parts or not name:
+        raise MaaError(f"{where}: file name {name!r} points outside the data folder; the data set's files are "
+                       "named relative to it (fix or remove that row)")
+    return name
 
 
 def audio_index(root: Path) -> dict[str, Path]:
@@ -139,7 +164,10 @@ def import_audiocaps(root: str | os.PathLike) -> Imported:
             continue
         found = True
         grouped: dict[str, dict] = {}
-        for r in _read_csv(path, ("audiocap_id", "youtube_id", "start_time", "caption")):
+        for r in _read_csv(path, ("audiocap_id", "youtube_id", "start_time", "caption"), out.skipped):
+            if not r["caption"] or not r["youtube_id"]:
+                out.skipped.append(f"{path} line {r['_line']}: no {'caption' if r['youtube_id'] else 'youtube_id'}")
+                continue
             g = grouped.setdefault(r["youtube_id"], {"start": r["start_time"], "ac": r["audiocap_id"], "caps": []})
             g["caps"].append(r["caption"])
         for yt, g in grouped.items():
@@ -175,10 +203,13 @@ def import_clotho(root: str | os.PathLike) -> Imported:
             for r in _read_csv(meta, ("file_name",)):
                 if r.get("sound_id"):
                     sound_ids[r["file_name"]] = r["sound_id"]
-        for r in _read_csv(path, ("file_name", "caption_1")):
+        for r in _read_csv(path, ("file_name", "caption_1"), out.skipped):
             caps = [r[f"caption_{k}"] for k in range(1, 6) if r.get(f"caption_{k}")]
+            if not caps:
+                out.skipped.append(f"{path} line {r['_line']}: {r['file_name']} has no caption")
+                continue
             cid = clip_id(f"clotho_{Path(r['file_name']).stem}")
-            p = root / folder / r["file_name"]
+            p = root / folder / _inside(r["file_name"], f"{path} line {r['_line']}")
             if not p.exists():
                 out.missing.append(_missing("clotho", cid, str(p), split))
                 continue
@@ -215,7 +246,13 @@ def import_wavcaps(root: str | os.PathLike) -> Imported:
             except ValueError as e:
                 raise MaaError(f"{f}: not JSON ({e}); use the file WavCaps ships") from None
             items = data.get("data", []) if isinstance(data, dict) else data
-            for item in items:
+            if not isinstance(items, list):
+                raise MaaError(f"{f}: 'data' is {type(items).__name__}, not a list of {{id, caption}}; "
+                               "use the file WavCaps ships")
+            for n, item in enumerate(items):
+                if not isinstance(item, dict) or not isinstance(item.get("caption", ""), str):
+                    out.skipped.append(f"{f} entry {n}: {str(item)[:40]!r} is not an object with an id and a text caption")
+                    continue
                 raw = str(item.get("id", "")).strip()
                 stem = Path(raw).stem if Path(raw).suffix.lower() in AUDIO_EXTS else raw
                 cid = clip_id(f"wc_{short}_{stem}")
@@ -232,7 +269,7 @@ def import_wavcaps(root: str | os.PathLike) -> Imported:
                 row = {"id": cid, "audio": str(p), "caption": str(item.get("caption", "")).strip(),
                        "split": "train", "source": f"wavcaps/{subset}", "key": key}
                 row["captions"] = [row["caption"]]
-                if item.get("duration"):
+                if isinstance(item.get("duration"), (int, float)) and not isinstance(item["duration"], bool):
                     row["duration"] = float(item["duration"])
                 out.rows.append(row)
     if not out.rows and not out.missing:
@@ -370,13 +407,22 @@ def expand_captions(rows: list[dict]) -> list[dict]:
     return out
 
 
+def check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """-o of an import: a folder (made if needed), not an existing file."""
+    out_dir = Path(out_dir)
+    hit = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
+    if hit is not None and not hit.is_dir():
+        raise MaaError(f"-o {out_dir}: {hit} is a file; give a folder for the manifests")
+    return out_dir
+
+
 def combine(sets: list[Imported], out_dir: str | os.PathLike, hash_check: bool = True) -> dict:
     """Write OUT/{train,val}.jsonl, OUT/test-<set>.jsonl, OUT/missing.jsonl and OUT/summary.json.
 
     A clip is dropped from train/val when its key or content hash equals that of an AudioCaps or
     Clotho test clip, or of a clip kept earlier (sets are taken in the order given). The summary
     states the check: no remaining training clip shares a key or hash with a test clip."""
-    out_dir = Path(out_dir)
+    out_dir = check_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     all_rows = [r for s in sets for r in s.rows]
     hashes = content_hashes(sorted({r["audio"] for r in all_rows})) if hash_check else {}

@@ -381,6 +381,8 @@ def issue23_cases() -> list[Case]:
         Case("duration_with_inpaint", ["generate", "a dog", "--model", "model", "--init-audio", "good.wav",
                                        "--inpaint", "0.2-0.5", "-o", "o_di.wav", "--steps", "1", "-q", "-d", "5"],
              "--duration", code=0, kind="warning", out="o_di.wav", slow=True),
+        Case("init_audio_truncated", ["generate", "a dog", "--model", "model", "--init-audio", "short.wav", "-o",
+                                      "o_it.wav", *GEN], "short.wav", code=0, kind="warning", out="o_it.wav", slow=True),
         _tl("timeline_past_duration", "0-0.3: a dog; 0.6-0.9: rain", "--duration", "-d", "0.5", code=0,
             kind="warning", slow=True),
     ]

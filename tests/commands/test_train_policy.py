@@ -210,3 +210,32 @@ def test_clap_resume_with_a_new_step_count_says_the_schedule_changed(data, tmp_p
     r = _maa(*_args("train-clap", data, run), "--steps", 4, "--resume")
     assert r.exit_code == 0, r.output
     assert "warning: --steps 4: the run's cosine learning-rate schedule spanned 2 steps" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, module, cls", [("train-ldm", "maa.train.ldm", "LDMTask"),
+                                               ("train-clap", "maa.train.clap", "ClapTask")])
+def test_killed_and_resumed_is_bitwise_exact(kind, module, cls, data, tmp_path, monkeypatch):
+    """The issue's kill test: a run stopped after its step-2 checkpoint and resumed to step 4 ends with the weights
+    of an uninterrupted 4-step run (train-clap with its cosine schedule: the same --steps, the same curve)."""
+    import importlib
+
+    import torch
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _maa(*_args(kind, data, one), "--steps", 4).exit_code == 0
+    task = getattr(importlib.import_module(module), cls)
+    step_fn = task.train_step
+
+    def killed(self, batch, step, cfg):
+        if step == 2:
+            raise KeyboardInterrupt
+        return step_fn(self, batch, step, cfg)
+
+    monkeypatch.setattr(task, "train_step", killed)
+    assert _maa(*_args(kind, data, two), "--steps", 4).exit_code != 0
+    monkeypatch.setattr(task, "train_step", step_fn)
+    r = _maa(*_args(kind, data, two), "--steps", 4, "--resume")
+    assert r.exit_code == 0 and "from step 2" in r.stderr, r.output
+    a, b = _weights(one), _weights(two)
+    assert a.keys() == b.keys() and all(torch.equal(a[f][k], b[f][k]) for f in a for k in a[f])

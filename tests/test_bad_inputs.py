@@ -341,6 +341,7 @@ def issue23_cases() -> list[Case]:
         _gen("duration_inf", "model", "--duration", "-d", "inf"),
         _gen("duration_1e308", "model", "--duration", "-d", "1e308"),
         _gen("steps_2e6", "model", "--steps", "--steps", "2000000"),
+        _gen("candidates_1e6", "model", "-n", "-n", "1000000"),
         _gen("eta_nan", "model", "--eta", "--eta", "nan"),
         _gen("guidance_nan", "model", "--guidance", "-g", "nan"),
         _tl("timeline_json_infinity", "tl_inf.json", "--timeline"),

@@ -151,6 +151,8 @@ def check_record(rec, src) -> dict:
     where = f"{src}: the record's"
     if not isinstance(rec, dict):
         raise MaaError(f"{src}: the record is not a JSON object; the file's comment was changed")
+    if "maa" not in rec:
+        raise MaaError(f"{src}: holds no generation record (its comment is JSON, but not a record maa generate wrote)")
     for key in ("prompt", "seed"):
         if key not in rec:
             raise MaaError(f"{where} {key} is missing; the record was changed or damaged")

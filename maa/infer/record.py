@@ -31,7 +31,9 @@ from maa.core.errors import MaaError
 from maa.core.io import atomic_path, write_text_atomic
 from maa.core.manifest import clip_id, safe_stem
 from maa.infer.limits import (
+    MAX_CANDIDATES,
     MAX_RECORD_BYTES,
+    check_count,
     check_not_input,
     check_replaceable,
     check_replay_alone,
@@ -235,6 +237,7 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
         threads = threads or record.get("threads", 0)  # bit-exact on a CPU needs the same thread count
     else:
         items = _read_items(prompt, prompts_file)
+        check_count(candidates, "-n", MAX_CANDIDATES)
     paths = _check_outputs(items, out, out_dir, manifest)
     inputs = {"--init-audio": init_audio, "--replay": replay, "--prompts": prompts_file}
     for p, what in [(p, "-o" if out else "output") for p in paths] + [(manifest, "--manifest")]:

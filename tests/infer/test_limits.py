@@ -77,6 +77,8 @@ def test_a_good_record_passes_and_text_is_bounded():
         L.record_from_text(b" " * (L.MAX_RECORD_BYTES + 1), "x.wav")
     with pytest.raises(MaaError, match="the record's seed is missing"):
         L.record_from_text(b'{"prompt": "x", "maa": "0.1"}', "x.wav")
+    with pytest.raises(MaaError, match=r"^x.wav: holds no generation record \(its comment is JSON, but not"):
+        L.record_from_text(b'{"prompt": "x", "seed": 1}', "x.wav")
 
 
 def test_outputs_never_replace_inputs_or_foreign_files(tmp_path):

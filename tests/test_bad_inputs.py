@@ -246,6 +246,7 @@ GOLDEN = Path(__file__).resolve().parent / "fixtures" / "official-golden"
 def _convert(name: str, ckpt: str, names: str, *extra: str, bert: str | None = None, out: str | None = None,
              **kw) -> Case:
     out = out or f"o_{name}"
+    kw.setdefault("slow", True)  # each reads the 9 MB checkpoint through the allow-list unpickler
     return Case(name, ["convert", "make-an-audio", ckpt, "--config", str(GOLDEN / "tiny_maa1.yaml"), "--bert-config",
                        bert or str(GOLDEN / "tiny_bert_config.json"), "-o", out, "-q", *extra], names, out=out, **kw)
 

@@ -310,6 +310,7 @@ def test_unet_wide_golden(wide_model):
     assert _max(unet(io["x"], io["timesteps"] + 1, io["context"]), io["eps"]) > 1e-2
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_ddim_wide_golden(wide_model):
     from maa.infer.pipeline import load_model

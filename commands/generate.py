@@ -66,6 +66,7 @@ makes it again, bit-exactly on the same kind of device.
 
 @friendly
 def main(
+    ctx: typer.Context,
     prompt: str = typer.Argument(None, help="What to generate, in words. - reads prompts from stdin (like --prompts -)."),
     out: str = typer.Option(None, "-o", "--out", help="Output wav for a single prompt (- for stdout). Default: 0000_<prompt>.wav in the current folder."),
     prompts_file: str = typer.Option(None, "--prompts", help="File of prompts (lines, name|prompt, or JSONL); - for stdin."),
@@ -104,6 +105,7 @@ def main(
 ):
     """`maa generate`: text (or a prompts file, a timeline, a record to replay) -> wavs with their records."""
     from maa.infer.job import GenerateJob, Log, run
+    from maa.infer.limits import duration_notes
     from maa.infer.options import GenerateOptions
 
     extra = {}
@@ -140,6 +142,10 @@ def main(
         raise MaaError("--timeline with --image/--video: not supported; the events' prompts are text")
     if visual:
         prompt = prompts_file = None
+    explicit = ctx.get_parameter_source("duration").name != "DEFAULT"  # a --duration that will not be the length is said
+    for note in duration_notes(duration, explicit, init_audio if inpaint else None,
+                               max((e["end"] for e in extra.get("timeline", [])), default=None)):
+        warn(note)
     # the options of the audio, recorded in every output; built once, checked once by the job
     opts = GenerateOptions(steps=steps, sampler=sampler, guidance=guidance, negative=negative, duration=duration,
                            batch_size=batch_size, eta=eta, init_audio=init_audio, strength=strength, compose=compose,

@@ -350,7 +350,10 @@ def yaml_num_heads(path: str | Path | None) -> int:
         raise MaaError(f"{path}: not a Make-An-Audio LDM config (want model.params.unet_config.params; {str(e)[:80]})") from None
     if params.get("num_head_channels", -1) not in (-1, None):
         raise MaaError(f"{path}: num_head_channels is set; maa's UNet takes a head count (num_heads)")
-    return int(params.get("num_heads", 8))
+    heads = params.get("num_heads", 8)
+    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
+        raise MaaError(f"{path}: num_heads {heads!r}; want a whole number from 1 (the official config has 8)")
+    return heads
 
 
 def read_json(path: str | Path | None) -> dict | None:
@@ -377,6 +380,25 @@ def _save(path: Path, tensors: dict[str, torch.Tensor], half: bool) -> None:
 
     with atomic_path(path) as tmp:
         save_file({k: cast(v) for k, v in sorted(tensors.items())}, str(tmp))
+
+
+def check_finite(parts: dict[str, dict[str, torch.Tensor]], path) -> None:
+    """Every floating tensor finite: a NaN or inf weight would only show up as silence or noise later."""
+    for part, sd in parts.items():
+        for k, v in sd.items():
+            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                raise MaaError(f"{path}: tensor {k} ({part}) holds NaN or inf values; the checkpoint is damaged, "
+                               "download it again")
+
+
+def _check_bert(bert: dict | None, path) -> dict | None:
+    """--bert-config's sizes: whole numbers >= 1 (0 heads would divide by zero deep inside BERT)."""
+    for k in ("num_attention_heads", "hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size",
+              "max_position_embeddings", "type_vocab_size"):
+        v = (bert or {}).get(k, 1)
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 1 << 20:
+            raise MaaError(f"--bert-config {path}: {k} {v!r}; want a whole number from 1")
+    return bert
 
 
 def _check_fits(name: str, module_state: dict, mapped: dict) -> None:
@@ -443,6 +465,7 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
     ckpt, out = Path(ckpt), Path(out)
     if out.exists() and not (out / CONVERTED_MARK).exists() and (not out.is_dir() or any(out.iterdir())):
         raise MaaError(f"{out}: exists and is not a folder `maa convert` wrote; choose another -o or remove it")
+    num_heads, bert = yaml_num_heads(config), _check_bert(read_json(bert_config), bert_config)
     voc_dir = Path(vocoder) if vocoder is not None else None
     if voc_dir is not None:  # fail early, before the long read
         if not voc_dir.is_dir():
@@ -450,17 +473,23 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
         voc_cfg = read_bigvgan_config(voc_dir)
     if state is None:  # else read already (maa.convert.official.convert_official)
         state, digest = read_state_dict(ckpt, progress)
-    num_heads, bert = yaml_num_heads(config), read_json(bert_config)
     parts = split_parts(state, ckpt)
     del state
 
-    ucfg, vcfg = unet_config(parts["unet"], num_heads), vae_config(parts["vae"])
-    tcfg, dcfg = text_config(parts["text"], bert), diffusion_config(parts["buffers"])
-    unet, vae, text = map_unet(parts["unet"]), map_vae(parts["vae"], vcfg), map_text(parts["text"])
-    check_against_modules(ucfg, unet, vcfg, vae, tcfg, text)
+    check_finite(parts, ckpt)
+    try:  # a damaged checkpoint (a tensor of the wrong shape, a missing one) is named in the line
+        ucfg, vcfg = unet_config(parts["unet"], num_heads), vae_config(parts["vae"])
+        tcfg, dcfg = text_config(parts["text"], bert), diffusion_config(parts["buffers"])
+        unet, vae, text = map_unet(parts["unet"]), map_vae(parts["vae"], vcfg), map_text(parts["text"])
+        check_against_modules(ucfg, unet, vcfg, vae, tcfg, text)
+    except MaaError as e:
+        raise MaaError(f"{ckpt}: {e}") from None
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:  # the folder is built next to -o: name -o, not the temporary folder, when that fails
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise MaaError(f"-o {out}: cannot write in {out.parent} ({e.strerror}); choose a folder you can write to") from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would otherwise stay on the finished folder

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from maa.core.errors import MaaError
+from maa.infer.limits import check_settings
 from maa.infer.sampling import WINDOW
 from maa.models.samplers import SAMPLERS
 
@@ -66,6 +67,7 @@ class GenerateOptions:
 
     def check(self) -> GenerateOptions:
         """One-line errors for settings that cannot run (before anything loads); returns the options."""
+        check_settings({k: v for k, v in vars(self).items() if k != "init_audio"})  # maa.infer.limits: the bounds
         if self.sampler not in SAMPLERS:
             raise MaaError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if self.steps < 1:

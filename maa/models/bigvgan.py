@@ -64,6 +64,7 @@ class BigVGANConfig(ConfigMixin):
     input_domain: str = "log10"
 
     # the 16 kHz model has 1536 initial channels, 6 upsamplers and 3 kernels; BigVGAN v2's largest fit too
+    optional: ClassVar[tuple[str, ...]] = ("input_domain",)  # the image/inpainting models' vocoder input
     limits: ClassVar[dict] = {
         "num_mels": Range(8, 512), "upsample_rates": Range(1, 32, count=(1, 8)),
         "upsample_kernel_sizes": Range(1, 64, count=(1, 8)), "upsample_initial_channel": Range(16, 4096),

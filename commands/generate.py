@@ -34,6 +34,8 @@ Examples:
 
   maa generate "rain falls on a roof" --duration 120 -o rain.wav               # window by window, any length
 
+  maa generate "an engine idles" --duration 8 --loop -o loop.wav               # repeats without a seam
+
 Prompt files: one prompt per line, `name|prompt`, or JSON lines {"id", "prompt" (or "caption"),
 optional "seed"}. Blank lines and lines starting with # are skipped. Each output is written as soon
 as it is done; a rerun skips outputs already made with the same settings (--overwrite redoes them).
@@ -78,6 +80,7 @@ def main(
     inpaint: list[str] = typer.Option(None, "--inpaint", help="With --init-audio: regenerate only START-END seconds (repeatable: --inpaint 2-3.5 --inpaint 6-7); the rest is kept."),
     timeline: str = typer.Option(None, "--timeline", help="Events in their spans: \"0-3: a dog barks; 2-6: rain falls\" or a JSON file of {start, end, prompt}; overlaps allowed. Replaces the prompt."),
     background: str = typer.Option(None, "--background", help="With --timeline: a prompt that sounds under the events for the whole clip."),
+    loop: bool = typer.Option(False, "--loop", help="A seamless loop: the end runs into the start without a click or level step (sampled and decoded on a circle; exactly one period long; up to 10 s)."),
     fast: str = typer.Option("auto", "--fast", help="CUDA fast path: auto (bf16 + torch.compile + CUDA graphs on CUDA; off on the CPU), off, the parts to use (bf16,compile,graphs,channels-last) or to drop (no-graphs, no-compile ...). The first call of each shape compiles (reported apart; cached in ~/.cache/maa/torchinductor)."),
     threads: Threads = 0,
     quiet: Quiet = False,
@@ -104,6 +107,8 @@ def main(
         extra["timeline"] = [e.to_dict() for e in events]
     if background is not None:
         extra["background"] = background
+    if loop:
+        extra["loop"] = True
     generate_files(prompt=prompt, prompts_file=prompts_file, out=out, out_dir=out_dir, model_dir=model_dir,
                    device=device, seed=seed, candidates=candidates, scorer=scorer, init_audio=init_audio, png=png,
                    manifest=manifest, overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads,

@@ -41,6 +41,9 @@ from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames, seconds_for_frames
+from maa.infer.loop import check as check_loop
+from maa.infer.loop import circular as loop_circular
+from maa.infer.loop import decode as loop_decode
 from maa.infer.temporal import join, part_span, split_sequence
 from maa.infer.timeline import check_options, generate_one, output_seconds, steps_of, uses_windows
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
@@ -133,6 +136,7 @@ class GenerateOptions:
     inpaint: list | None = None  # [(start, end)] s of init_audio to regenerate; the rest is kept
     timeline: list | None = None  # [{"start", "end", "prompt"}]: each event in its span
     background: str | None = None  # with a timeline: the prompt under the events
+    loop: bool = False  # a seamless loop: sampled and decoded on a circle (maa.infer.loop)
 
     def __post_init__(self):
         if self.steps is None:
@@ -148,6 +152,7 @@ class GenerateOptions:
         if self.batch_size < 1:
             raise MaaError(f"--batch-size {self.batch_size}: must be at least 1")
         check_options(self)
+        check_loop(self)
 
 
 @dataclass
@@ -194,7 +199,7 @@ def _layout(prompts: list[str], seeds: list[int], opts: GenerateOptions, factor:
     frames = frames_for_duration(opts.duration, factor)
     length = samples_for_frames(frames)
     init = None if opts.init_audio is None else np.asarray(opts.init_audio, np.float32)
-    parts = [split_sequence(p) if opts.compose else [p] for p in prompts]
+    parts = [split_sequence(p) if opts.compose and not opts.loop else [p] for p in prompts]  # a loop is one part
     jobs, overlaps = [], []
     for i, (q, seed) in enumerate(zip(parts, seeds)):
         n = len(q)
@@ -258,9 +263,14 @@ def _sample(model: LDMModel, jobs: list[_Job], opts: GenerateOptions, on_step) -
             model.text.encode([t])  # each text alone (then cached): its embedding never depends on its batch
         cond, uncond = model.text.encode([j.text for j in jobs]), model.text.encode([opts.negative] * len(jobs))
         eps = guided(den, (cond.tokens, cond.mask), (uncond.tokens, uncond.mask), opts.guidance)
+        if opts.loop:  # the latent on a circle (maa.infer.loop): its end denoised next to its start
+            eps = loop_circular(eps, w)
         x = SAMPLERS[opts.sampler](eps, x, ts, model.ac, eta=opts.eta, generator=torch.Generator().manual_seed(jobs[0].seed),
                                    callback=(lambda i, _x: on_step()) if on_step else None,
                                    final_alpha=end_alpha(model.ac, model.dcfg.timestep_grid))
+    if opts.loop:  # decoded with wrap context, cut to exactly one period
+        mels, wavs = loop_decode(model, x, frames)
+        return wavs, mels.cpu().numpy(), x.cpu()
     mels = model.vae.decode_latent(x / model.dcfg.scale_factor, frames=frames).float()
     wavs = model.vocoder(mels).float().cpu().numpy()
     n = samples_for_frames(frames)
@@ -540,7 +550,7 @@ def _settings(opts: GenerateOptions, frames: int) -> dict:
     for f in fields(opts):
         if f.name in ("batch_size", "init_audio") or (f.name == "strength" and opts.init_audio is None):
             continue
-        if f.name in ("inpaint", "timeline", "background") and not getattr(opts, f.name):
+        if f.name in ("inpaint", "timeline", "background", "loop") and not getattr(opts, f.name):
             continue  # recorded only when used
         v = getattr(opts, f.name)
         out[f.name] = list(v) if isinstance(v, tuple) else v

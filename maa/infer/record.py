@@ -267,7 +267,8 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
             if png:
                 from maa.infer.plots import save_png
 
-                save_png(p.with_suffix(".png"), o.mel, o.record["prompt"])
+                mel = np.concatenate([o.mel, o.mel], axis=-1) if o.record.get("loop") else o.mel  # a loop: played twice
+                save_png(p.with_suffix(".png"), mel, o.record["prompt"] + (" (loop, twice)" if o.record.get("loop") else ""))
         rows[o.index] = _row(p, o.record, png)
         _emit(sink, rows[o.index])
         if manifest not in (None, "-"):  # one line per finished output, in prompt order, at every moment

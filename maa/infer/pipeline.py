@@ -554,7 +554,8 @@ def _settings(opts: GenerateOptions, frames: int) -> dict:
             continue  # recorded only when used
         v = getattr(opts, f.name)
         out[f.name] = list(v) if isinstance(v, tuple) else v
-    out["duration"] = round(seconds_for_frames(frames), 4)
+    # a loop is exactly one period, frames * hop samples (maa.infer.loop.decode)
+    out["duration"] = round(frames * MEL.hop_length / SAMPLE_RATE if opts.loop else seconds_for_frames(frames), 4)
     out["frames"] = frames
     return out
 

@@ -50,7 +50,7 @@ def test_looped_clip_has_no_seam_at_the_wrap(pipe):
     o = pipe(["rain falls"], seed=3, steps=3, duration=3.0, loop=True, scorer=False)[0]
     frames = frames_for_duration(3.0)
     assert len(o.audio) == frames * 256 and o.mel.shape == (80, frames)  # exactly one period
-    assert o.record["loop"] is True and "parts" not in o.record
+    assert o.record["loop"] is True and "parts" not in o.record and o.record["duration"] == len(o.audio) / 16000
     f = wrap_figures(o.audio)
     assert f["flux_ratio"] <= 1.1, f  # the wrap is no more abrupt than the clip itself
     assert f["level_step_db"] <= f["inside_level_step_db_p90"], f

@@ -8,9 +8,11 @@ measured at the wrap (maa.infer.loop.wrap_figures):
     (~1: the wrap is as smooth as the clip; target <= 1.1);
   * level step: |dB of the 0.5 s after the wrap - dB of the 0.5 s before|, against the same
     measure at points inside the clip (its median and 90th percentile: the clip's own spread).
-`--method` picks the loop variants to compare (pad, what --loop does: wrap padding while
-denoising + circular decoding; pad+roll: also roll the latent every step; roll: the roll
-without padding; decode: only the circular decoding).
+The same flux ratio at 1/4, 1/2 and 3/4 of the clip ("inside") is the reference of an
+indistinguishable wrap. `--method` picks the loop variants to compare (pad, what --loop does:
+wrap padding of PAD latent frames while denoising + circular decoding; pad8: 8 frames; pad+roll:
+also roll the latent every step; roll: the roll without padding; decode: only the circular
+decoding).
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_loop.py --steps 8 --seconds 8
 """
@@ -38,6 +40,8 @@ def method(name: str):
     orig = P.loop_circular
     if name == "pad+roll":
         P.loop_circular = lambda eps, w: loop.circular(eps, w, roll=True)
+    elif name == "pad8":
+        P.loop_circular = lambda eps, w: loop.circular(eps, w, pad=8)
     elif name == "roll":
         P.loop_circular = lambda eps, w: loop.circular(eps, w, pad=0, roll=True)
     elif name == "decode":
@@ -81,18 +85,20 @@ def main():
     n = len(prompts) * args.seeds
     print(f"{n} clips per row ({len(prompts)} prompts x {args.seeds} seeds), {args.seconds:g} s, dpm++ x {args.steps} steps, "
           f"{time.time() - t0:.0f} s")
-    print(f"{'loop made by':<12} {'flux ratio at wrap':>30} {'level step at wrap dB':>24} {'inside: median / p90 dB':>26} {'wrap within p90':>16}")
+    print(f"{'loop made by':<12} {'flux ratio at wrap':>30} {'inside':>7} {'level step at wrap dB':>24} {'inside: median / p90 dB':>26} {'wrap within p90':>16}")
     out = {}
     for m, r in rows.items():
         f = np.array([x["flux_ratio"] for x in r])
+        fi = np.array([x["inside_flux_ratio"] for x in r])
         s = np.array([x["level_step_db"] for x in r])
         med = np.array([x["inside_level_step_db_median"] for x in r])
         p90 = np.array([x["inside_level_step_db_p90"] for x in r])
         within = float(np.mean(s <= p90))
         out[m] = {"flux_ratio_mean": float(f.mean()), "flux_ratio_median": float(np.median(f)), "flux_ratio_max": float(f.max()),
+                  "inside_flux_ratio_mean": float(fi.mean()),
                   "level_step_db_mean": float(s.mean()), "inside_median_db": float(med.mean()),
                   "inside_p90_db": float(p90.mean()), "wrap_within_p90": within}
-        print(f"{m:<12} {f.mean():>9.2f} mean {np.median(f):5.2f} median {f.max():5.2f} max {s.mean():>15.2f} mean "
+        print(f"{m:<12} {f.mean():>9.2f} mean {np.median(f):5.2f} median {f.max():5.2f} max {fi.mean():7.2f} {s.mean():>15.2f} mean "
               f"{med.mean():>14.2f} / {p90.mean():.2f} {100 * within:>14.0f} %")
         if args.rows:
             for x, p in zip(r, prompts * args.seeds):

@@ -105,7 +105,8 @@ def crossfade_loop(audio: np.ndarray, fade: float = 0.5) -> np.ndarray:
 def wrap_figures(loop: np.ndarray, span: float = 0.5) -> dict:
     """How the loop's wrap sounds, played twice in a row, against the clip's own inside:
     flux_ratio: peak spectral flux at the wrap over that elsewhere (maa.infer.inpaint.join_flux_ratio;
-    ~1 when the wrap is as smooth as the audio); level_step_db at the wrap and, for the clip's own
+    ~1 when the wrap is as smooth as the audio), inside_flux_ratio: the same at 1/4, 1/2 and 3/4
+    of the clip (mean); level_step_db at the wrap and, for the clip's own
     spread, the level steps at points inside it (every `span` s, away from the wrap): their
     median and 90th percentile."""
     x = np.asarray(loop, np.float32)
@@ -114,7 +115,9 @@ def wrap_figures(loop: np.ndarray, span: float = 0.5) -> dict:
     seconds = len(x) / SAMPLE_RATE
     inside = [t for t in np.arange(span, seconds - span + 1e-9, span / 2) if abs(t - wrap) > span]
     steps = np.array([level_jump_db(twice, t, span) for t in inside])
+    marks = [seconds * q for q in (0.25, 0.5, 0.75)]  # the same measure at points inside the clip
     return {"flux_ratio": join_flux_ratio(twice, [wrap]),
+            "inside_flux_ratio": float(np.mean([join_flux_ratio(twice, [t]) for t in marks])),
             "level_step_db": level_jump_db(twice, wrap, span),
             "inside_level_step_db_median": float(np.median(steps)),
             "inside_level_step_db_p90": float(np.percentile(steps, 90))}

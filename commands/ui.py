@@ -16,7 +16,7 @@ audio-to-audio, inpainting spans, a timeline, long form, seamless loops and a mo
 Every result is written to --out-dir as `maa generate` writes it (wav with its record, PNG,
 a line of manifest.jsonl); the history panel lists them, with replay and "use as input". One job
 runs at a time (the others queue). The same functions are an HTTP API (gradio_client):
-see the README's "Listen in the browser". Needs the optional extra: pip install 'maa[ui]'.
+see the README's "Listen in the browser". Needs Gradio, the optional ui extra (pip install gradio).
 
 Examples:
 

@@ -282,6 +282,25 @@ def build_app(studio: Studio):
             raise fail(e) from None
         return _slots(res) + [_history(studio)]
 
+    def api_generate(prompt, negative, duration, seed, steps, guidance, candidates, init_audio, strength, inpaint,
+                     timeline, loop, model, progress=gr.Progress()):
+        """The HTTP API's /generate: the candidates' wavs (best first) and their records."""
+        try:
+            res = studio.generate(prompt, negative, duration, seed, steps, guidance, candidates, init_audio, strength,
+                                  inpaint, timeline, loop, model,
+                                  on_step=lambda i, n: progress((i, n), desc="sampling", unit="steps"))
+        except MaaError as e:
+            raise fail(e) from None
+        return [str(r.wav) for r in res], [r.record for r in res]
+
+    def api_replay(file, progress=gr.Progress()):
+        """The HTTP API's /replay: a file of OUT_DIR made again from its record."""
+        try:
+            r = studio.replay(file, on_step=lambda i, n: progress((i, n), desc="sampling", unit="steps"))
+        except MaaError as e:
+            raise fail(e) from None
+        return [str(r.wav)], [r.record]
+
     def replay(file, progress=gr.Progress()):
         try:
             r = studio.replay(file, on_step=lambda i, n: progress((i, n), desc="sampling", unit="steps"))
@@ -350,8 +369,12 @@ def build_app(studio: Studio):
                 refresh = gr.Button("refresh")
         inputs = [prompt, negative, duration, seed, steps, guidance, candidates, init_audio, strength, inpaint, timeline,
                   loop, model]
-        go.click(run, inputs, slots + [hist], api_name="generate")
-        again.click(replay, [picked], slots + [hist], api_name="replay")
+        go.click(run, inputs, slots + [hist], api_name=False)
+        again.click(replay, [picked], slots + [hist], api_name=False)
+        # the HTTP API: the same Studio calls, plain outputs (files, records) for gradio_client
+        api_files, api_records = gr.File(file_count="multiple", visible=False), gr.JSON(visible=False)
+        gr.Button(visible=False).click(api_generate, inputs, [api_files, api_records], api_name="generate")
+        gr.Button(visible=False).click(api_replay, [picked], [api_files, api_records], api_name="replay")
         as_input.click(use_as_input, [picked], [init_audio], api_name=False)
         refresh.click(lambda: _history(studio), None, [hist], api_name="history")
         def pick(evt):

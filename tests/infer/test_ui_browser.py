@@ -107,5 +107,10 @@ def test_generate_in_chromium_and_the_server_fence(server, tmp_path):
     # the same function over HTTP, as the README shows it
     from gradio_client import Client
 
-    res = Client(url + "/", verbose=False).predict(prompt="rain", duration=1, steps=2, init_audio=None, api_name="/generate")
-    assert read_record(res[0])["prompt"] == "rain"
+    client = Client(url + "/", verbose=False)
+    files, records = client.predict(prompt="rain", duration=1, steps=2, candidates=2, init_audio=None, api_name="/generate")
+    assert [read_record(f) for f in files] == records and [r["seed"] for r in sorted(records, key=lambda r: r["seed"])] == [0, 1]
+    name = Path(files[0]).name  # the client's copy keeps the server's file name
+    assert read_record(out / name) == records[0]
+    files2, records2 = client.predict(file=name, api_name="/replay")
+    assert records2[0]["replay_of"] == name and records2[0]["seed"] == records[0]["seed"]

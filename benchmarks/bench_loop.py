@@ -10,7 +10,7 @@ measured at the wrap (maa.infer.loop.wrap_figures):
     measure at points inside the clip (its median and 90th percentile: the clip's own spread).
 The same flux ratio at 1/4, 1/2 and 3/4 of the clip ("inside") is the reference of an
 indistinguishable wrap. `--method` picks the loop variants to compare (pad, what --loop does:
-wrap padding of PAD latent frames while denoising + circular decoding; pad8: 8 frames; pad+roll:
+wrap padding of PAD = 8 latent frames while denoising + circular decoding; pad4: 4 frames; pad+roll:
 also roll the latent every step; roll: the roll without padding; decode: only the circular
 decoding).
 
@@ -40,8 +40,8 @@ def method(name: str):
     orig = P.loop_circular
     if name == "pad+roll":
         P.loop_circular = lambda eps, w: loop.circular(eps, w, roll=True)
-    elif name == "pad8":
-        P.loop_circular = lambda eps, w: loop.circular(eps, w, pad=8)
+    elif name == "pad4":
+        P.loop_circular = lambda eps, w: loop.circular(eps, w, pad=4)
     elif name == "roll":
         P.loop_circular = lambda eps, w: loop.circular(eps, w, pad=0, roll=True)
     elif name == "decode":
@@ -59,7 +59,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--method", action="append", default=None, help="pad (default: what --loop does), pad+roll, roll, decode")
+    ap.add_argument("--method", action="append", default=None, help="pad (default: what --loop does), pad4, pad+roll, roll, decode")
     ap.add_argument("--rows", action="store_true", help="print every clip's figures")
     args = ap.parse_args()
 

@@ -2,8 +2,8 @@
 
 For each prompt and seed: the clip made with --loop (maa.infer.loop: the latent sampled and
 decoded on a circle), and the baseline, the plain clip of the same seed whose last 0.5 s is
-crossfaded into its first (maa.infer.loop.crossfade_loop). Each is played twice in a row and
-measured at the wrap (maa.infer.loop.wrap_figures):
+crossfaded into its first (maa.infer.loop_figures.crossfade_loop). Each is played twice in a row and
+measured at the wrap (maa.infer.loop_figures.wrap_figures):
   * flux ratio: peak spectral flux within 30 ms of the wrap over that of 30 ms windows elsewhere
     (~1: the wrap is as smooth as the clip; target <= 1.1);
   * level step: |dB of the 0.5 s after the wrap - dB of the 0.5 s before|, against the same
@@ -25,6 +25,12 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
+import torch
+
+import maa
+import maa.infer.sampling as S
+from maa.infer import loop
+from maa.infer.loop_figures import crossfade_loop, wrap_figures
 
 PROMPTS = ["an engine idles", "rain falls on a roof", "wind blows through trees", "a crowd murmurs in a hall",
            "birds are singing", "a stream of water flows", "a fan hums", "crickets chirp at night",
@@ -34,22 +40,19 @@ PROMPTS = ["an engine idles", "rain falls on a roof", "wind blows through trees"
 @contextmanager
 def method(name: str):
     """Patch maa.infer.loop's sampling wrapper for one variant of the method."""
-    import maa.infer.pipeline as P
-    from maa.infer import loop
-
-    orig = P.loop_circular
+    orig = S.circular  # the one the sampler calls (maa.infer.sampling.sample)
     if name == "pad+roll":
-        P.loop_circular = lambda eps, w: loop.circular(eps, w, roll=True)
+        S.circular = lambda eps, w: loop.circular(eps, w, roll=True)
     elif name == "pad4":
-        P.loop_circular = lambda eps, w: loop.circular(eps, w, pad=4)
+        S.circular = lambda eps, w: loop.circular(eps, w, pad=4)
     elif name == "roll":
-        P.loop_circular = lambda eps, w: loop.circular(eps, w, pad=0, roll=True)
+        S.circular = lambda eps, w: loop.circular(eps, w, pad=0, roll=True)
     elif name == "decode":
-        P.loop_circular = lambda eps, w: eps
+        S.circular = lambda eps, w: eps
     try:
         yield
     finally:
-        P.loop_circular = orig
+        S.circular = orig
 
 
 def main():
@@ -62,11 +65,6 @@ def main():
     ap.add_argument("--method", action="append", default=None, help="pad (default: what --loop does), pad4, pad+roll, roll, decode")
     ap.add_argument("--rows", action="store_true", help="print every clip's figures")
     args = ap.parse_args()
-
-    import torch
-
-    import maa
-    from maa.infer.loop import crossfade_loop, wrap_figures
 
     torch.manual_seed(0)
     pipe = maa.load_pipeline(args.model, device="cpu")

@@ -40,6 +40,7 @@ def main(
     auth: str = typer.Option(None, "--auth", help="user:password asked by the page (and the API)."),
     device: Device = "auto",
 ):
+    """Serve the page until Ctrl-C."""
     from maa.core.errors import MaaError
     from maa.infer.ui import Studio, check_host
 

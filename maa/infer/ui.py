@@ -26,6 +26,10 @@ import numpy as np
 from maa.core.audio import SAMPLE_RATE, audio_info, load_audio
 from maa.core.errors import MaaError
 from maa.core.io import write_text_atomic
+from maa.core.manifest import safe_stem
+from maa.infer.inpaint import parse_span
+from maa.infer.pipeline import load_pipeline, resolve_model_dir
+from maa.infer.timeline import parse_timeline
 from maa.infer.plots import save_png
 from maa.infer.record import read_record, save_wav_with_record
 
@@ -59,8 +63,6 @@ def check_upload(path: str | Path | None) -> np.ndarray | None:
 
 def parse_spans(text: str) -> list[tuple[float, float]] | None:
     """'2-3.5, 6-7' -> [(2.0, 3.5), (6.0, 7.0)] (None when empty)."""
-    from maa.infer.inpaint import parse_span
-
     items = [s for s in re.split(r"[,;\s]+", text or "") if s]
     return [parse_span(s) for s in items] or None
 
@@ -97,8 +99,6 @@ class Studio:
         self.out_dir = Path(self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.loader is None:
-            from maa import load_pipeline
-
             self.loader = lambda m, d: load_pipeline(m, device=d)
 
     def choices(self) -> list[str]:
@@ -115,7 +115,7 @@ class Studio:
             return self._pipes[choice]
 
     def _scorer(self, pipe):
-        from maa.infer.scoring import load_scorer
+        from maa.parts.scorers import load_scorer  # noqa: PLC0415  only with -n K and a clap/ folder
 
         clap = Path(pipe.root) / "clap"
         if not (clap / "config.json").exists():
@@ -131,8 +131,6 @@ class Studio:
                  on_step: Callable[[int, int], None] | None = None) -> list[Result]:
         """K candidates (seed, seed+1, ...) of one prompt, each written as `maa generate` writes it,
         best first by audio-text score (the model's clap/; without one, in seed order)."""
-        from maa.infer.timeline import parse_timeline
-
         k = int(candidates)
         if not 1 <= k <= MAX_CANDIDATES:
             raise MaaError(f"candidates {k}: choose 1 to {MAX_CANDIDATES}")
@@ -171,7 +169,7 @@ class Studio:
         scorer = self._scorer(pipe) if k > 1 else None
         scores = [None] * k
         if scorer is not None:
-            from maa.infer.scoring import rank_candidates
+            from maa.parts.scorers import rank_candidates  # noqa: PLC0415  only with -n K and a scorer
 
             _, s = rank_candidates(scorer, [o.audio for o in outs], outs[0].record["prompt"])
             scores = [round(float(x), 4) for x in s]
@@ -199,8 +197,6 @@ class Studio:
         return self._write(o.audio, o.mel, {**o.record, "replay_of": p.name})
 
     def _choice_of(self, record: dict) -> str | None:
-        from maa.infer.pipeline import resolve_model_dir
-
         bundled = str(resolve_model_dir(None).resolve())
         m = str(Path(record["model"]).resolve())
         if m == bundled:
@@ -213,8 +209,6 @@ class Studio:
     def _write(self, audio: np.ndarray, mel: np.ndarray, record: dict) -> Result:
         """wav with its record, PNG (a loop: twice), a manifest line: what `maa generate --png
         --manifest OUT_DIR/manifest.jsonl` leaves."""
-        from maa.core.manifest import safe_stem
-
         with self._lock:
             n = len(list(self.out_dir.glob("*.wav")))
             stem = f"{n:04d}_{safe_stem(record['prompt'])[:40]}_s{record['seed']}"
@@ -267,7 +261,7 @@ def check_host(host: str, auth: str | None) -> tuple[str, str] | None:
 
 def build_app(studio: Studio):
     """The Gradio Blocks page (see the module doc). Gradio is imported here: it takes seconds."""
-    import gradio as gr
+    import gradio as gr  # noqa: PLC0415  an optional extra that takes seconds to import: only when the page is built
 
     def fail(e: MaaError):
         return gr.Error(str(e).removeprefix("error: "))

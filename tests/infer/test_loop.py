@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from maa.core.errors import MaaError
 from maa.core.mel import frames_for_duration
-from maa.infer.loop import circular, crossfade_loop, wrap_figures, wrap_pad
+from maa.infer.loop import circular, wrap_pad
+from maa.infer.loop_figures import crossfade_loop, wrap_figures
 from maa.infer.pipeline import GenerateOptions, load_pipeline
 from maa.infer.record import read_record
 

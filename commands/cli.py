@@ -17,6 +17,7 @@ from maa.commands import (
     train_ldm,
     train_vae,
     train_vocoder,
+    ui,
 )
 from maa.commands import eval as eval_cmd
 
@@ -57,6 +58,7 @@ app.command("generate", help=generate.HELP)(generate.main)
 app.command("info", help=info.HELP, no_args_is_help=True)(info.main)
 app.command("eval", help=eval_cmd.HELP)(eval_cmd.main)
 app.command("train-vocoder", help=train_vocoder.HELP)(train_vocoder.main)
+app.command("ui", help=ui.HELP)(ui.main)
 app.add_typer(convert.app, name="convert", help=convert.HELP)
 app.command("pull", help=pull.HELP)(pull.main)
 

@@ -44,6 +44,8 @@ Examples:
 
   maa generate "heavy rain" --image street.png --image-weight 0.7 -o mix.wav --model models/maa-img
 
+  maa generate "an engine idles" --duration 8 --loop -o loop.wav               # repeats without a seam
+
 Prompt files: one prompt per line, `name|prompt`, or JSON lines {"id", "prompt" (or "caption"),
 optional "seed"}. Blank lines and lines starting with # are skipped. Each output is written as soon
 as it is done; a rerun skips outputs already made with the same settings (--overwrite redoes them).
@@ -95,6 +97,7 @@ def main(
     inpaint: list[str] = typer.Option(None, "--inpaint", help="With --init-audio: regenerate only START-END seconds (repeatable: --inpaint 2-3.5 --inpaint 6-7); the rest is kept."),
     timeline: str = typer.Option(None, "--timeline", help="Events in their spans: \"0-3: a dog barks; 2-6: rain falls\" or a JSON file of {start, end, prompt}; overlaps allowed. Replaces the prompt."),
     background: str = typer.Option(None, "--background", help="With --timeline: a prompt that sounds under the events for the whole clip."),
+    loop: bool = typer.Option(False, "--loop", help="A seamless loop: the end runs into the start without a click or level step (sampled and decoded on a circle; exactly one period long; up to 10 s)."),
     fast: str = typer.Option("auto", "--fast", help="CUDA fast path: auto (bf16 + torch.compile + CUDA graphs on CUDA; off on the CPU), off, the parts to use (bf16,compile,graphs,channels-last) or to drop (no-graphs, no-compile ...). The first call of each shape compiles (reported apart; cached in ~/.cache/maa/torchinductor)."),
     image: list[Path] = typer.Option(None, "--image", help="A picture as the prompt (repeatable: one output each). Needs a model with an openclip: condition."),
     video: Path = typer.Option(None, "--video", help="A video as the prompt: --video-frames frames, their embeddings pooled."),
@@ -149,7 +152,7 @@ def main(
     # the options of the audio, recorded in every output; built once, checked once by the job
     opts = GenerateOptions(steps=steps, sampler=sampler, guidance=guidance, negative=negative, duration=duration,
                            batch_size=batch_size, eta=eta, init_audio=init_audio, strength=strength, compose=compose,
-                           fast=fast, background=background, **extra)
+                           fast=fast, background=background, loop=loop, **extra)
     run(GenerateJob(opts, prompt=prompt, prompts_file=prompts_file, out=out, out_dir=out_dir, model_dir=model_dir,
                     device=device, seed=seed, candidates=candidates, scorer=scorer, png=png, manifest=manifest,
                     overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads, visual=visual),

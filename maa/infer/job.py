@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from maa.core.audio import audio_info
 from maa.core.errors import MaaError
 from maa.core.io import write_text_atomic
@@ -169,7 +171,9 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
         else:
             save_wav_with_record(p, o.audio, o.record)
             if job.png:
-                save_png(p.with_suffix(".png"), o.mel, o.record["prompt"])
+                loop = bool(o.record.get("loop"))  # a loop is drawn twice: the wrap shows in the middle
+                save_png(p.with_suffix(".png"), np.concatenate([o.mel, o.mel], axis=-1) if loop else o.mel,
+                         o.record["prompt"] + (" (loop, twice)" if loop else ""))
         rows[o.index] = _row(p, o.record, job.png)
         _emit(sink, rows[o.index])
         if job.manifest not in (None, "-"):  # one line per finished output, in prompt order, at every moment

@@ -49,6 +49,7 @@ class GenerateOptions:
     inpaint: list | None = None  # [(start, end)] s of init_audio to regenerate; the rest is kept
     timeline: list | None = None  # [{"start", "end", "prompt"}]: each event in its span
     background: str | None = None  # with a timeline: the prompt under the events
+    loop: bool = False  # a seamless loop: sampled and decoded on a circle (maa.infer.loop)
 
     def __post_init__(self):
         if self.steps is None:
@@ -86,6 +87,11 @@ class GenerateOptions:
             events_of(self)
             if self.init_audio is not None:
                 raise MaaError("--timeline with --init-audio: not supported; inpaint the events' spans with --inpaint instead")
+        if self.loop and (self.inpaint or self.timeline):
+            raise MaaError("--loop with --inpaint or --timeline: not supported; make the loop from a prompt (or --init-audio)")
+        if self.loop and self.duration > WINDOW + 1e-9:
+            raise MaaError(f"--loop with --duration {self.duration:g}: a loop is one window, at most {WINDOW:g} s; "
+                           "repeat it to fill longer")
         if self.inpaint and self.init_audio is None:
             raise MaaError("--inpaint: give the clip to inpaint with --init-audio FILE")
         self.checked = True  # not a field: Pipeline.request does not check these options again
@@ -119,7 +125,7 @@ class GenerateOptions:
         for f in fields(self):
             if f.name in ("batch_size", "init_audio") or (f.name == "strength" and self.init_audio is None):
                 continue
-            if f.name in ("inpaint", "timeline", "background") and not getattr(self, f.name):
+            if f.name in ("inpaint", "timeline", "background", "loop") and not getattr(self, f.name):
                 continue  # recorded only when used
             v = getattr(self, f.name)
             out[f.name] = list(v) if isinstance(v, tuple) else v

@@ -43,6 +43,7 @@ from maa.core.hub import resolve_model
 from maa.core.version import __version__
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, samples_for_frames, seconds_for_frames
+from maa.infer import loop as looping
 from maa.infer import sampling
 from maa.infer.mel_domain import for_domain
 from maa.infer.options import GenerateOptions, mode_module, split_sequence
@@ -149,7 +150,7 @@ def _layout(prompts: list[str], seeds: list[int], opts: GenerateOptions, factor:
     frames = frames_for_duration(opts.duration, factor)
     length = samples_for_frames(frames)
     init = None if opts.init_audio is None else np.asarray(opts.init_audio, np.float32)
-    parts = [split_sequence(p) if opts.compose else [p] for p in prompts]
+    parts = [split_sequence(p) if opts.compose and not opts.loop else [p] for p in prompts]  # a loop is one part
     clips, overlaps = [], []
     for i, (q, seed) in enumerate(zip(parts, seeds)):
         n = len(q)
@@ -331,7 +332,9 @@ class Pipeline:
             batches, overlaps = [], [0] * len(prompts_k)
         ts = sampling.timesteps(self, opts, mode == "plain" and opts.init_audio is not None)
         req = Request(prompts_k, seeds_k, opts, parts, batches, overlaps, frames, ts, k, self._scorer(scorer, k))
-        common = {**opts.record_settings(), "duration": round(seconds_for_frames(frames), 4), "frames": frames}
+        # a loop is exactly one period, frames * hop samples (maa.infer.loop.decode)
+        seconds = frames * MEL.hop_length / SAMPLE_RATE if opts.loop else seconds_for_frames(frames)
+        common = {**opts.record_settings(), "duration": round(seconds, 4), "frames": frames}
         common.update(init)
         common.update(self.identity())
         for text, base in zip(texts, bases):
@@ -425,7 +428,8 @@ class Pipeline:
         noise = torch.stack([sampling.seeded_noise(self.vae.latent_shape(frames), j.seed) for j in clips]).to(self.device)
         known = None if opts.init_audio is None else sampling.Known(sampling.encode(self, [j.init for j in clips], frames))
         x = sampling.sample(self, [j.text for j in clips], noise, opts, known, on_step, seed=clips[0].seed)
-        mels, wavs = sampling.decode(self, x, frames)
+        # a loop: decoded with wrap context and cut to one period (maa.infer.loop)
+        mels, wavs = looping.decode(self, x, frames) if opts.loop else sampling.decode(self, x, frames)
         return wavs, mels, x.cpu()
 
     def replay(self, record: dict) -> Request:

@@ -41,6 +41,7 @@ from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames, seconds_for_frames
+from maa.core.profile import staged
 from maa.infer.temporal import join, part_span, split_sequence
 from maa.infer.timeline import check_options, generate_one, output_seconds, steps_of, uses_windows
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
@@ -87,6 +88,7 @@ def resolve_model_dir(path: str | Path | None) -> Path:
     return p
 
 
+@staged("load")
 def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder: str | None = None,
                gl_iters: int = 32) -> LDMModel:
     from maa.core.checkpoint import load_weights, read_config, uninitialized
@@ -101,7 +103,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder
         raise MaaError(f"{root / 'ldm' / 'config.json'}: kind {cfg.get('kind')!r} is not an LDM config")
     with uninitialized():  # loaded strictly below: no random init to draw
         unet = UNet(UNetConfig.from_dict(cfg["unet"])).to(dev)
-    load_weights(root / "ldm", {"unet": unet})
+    load_weights(root / "ldm", {"unet": unet}, mmap=True)
     text = load_text_encoder(resolve_spec(text_encoder or cfg["text_encoder"], root), device=device, max_length=cfg.get("max_length", 77))
     if text.dim != unet.cfg.context_dim:
         raise MaaError(f"text encoder {text.name}: width {text.dim}, but the UNet was trained with {unet.cfg.context_dim}")

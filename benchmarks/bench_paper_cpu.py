@@ -48,6 +48,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maa.core.audio import load_audio
+from maa.core.mel import mel_spectrogram
+from maa.core.safe_pickle import load_pickle_checkpoint
+from maa.models.diffusion import DiffusionConfig, alphas_cumprod
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ROOT / "tests" / "fixtures" / "official-keys"
 GOLDEN = ROOT / "tests" / "fixtures" / "official-golden"
@@ -64,8 +69,6 @@ def read_table(name: str) -> list[tuple[str, tuple[int, ...], str]]:
 
 def tiny_tables() -> tuple[list, list]:
     """The shapes of the tiny official checkpoint in tests/fixtures (same structure, tiny widths)."""
-    from maa.core.safe_pickle import load_pickle_checkpoint
-
     sd = load_pickle_checkpoint(GOLDEN / "tiny_maa1_full.ckpt")["state_dict"]
     gen = load_pickle_checkpoint(GOLDEN / "bigvgan" / "best_netG.pt")["generator"]
     rows = lambda d: [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in d.items()]  # noqa: E731
@@ -103,8 +106,6 @@ def random_state(rows, seed: int) -> dict[str, torch.Tensor]:
 
 def schedule_buffers(rows) -> dict[str, torch.Tensor]:
     """The DDPM buffers of maa's default schedule (what the converter checks) and a scale factor."""
-    from maa.models.diffusion import DiffusionConfig, alphas_cumprod
-
     ac = alphas_cumprod(DiffusionConfig()).float()
     out = {k: torch.zeros(s) for k, s, _ in rows}
     out["alphas_cumprod"] = ac
@@ -225,9 +226,6 @@ def split_cpu(spans: list[dict], total: float) -> dict:
 
 def compare(a: Path, b: Path) -> dict:
     """Max |difference| of two wavs' samples and of their log-mels (maa's mel)."""
-    from maa.core.audio import load_audio
-    from maa.core.mel import mel_spectrogram
-
     x, y = load_audio(a), load_audio(b)
     n = min(len(x), len(y))
     mx, my = (mel_spectrogram(torch.from_numpy(v[:n])) for v in (x, y))

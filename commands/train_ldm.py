@@ -71,7 +71,8 @@ def main(
     threads: opt.Threads = 0,
     quiet: opt.Quiet = False,
 ):
+    """`maa train-ldm`: train the text-conditioned latent diffusion UNet."""
     options = dict(locals())  # the parameter names are the option fields
     from maa.train.ldm import LDMTrainOptions, train_ldm
 
-    emit(train_ldm(LDMTrainOptions(**options), reporter()))
+    emit(train_ldm(LDMTrainOptions(**options), reporter(quiet)))

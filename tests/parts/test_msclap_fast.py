@@ -15,7 +15,7 @@ TEXTS = ["a dog barks while rain falls", "", "Café crème, NAÏVE façade", "�
 
 @pytest.fixture(scope="module")
 def vocab_folder():
-    from maa.models.text import minilm_dir
+    from maa.parts.text import minilm_dir
 
     try:
         return minilm_dir()
@@ -26,7 +26,7 @@ def vocab_folder():
 def test_tokenizer_ids_equal_bert_tokenizer(vocab_folder):
     from transformers import BertTokenizer
 
-    from maa.models.text import bert_uncased_tokenizer
+    from maa.parts.text import bert_uncased_tokenizer
 
     ours = bert_uncased_tokenizer()
     ref = BertTokenizer.from_pretrained(vocab_folder, local_files_only=True, do_lower_case=True,
@@ -43,7 +43,7 @@ def test_tokenizer_ids_equal_bert_tokenizer(vocab_folder):
 def test_tower_equals_transformers_bert(tmp_path):
     from transformers import BertConfig, BertModel
 
-    from maa.models.text import MsclapTower
+    from maa.parts.text import MsclapTower
 
     cfg = {"bert": {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
                     "intermediate_size": 64, "hidden_act": "gelu", "max_position_embeddings": 80, "type_vocab_size": 2,
@@ -65,7 +65,7 @@ def test_converted_text_loads_without_transformers(tmp_path):
     from tests.convert.conftest import convert_tiny
 
     root = convert_tiny(tmp_path / "m")
-    code = ("import sys; from maa.models.text import load_text_encoder; "
+    code = ("import sys; from maa.parts.text import load_text_encoder; "
             f"e = load_text_encoder('msclap:{root / 'text'}'); e.encode(['a dog barks']); "
             "print('transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

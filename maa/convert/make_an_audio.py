@@ -448,6 +448,15 @@ redistributing.
 
 Generate with: `maa generate "a dog barks while rain falls" -o out.wav --model <this folder>`
 (the paper's sampler: `--sampler ddim --steps 100`).
+
+## What to expect on a CPU
+
+A 10 s clip at the default 12 DPM-Solver++ steps is ~3.8 TFLOP: 12 guided UNet calls of 187 GFLOP,
+the VAE decoder 393 GFLOP, BigVGAN 1,144 GFLOP. On a 2-core AVX2 CPU (AMD EPYC, no AVX-512) that is
+~140 CPU-seconds (sampling 73, vocoder 49, VAE 12, the rest 6), so at least ~30 s of wall time on
+2 quiet cores; loading takes under a second (the weights are memory-mapped) and the peak memory is
+~3 GB. Fewer `--steps` shorten the sampling share. Measured by `python benchmarks/bench_paper_cpu.py
+--threads 1` of the maa repository (random weights of this structure); on a GPU see `--fast`.
 """
 
 

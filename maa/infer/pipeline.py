@@ -44,6 +44,7 @@ from maa.core.version import __version__
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, samples_for_frames, seconds_for_frames
 from maa.infer import loop as looping
+from maa.core.profile import staged
 from maa.infer import sampling
 from maa.infer.mel_domain import for_domain
 from maa.infer.options import GenerateOptions, mode_module, split_sequence
@@ -74,6 +75,7 @@ def resolve_model_dir(path: str | Path | None) -> Path:
     return p
 
 
+@staged("load")
 def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder: str | None = None,
                gl_iters: int = 32) -> Pipeline:
     """The Pipeline of a model folder on `device` as given (load_pipeline picks the device)."""
@@ -88,7 +90,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder
         raise MaaError(f"{root / 'ldm' / 'config.json'}: kind {cfg.get('kind')!r} is not an LDM config")
     with uninitialized():  # loaded strictly below: no random init to draw
         unet = UNet(UNetConfig.from_dict(cfg["unet"])).to(dev)
-    load_weights(root / "ldm", {"unet": unet})
+    load_weights(root / "ldm", {"unet": unet}, mmap=True)
     text = load_text_encoder(resolve_spec(text_encoder or cfg["text_encoder"], root), device=device, max_length=cfg.get("max_length", 77))
     if text.dim != unet.cfg.context_dim:
         raise MaaError(f"text encoder {text.name}: width {text.dim}, but the UNet was trained with {unet.cfg.context_dim}")

@@ -26,6 +26,7 @@ from maa.core.audio import SAMPLE_RATE
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path
 from maa.infer.limits import MAX_RECORD_BYTES, record_from_text
+from maa.core.profile import staged
 
 # Fields of a record that describe an outcome or a place, not a setting: a rerun compares the rest.
 OUTCOME = {"seed", "score", "candidate_scores", "parts", "batch", "model", "device", "threads", "maa", "id", "path",
@@ -52,6 +53,7 @@ def wav_bytes(audio: np.ndarray, record: dict | None = None, sr: int = SAMPLE_RA
     return data[:4] + struct.pack("<I", len(data) - 8) + data[8:]
 
 
+@staged("write")
 def save_wav_with_record(path: str | os.PathLike, audio: np.ndarray, record: dict) -> Path:
     """Write `audio` with its record as a wav, atomically."""
     with atomic_path(path, suffix=".wav") as tmp:

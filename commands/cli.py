@@ -8,6 +8,7 @@ from maa.commands import (
     convert,
     generate,
     info,
+    lora,
     mel,
     reprogram,
     train_clap,
@@ -54,6 +55,7 @@ app.command("info", help=info.HELP, no_args_is_help=True)(info.main)
 app.command("eval", help=eval_cmd.HELP)(eval_cmd.main)
 app.command("train-vocoder", help=train_vocoder.HELP)(train_vocoder.main)
 app.add_typer(convert.app, name="convert", help=convert.HELP)
+app.add_typer(lora.app, name="lora", help=lora.HELP)
 
 
 def main():

@@ -34,6 +34,8 @@ Examples:
 
   maa generate "rain falls on a roof" --duration 120 -o rain.wav               # window by window, any length
 
+  maa generate "footsteps on gravel" -o steps.wav --lora runs/steps --lora runs/reverb:0.5   # LoRA adapters, stacked
+
 Prompt files: one prompt per line, `name|prompt`, or JSON lines {"id", "prompt" (or "caption"),
 optional "seed"}. Blank lines and lines starting with # are skipped. Each output is written as soon
 as it is done; a rerun skips outputs already made with the same settings (--overwrite redoes them).
@@ -78,6 +80,7 @@ def main(
     inpaint: list[str] = typer.Option(None, "--inpaint", help="With --init-audio: regenerate only START-END seconds (repeatable: --inpaint 2-3.5 --inpaint 6-7); the rest is kept."),
     timeline: str = typer.Option(None, "--timeline", help="Events in their spans: \"0-3: a dog barks; 2-6: rain falls\" or a JSON file of {start, end, prompt}; overlaps allowed. Replaces the prompt."),
     background: str = typer.Option(None, "--background", help="With --timeline: a prompt that sounds under the events for the whole clip."),
+    lora: list[str] = typer.Option(None, "--lora", help="Switch on a LoRA adapter: DIR[:SCALE] (the -o folder of `maa train-ldm --lora`; scale 1 by default, 0 turns it off). Repeatable: adapters stack. One made for another base model is refused unless --force."),
     fast: str = typer.Option("auto", "--fast", help="CUDA fast path: auto (bf16 + torch.compile + CUDA graphs on CUDA; off on the CPU), off, the parts to use (bf16,compile,graphs,channels-last) or to drop (no-graphs, no-compile ...). The first call of each shape compiles (reported apart; cached in ~/.cache/maa/torchinductor)."),
     threads: Threads = 0,
     quiet: Quiet = False,
@@ -106,7 +109,7 @@ def main(
         extra["background"] = background
     generate_files(prompt=prompt, prompts_file=prompts_file, out=out, out_dir=out_dir, model_dir=model_dir,
                    device=device, seed=seed, candidates=candidates, scorer=scorer, init_audio=init_audio, png=png,
-                   manifest=manifest, overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads,
+                   manifest=manifest, overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads, lora=lora,
                    log=Log(info, warn, lambda total: progress_bar(total, "generate", quiet, unit="step")),
                    # the rest are GenerateOptions fields, recorded in every output
                    steps=steps, sampler=sampler, guidance=guidance, negative=negative, duration=duration,

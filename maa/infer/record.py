@@ -190,8 +190,10 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
                    out_dir: Path | None = None, model_dir=None, device: str = "auto", seed: int = 0,
                    candidates: int = 1, scorer: str | None = None, init_audio: Path | None = None, png: bool = False,
                    manifest: str | None = None, overwrite: bool = False, force: bool = False, gl_iters: int = 32,
-                   replay: Path | None = None, threads: int = 0, log: Log | None = None, **settings) -> list[dict]:
-    """Everything `maa generate` does; returns the manifest rows. `settings`: GenerateOptions fields.
+                   replay: Path | None = None, threads: int = 0, log: Log | None = None, lora: list | None = None,
+                   **settings) -> list[dict]:
+    """Everything `maa generate` does; returns the manifest rows. `settings`: GenerateOptions fields;
+    `lora`: "DIR[:SCALE]" adapters (maa.models.lora; a replay takes its record's).
 
     1. read the prompts (or the record to replay) and check them, every output path and the scorer;
     2. check the settings, estimate memory and time from the model's configs; refuse what will not
@@ -202,8 +204,11 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
     from maa.infer.longform import WINDOW
     from maa.infer.pipeline import load_pipeline
 
+    from maa.models.lora import AdapterSpec, parse_spec
+
     log = log or Log()
     record = None
+    specs = [parse_spec(s) for s in lora or []]  # bad values fail before anything loads
     if replay is not None:
         record = read_record(replay)
         if record is None:
@@ -213,6 +218,7 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
         gl_iters = record.get("gl_iters", gl_iters)
         candidates, init_audio = 1, None
         threads = threads or record.get("threads", 0)  # bit-exact on a CPU needs the same thread count
+        specs = specs or [AdapterSpec(Path(a["path"]), float(a["scale"])) for a in record.get("lora") or []]
     else:
         items = _read_items(prompt, prompts_file)
     paths = _check_outputs(items, out, out_dir, manifest)
@@ -232,7 +238,8 @@ def generate_files(prompt: str | None = None, prompts_file: str | None = None, o
     from maa.core.threads import apply_threads
 
     apply_threads(threads)
-    pipe = load_pipeline(root, dev, text_encoder=record.get("text_encoder") if record else None, gl_iters=gl_iters)
+    pipe = load_pipeline(root, dev, text_encoder=record.get("text_encoder") if record else None, gl_iters=gl_iters,
+                         lora=specs, force=force, warn=log.warn)
     if record is not None:
         _warn_replay(record, pipe.identity(), replay, log)
         req = pipe.replay(record)
@@ -362,5 +369,7 @@ def _warn_replay(record: dict, now: dict, src: Path, log: Log) -> None:
     if record.get("threads", now.get("threads")) != now.get("threads"):
         log.warn(f"{src} was made with {record['threads']} CPU threads, this run has {now.get('threads')}: "
                  "close, but not bit-exact")
+    if [a.get("sha256") for a in record.get("lora") or []] != [a.get("sha256") for a in now.get("lora") or []]:
+        log.warn(f"{src} was made with other LoRA adapters ({record.get('lora')}); the audio will differ")
     if record.get("maa") != now["maa"]:
         log.warn(f"{src} was made by maa {record.get('maa')}, this is {now['maa']}: the audio may differ")

@@ -144,8 +144,13 @@ def train_lora(o: LoRATrainOptions, ui: Reporter | None = None) -> dict:
         rank, alpha, targets = int(saved["rank"]), float(saved["alpha"]), tuple(saved["targets"])  # the run's own
     else:
         rank = o.lora
-    if icfg.get("text_encoder") != o.text_encoder:
-        raise MaaError(f"--init {init}: trained with --text-encoder {icfg.get('text_encoder')}; pass that")
+    # the base's own text encoder (a converted official model's msclap:text lives in its folder)
+    from maa.models.text import resolve_spec
+
+    spec = resolve_spec(icfg.get("text_encoder", "minilm"), root)
+    if o.text_encoder not in ("minilm", icfg.get("text_encoder"), spec):
+        raise MaaError(f"--text-encoder {o.text_encoder}: the adapter conditions on the base's own encoder "
+                       f"({icfg.get('text_encoder')}); leave --text-encoder out")
 
     rows = _captioned(o.manifest, ui, d.main)
     if o.val:
@@ -156,11 +161,12 @@ def train_lora(o: LoRATrainOptions, ui: Reporter | None = None) -> dict:
     vae = load_vae(vae_dir, run.device)
     frames = frames_for_duration(o.duration)
     text_cache = out_dir / "cache" / "text.safetensors"
-    text = CachedTextEncoder(o.text_encoder, load_text_cache(text_cache, o.text_encoder), device=str(run.device))
+    text = CachedTextEncoder(spec, load_text_cache(text_cache, spec), device=str(run.device),
+                             max_length=icfg.get("max_length", 77))
     from maa.core.manifest import caption_of
 
     if text.add([""] + [caption_of(r) for r in rows + val_rows]) and d.main:
-        save_text_cache(text_cache, o.text_encoder, text.table)
+        save_text_cache(text_cache, spec, text.table)
     # the cache stores float16: train on exactly what a resumed run reads back, so --resume is bitwise
     text.table = {k: v.half().float() for k, v in text.table.items()}
     from maa.models.diffusion import DiffusionConfig
@@ -181,11 +187,11 @@ def train_lora(o: LoRATrainOptions, ui: Reporter | None = None) -> dict:
             cache_dataset_latents(vae, sets, out_dir / "cache" / "latents.safetensors", tag, write=d.main,
                                   progress=bar.update)
 
-    setup = LDMSetup(unet=unet_cfg, diffusion=dcfg, text_encoder=o.text_encoder, frames=frames)
+    setup = LDMSetup(unet=unet_cfg, diffusion=dcfg, text_encoder=icfg.get("text_encoder", "minilm"), frames=frames)
     task = LoRATask(setup, vae, text, rank, alpha, targets)
     init_from(init, task.unet, icfg)
     meta = {**task.lora.meta(), "base": {"model": str(Path(root).resolve()), "unet_sha256": base_sha},
-            "text_encoder": o.text_encoder, "train_frames": frames,
+            "text_encoder": icfg.get("text_encoder", "minilm"), "train_frames": frames,
             "data": data_summary(rows, val_rows, o.manifest),
             "train": {"steps": o.steps, "lr": o.lr, "batch_size": o.batch_size, "seed": o.seed}}
     if d.main:

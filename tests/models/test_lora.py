@@ -95,6 +95,7 @@ def _gen(*args):
     return CliRunner().invoke(app, ["generate", *[str(a) for a in args]])
 
 
+@pytest.mark.slow
 def test_generate_with_lora_records_replays_merges_and_refuses_another_base(tmp_path, model_dir):
     a = make_adapter(tmp_path / "a", model_dir, 1)
     common = ["--model", model_dir, "--steps", 2, "-d", 0.5, "-q", "--seed", 5]
@@ -136,10 +137,17 @@ def test_generate_with_lora_records_replays_merges_and_refuses_another_base(tmp_
         assert r.exit_code == 1 and r.output.count("error:") == 1 and match in r.output, r.output
 
 
-def test_pipeline_takes_lora(tmp_path, model_dir):
+def test_pipeline_takes_lora_and_refuses_another_base(tmp_path, model_dir):
     import maa
 
     a = make_adapter(tmp_path / "a", model_dir, 1)
     pipe = maa.load_pipeline(model_dir, device="cpu", lora=[f"{a}:0.5"])
     out = pipe("a soft bell", duration=0.5, steps=2)[0]
-    assert out.record["lora"][0]["scale"] == 0.5 and np.isfinite(out.audio).all()
+    assert out.record["lora"] == [{"path": str(a.resolve()), "sha256": out.record["lora"][0]["sha256"], "scale": 0.5}]
+    meta = json.loads((a / "lora.json").read_text())
+    meta["base"]["unet_sha256"] = "0" * 16
+    (a / "lora.json").write_text(json.dumps(meta))
+    r = _gen("a soft bell", "-o", tmp_path / "x.wav", "--lora", a, "--model", model_dir, "--steps", 1, "-d", 0.5, "-q")
+    assert r.exit_code == 1 and r.output.count("error:") == 1 and "another base model (UNet hash 0000" in r.output
+    r = _gen("a soft bell", "-o", tmp_path / "x.wav", "--lora", f"{a}:x", "--model", model_dir, "-q")
+    assert r.exit_code == 1 and "the scale after ':' must be a number" in r.output

@@ -1,4 +1,5 @@
 # make finetune FOLDER=my_sounds/ [MODEL=maa/assets/model] [RUN=runs/finetune]: a LoRA adapter from a folder of clips.
+# (LORA_RANK, not RANK: make exports command-line variables, and RANK is torchrun's process rank.)
 # Sub-folder names are the clips' labels and captions; clips without text are captioned (`maa caption`: label phrasings,
 # else retrieval from a caption bank, ranked by the audio-text model). A few clips are held out; the adapter
 # trains on the rest; the held-out captions are generated before and after and scored against the held-out
@@ -10,7 +11,7 @@
 FT_FOLDER  = $(if $(FOLDER),$(FOLDER),data/minetest)
 FT_MODEL   = $(if $(MODEL),$(MODEL),maa/assets/model)
 FT_RUN     = $(if $(RUN),$(RUN),runs/finetune)
-RANK      ?= 8
+LORA_RANK ?= 8
 STEPS     ?= 300
 BATCH     ?= 8
 LR        ?= 1e-3
@@ -38,7 +39,7 @@ data/minetest/.done: $(STAMP)
 
 finetune-data: $(if $(FOLDER),,data/minetest/.done)
 
-$(FT_RUN)/data/clips.jsonl: | $(STAMP) finetune-data
+$(FT_RUN)/data/clips.jsonl: | $(STAMP) $(if $(FOLDER),,data/minetest/.done)
 	$(BIN)/python -m recipes.finetune import $(FT_FOLDER) -o $@
 
 $(FT_RUN)/data/captioned.jsonl: $(FT_RUN)/data/clips.jsonl
@@ -53,7 +54,7 @@ $(FT_RUN)/mels/.done: $(FT_RUN)/data/heldout.jsonl
 
 $(FT_RUN)/adapter/final.json: $(FT_RUN)/mels/.done
 	@mkdir -p $(@D)
-	$(MAA) train-ldm $(FT_RUN)/mels/manifest.jsonl --init $(FT_MODEL) -o $(FT_RUN)/adapter --lora $(RANK) \
+	$(MAA) train-ldm $(FT_RUN)/mels/manifest.jsonl --init $(FT_MODEL) -o $(FT_RUN)/adapter --lora $(LORA_RANK) \
 	    --steps $(STEPS) -b $(BATCH) --lr $(LR) --ema 0 --duration $(FT_DUR) --cache-latents --val-fraction 0 \
 	    --ckpt-every 50 --log-every 10 --device $(FT_DEVICE) -q \
 	    $(if $(wildcard $(FT_RUN)/adapter/trainer_state.pt),--resume) > $@.tmp && mv $@.tmp $@

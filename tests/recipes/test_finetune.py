@@ -55,7 +55,7 @@ def test_make_finetune_end_to_end(tmp_path, model_dir):
     folder = _folder(tmp_path / "clips")
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MAA_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    args = [f"FOLDER={folder}", f"MODEL={model_dir}", f"RUN={run}", "STEPS=3", "BATCH=2", "RANK=2", "FT_DUR=0.5",
+    args = [f"FOLDER={folder}", f"MODEL={model_dir}", f"RUN={run}", "STEPS=3", "BATCH=2", "LORA_RANK=2", "FT_DUR=0.5",
             "HOLDOUT=0.3"]
 
     def make(*targets, check=True):
@@ -66,7 +66,8 @@ def test_make_finetune_end_to_end(tmp_path, model_dir):
 
     make("finetune")
     out = json.loads((run / "card.line").read_text())
-    assert out["rank"] == 2 and out["steps"] == 3 and out["clips"] == 4 and out["held_out"] == 2
+    # 7 clips with text after captioning (the loose one too), 2 held out
+    assert out["rank"] == 2 and out["steps"] == 3 and out["clips"] == 5 and out["held_out"] == 2
     for side in ("before", "after"):
         assert {"fd_aisfx", "clap_score_maa-clap"} <= set(out[side]), out[side]
     assert out["before"]["fd_aisfx"] != out["after"]["fd_aisfx"]  # the adapter changed the generated audio
@@ -77,7 +78,7 @@ def test_make_finetune_end_to_end(tmp_path, model_dir):
     caps = {json.loads(x)["id"]: json.loads(x) for x in (run / "data" / "captioned.jsonl").read_text().splitlines()}
     assert caps["loose"]["caption_source"] == "retrieval"
     # everything done: a rerun has nothing to do; a lost stamp reruns only its stage
-    assert make("-q", "finetune", check=False).returncode == 0
+    assert make("-q", str(run / "CARD.md"), check=False).returncode == 0
     (run / "CARD.md").unlink()
     again = make("finetune").stdout
     assert "recipes.finetune card" in again and "train-ldm" not in again

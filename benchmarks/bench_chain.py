@@ -19,6 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_quality import PROMPTS, embed, fit_judge, label, load_wavs, rows_of
+from maa.core.audio import fit_length
+from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
+from maa.eval.extractors import load_extractor
+from maa.infer.pipeline import GenerateOptions, load_model
 
 
 def main():
@@ -29,10 +33,6 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from maa.core.audio import fit_length
-    from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
-    from maa.eval.extractors import load_extractor
-    from maa.infer.pipeline import GenerateOptions, generate, load_model
 
     ex = load_extractor("aisfx")
     train, test = rows_of(a.corpus / "train.jsonl"), rows_of(a.corpus / "test.jsonl")
@@ -55,7 +55,7 @@ def main():
     for r in train:
         captions.setdefault(label(r), r["caption"])
     classes = list(PROMPTS)
-    gen = generate(model, [captions[c] for c in classes], list(range(len(classes))), GenerateOptions(duration=4.0))
+    gen = model([captions[c] for c in classes], list(range(len(classes))), opts=GenerateOptions(duration=4.0))
     res["generated_train_captions"] = round(float(np.mean(classify(embed(ex, [g.audio for g in gen])[0])
                                                           == np.array(classes))), 3)
     print(json.dumps(res))

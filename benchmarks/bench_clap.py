@@ -29,9 +29,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from maa.core.checkpoint import read_config, save_weights
-from maa.core.manifest import read_manifest
+from maa.data.formats import read_manifest
 from maa.data.caption import BankEntry, CaptionJob, caption_rows, label_text
-from maa.infer.scoring import MaaClapScorer
+from maa.parts.scorers import MaaClapScorer
 from maa.models.clap import ClapConfig, MaaClap
 from maa.train.clap import class_names, load_mels, measure
 

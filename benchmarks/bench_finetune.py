@@ -33,6 +33,14 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # recipes/ and benchmarks/ when run as a script
+
+from benchmarks.bench_quality import PROMPTS  # noqa: E402
+from maa.core.audio import load_audio  # noqa: E402
+from maa.infer.pipeline import load_model  # noqa: E402
+from maa.models.lora import attach, load_lora  # noqa: E402
+from maa.parts.scorers import load_scorer  # noqa: E402
+from recipes.finetune import import_folder, prompts, split  # noqa: E402
 MAA = [sys.executable, "-m", "maa.commands.cli"]
 
 
@@ -52,8 +60,6 @@ def maa(*args) -> tuple[float, int]:
 
 
 def prepare(folder: Path, out: Path) -> Path:
-    from recipes.finetune import import_folder, prompts, split
-
     data = out / "data"
     if not (data / "heldout.jsonl").exists():
         import_folder(folder, data / "clips.jsonl")
@@ -85,9 +91,6 @@ def evaluate(gen_dir: Path, heldout: Path, clap: str, duration: float) -> dict:
 
 def recognition(gen_dir: Path, classes: list[str], clap: str) -> float:
     """Share of the class prompts' clips whose nearest class name (maa-clap, zero-shot) is the prompted one."""
-    from maa.core.audio import load_audio
-    from maa.infer.scoring import load_scorer
-
     s = load_scorer(f"maa-clap:{clap}")
     wavs = [load_audio(gen_dir / f"{c}.wav") for c in classes]
     a = s.embed_audio(wavs)
@@ -99,9 +102,6 @@ def recognition(gen_dir: Path, classes: list[str], clap: str) -> float:
 @torch.no_grad()
 def drift(model: str, lora: Path | None, prompts: list[str], base_model: str, seed: int = 0, n_t: int = 4) -> float:
     """Mean ||eps_tuned - eps_base|| / ||eps_base|| on `prompts` at fixed latents and timesteps."""
-    from maa.infer.pipeline import load_model
-    from maa.models.lora import attach, load_lora
-
     base = load_model(model)  # with an adapter: the base model; full fine-tuning: the tuned folder
     ref = load_model(base_model) if lora is None else None
     g = torch.Generator().manual_seed(seed)
@@ -136,9 +136,6 @@ def main():
     ap.add_argument("--gen-ways", default=None, help="ways whose held-out clips are generated (default: all)")
     ap.add_argument("--forgetting", default="recognition", choices=["recognition", "drift"])
     a = ap.parse_args()
-    sys.path.insert(0, str(REPO))
-    from benchmarks.bench_quality import PROMPTS
-
     out = a.out.resolve()
     data = prepare(a.folder, out)
     clap = str(Path(a.model) / "clap")

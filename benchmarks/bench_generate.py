@@ -20,25 +20,29 @@ import time
 from pathlib import Path
 
 import torch
+from maa.core.checkpoint import save_weights
+from maa.models.diffusion import DiffusionConfig
+from maa.parts.text import load_text_encoder
+from maa.models.unet import preset as get_unet_preset
+from maa.models.vae import SpecVAE
+from maa.models.vae import preset as vpreset
+from maa.train.ldm import LDMSetup, LDMTask
+from maa.core.mel import frames_for_duration, seconds_for_frames
+from maa.infer.pipeline import GenerateOptions
+from maa.models.samplers import SAMPLERS
+from maa.core.checkpoint import num_params
+from maa.infer.pipeline import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def build(root: Path, unet_preset: str, vae_preset: str) -> Path:
-    from maa.core.checkpoint import save_weights
-    from maa.models.diffusion import DiffusionConfig
-    from maa.models.text import load_text_encoder
-    from maa.models.unet import preset
-    from maa.models.vae import SpecVAE
-    from maa.models.vae import preset as vpreset
-    from maa.train.ldm import LDMSetup, LDMTask
-
     torch.manual_seed(0)
     vcfg = vpreset(vae_preset)
     vae = SpecVAE(vcfg)
     save_weights(root / "vae", {"vae": vae}, {"vae": vcfg.to_dict()})
     text = load_text_encoder("minilm")
-    task = LDMTask(LDMSetup(unet=preset(unet_preset, context_dim=text.dim), diffusion=DiffusionConfig()), vae, text)
+    task = LDMTask(LDMSetup(unet=get_unet_preset(unet_preset, context_dim=text.dim), diffusion=DiffusionConfig()), vae, text)
     save_weights(root / "ldm", {"unet": task.unet}, task.export_config())
     return root
 
@@ -49,10 +53,6 @@ def sync(device):
 
 
 def time_one(model, sampler: str, steps: int, duration: float, repeats: int) -> dict:
-    from maa.core.mel import frames_for_duration, seconds_for_frames
-    from maa.infer.pipeline import GenerateOptions, generate
-    from maa.models.samplers import SAMPLERS
-
     opts = GenerateOptions(steps=steps, sampler=sampler, duration=duration, batch_size=1)
     secs = seconds_for_frames(frames_for_duration(duration))
     # time the parts by wrapping the sampler, decoder and vocoder
@@ -73,13 +73,13 @@ def time_one(model, sampler: str, steps: int, duration: float, repeats: int) -> 
     model.vae.decode_latent = timed("vae", orig_dec)
     model.vocoder = timed("vocoder", orig_voc)
     try:
-        generate(model, ["a dog barks while rain falls"], [0], opts)  # warm-up
+        model(["a dog barks while rain falls"], [0], opts=opts)  # warm-up
         for k in parts:
             parts[k] = 0.0
         sync(model.device)
         t0 = time.perf_counter()
         for _ in range(repeats):
-            generate(model, ["a dog barks while rain falls"], [0], opts)
+            model(["a dog barks while rain falls"], [0], opts=opts)
         sync(model.device)
         wall = (time.perf_counter() - t0) / repeats
     finally:
@@ -101,8 +101,6 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from maa.core.checkpoint import num_params
-    from maa.infer.pipeline import load_model
 
     runs = [(s.split(":")[0], int(s.split(":")[1])) for s in args.runs.split(",")]
     print(f"# device {args.device}, torch threads {torch.get_num_threads()}, duration {args.duration} s, "

@@ -6,7 +6,7 @@ diffusers row), the `base` VAE, a BigVGAN-size vocoder (the 16 kHz BigVGAN confi
 initial channels, 6 upsamplers) and the real MiniLM text encoder. 10 s clips, 25 DPM-Solver++
 steps, guidance 3. Rows, all in one run and one table:
 
-  * text -> wav (maa.infer.pipeline.generate, a new prompt every call so the text encoder runs):
+  * text -> wav (a maa.infer.pipeline.Pipeline call, a new prompt every call so the text encoder runs):
     latency at batch 1 (median of --calls calls after warm-up) and throughput at the batches
     of --batches (seconds of audio per second), eager fp32 vs bf16 vs bf16 + torch.compile +
     CUDA graphs (maa.infer.accel); the compiled path's first calls (compile) reported apart;
@@ -43,6 +43,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from maa.infer.pipeline import load_model
+from maa.parts.vocoders import NeuralVocoder
+from maa.models.bigvgan import BigVGAN, BigVGANConfig
+from maa.infer.accel import FastPath, accelerate, restore
+from maa.infer.pipeline import GenerateOptions
+from maa.infer.accel import FastUNet
+from maa.models.diffusion import DiffusionConfig, alphas_cumprod
+from maa.models.samplers import SAMPLERS, guided, model_denoiser, timesteps
+from maa.infer.accel import autocast
+from maa.models.diffusion import diffusion_loss
+from maa.models.unet import UNet
+from maa.models.unet import preset as unet_preset
+from maa.models.vae import SpecVAE
+from maa.models.vae import preset as vae_preset
+import soundfile as sf
+from maa.core.device import pick_device
 
 SECTIONS = ("generate", "diffusers", "train", "mel")
 
@@ -65,13 +81,6 @@ def timed(fn, device) -> float:
 
 def build_models(a, device):
     """A loaded pipeline model (the bundled one: text encoder, schedule) with random base-size parts."""
-    from maa.infer.pipeline import load_model
-    from maa.infer.vocoders import NeuralVocoder
-    from maa.models.bigvgan import BigVGAN, BigVGANConfig
-    from maa.models.unet import UNet
-    from maa.models.unet import preset as unet_preset
-    from maa.models.vae import SpecVAE
-    from maa.models.vae import preset as vae_preset
 
     size = "tiny" if a.tiny else "base"
     torch.manual_seed(0)
@@ -104,9 +113,6 @@ def modes(a, device) -> list[tuple[str, dict]]:
 
 
 def bench_generate(a, device, rows):
-    from maa.infer.accel import FastPath, accelerate, restore
-    from maa.infer.pipeline import GenerateOptions, generate
-
     model, params = build_models(a, device)
     rows.append({"section": "models", **{f"{k} (M params)": round(v / 1e6, 2) for k, v in params.items()}})
     counter = iter(range(10**9))
@@ -115,7 +121,7 @@ def bench_generate(a, device, rows):
         i = next(counter)  # new captions every call: the text encoder's cache never answers
         prompts = [f"a dog barks {i} {k}" for k in range(batch)]
         opts = GenerateOptions(steps=a.steps, guidance=a.guidance, duration=a.duration, batch_size=batch)
-        return generate(model, prompts, list(range(batch)), opts)
+        return model(prompts, list(range(batch)), opts=opts)
 
     for name, flags in modes(a, device):
         fp = FastPath(**flags, max_length=model.text.max_length)
@@ -156,7 +162,7 @@ class _DiffusersAsMaa(torch.nn.Module):
 
 def diffusers_unet(a):
     try:
-        from diffusers import UNet2DConditionModel
+        from diffusers import UNet2DConditionModel  # noqa: PLC0415  optional dependency, imported where it is used
     except ImportError:
         return None
     c = (32, 64) if a.tiny else (320, 640)
@@ -169,12 +175,6 @@ def diffusers_unet(a):
 
 
 def bench_diffusers(a, device, rows):
-    from maa.infer.accel import FastPath, FastUNet
-    from maa.models.diffusion import DiffusionConfig, alphas_cumprod
-    from maa.models.samplers import SAMPLERS, guided, model_denoiser, timesteps
-    from maa.models.unet import UNet
-    from maa.models.unet import preset as unet_preset
-
     dnet = diffusers_unet(a)
     if dnet is None:
         rows.append({"section": "diffusers", "skipped": "diffusers is not installed (pip install 'maa[bench]')"})
@@ -220,13 +220,6 @@ def bench_diffusers(a, device, rows):
 
 
 def bench_train(a, device, rows):
-    from maa.infer.accel import autocast
-    from maa.models.diffusion import DiffusionConfig, alphas_cumprod, diffusion_loss
-    from maa.models.unet import UNet
-    from maa.models.unet import preset as unet_preset
-    from maa.models.vae import SpecVAE
-    from maa.models.vae import preset as vae_preset
-
     cuda = torch.device(device).type == "cuda"
     size = "tiny" if a.tiny else "base"
     dcfg = DiffusionConfig()
@@ -271,15 +264,14 @@ def bench_train(a, device, rows):
             rows.append({"section": "train", "model": f"{kind} {size}", "bf16": cuda, "compile": compiled, "batch": b,
                          "steps_per_s": round(1 / t, 2), "samples_per_s": round(b / t, 1),
                          "peak_mem_GiB": round(peak, 2), "first_step_s": round(first, 1)})
-            del net, opt, run
+            net = opt = run = None  # drop the references (closures above read them) before the next model
             if cuda:
                 torch.cuda.empty_cache()
                 torch._dynamo.reset()
 
 
 def bench_mel(a, device, rows):
-    import librosa
-    import soundfile as sf
+    import librosa  # noqa: PLC0415  librosa: slow import, after the arguments are parsed (--help stays fast)
 
     n = a.mel_clips
     work = Path(tempfile.mkdtemp(prefix="bench_mel_"))
@@ -357,7 +349,6 @@ def main(argv=None):
         a.batches = [2] if t else [16, 64]
     if t and a.duration == 10.0:
         a.duration = 2.0  # the tiny presets at 2 s: every code path, seconds of CPU
-    from maa.core.device import pick_device
 
     device = pick_device(a.device)
     sections = [s.strip() for s in a.sections.split(",") if s.strip()]

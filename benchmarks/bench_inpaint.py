@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 
 import torch
+from maa.core.mel import mel_spectrogram
+from maa.infer.inpaint import inpaint, join_flux_ratio, spans_mel_error
+from maa.infer.pipeline import GenerateOptions, load_model
 
 SCENES = [("heavy rain is falling", 0), ("an engine idles", 1), ("birds are singing", 2)]
 SPANS = [(1.5, 2.5), (4.0, 4.6)]
@@ -27,16 +30,13 @@ def main():
     ap.add_argument("--prompt", default="a door slams")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    from maa.core.mel import mel_spectrogram
-    from maa.infer.inpaint import inpaint, join_flux_ratio, spans_mel_error
-    from maa.infer.pipeline import GenerateOptions, generate, load_model
 
     model = load_model(a.model)
     opts = GenerateOptions(steps=a.steps, duration=6.0, batch_size=1)
     edges = [t for s in SPANS for t in s]
     print(f"{'scene':24} {'out|in':>7} {'rt|in':>7} {'new in':>7} {'new out':>8} {'flux@edges':>10} {'rt flux':>8}")
     for scene, seed in SCENES:
-        src = generate(model, [scene], [seed], opts)[0].audio
+        src = model([scene], [seed], opts=opts)[0].audio
         r = inpaint(model, a.prompt, src, SPANS, opts, seed=seed)
         m_in, m_out, m_rt = (mel_spectrogram(torch.from_numpy(x)).numpy() for x in (src, r.audio, r.roundtrip))
         _, out_in = spans_mel_error(m_out, m_in, SPANS, 0.1)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from maa.data.mels import MelCrops
+from maa.models.vae import SpecVAE, preset
 
 
 def make_mels(folder: Path, n: int, frames: int = 624) -> list[dict]:
@@ -56,8 +57,6 @@ def delivered(rows: list[dict], workers: int, batch: int, cache: bool, seconds: 
 
 
 def consumed(device: str, batch: int, steps: int) -> float:
-    from maa.models.vae import SpecVAE, preset
-
     model = SpecVAE(preset("base")).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     x = torch.randn(batch, 1, 80, 624, device=device) - 4

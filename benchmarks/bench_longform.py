@@ -23,6 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from maa.infer.inpaint import join_flux_ratio, level_jump_db
+from maa.infer import sampling
+from maa.infer.longform import JOIN_FADE, WINDOW_SEED, _paste
+from maa.infer.longform import generate_long
+from maa.infer.pipeline import GenerateOptions, load_model
+from maa.core.audio import save_wav
 
 
 def rss_mb() -> float:
@@ -30,8 +36,6 @@ def rss_mb() -> float:
 
 
 def measure(audio: np.ndarray, joins: list[float], middles: list[float]) -> dict:
-    from maa.infer.inpaint import join_flux_ratio, level_jump_db
-
     return {"flux_ratio_joins": join_flux_ratio(audio, joins),
             "flux_ratio_middles": join_flux_ratio(audio, middles),
             "level_jump_db_joins": float(np.mean([level_jump_db(audio, j) for j in joins])),
@@ -40,18 +44,16 @@ def measure(audio: np.ndarray, joins: list[float], middles: list[float]) -> dict
 
 def independent(model, prompt: str, long, opts, seed: int) -> np.ndarray:
     """The same windows sampled without the held overlap, crossfaded at the same joins."""
-    from maa.infer.inpaint import decode, sample_latent, seeded_noise, text_denoiser
-    from maa.infer.longform import JOIN_FADE, WINDOW_SEED, _paste
 
     sr, factor = 16000, model.vae.factor
     hop = 256 * factor
     out = np.zeros_like(long.audio)
-    eps = text_denoiser(model, [prompt], opts)
     for k, (t0, t1) in enumerate(long.windows):
         s, win = round(t0 * sr / hop), round((t1 - t0) * sr / hop)
         c, h, _ = model.vae.latent_shape(factor)
-        z = sample_latent(model, eps, seeded_noise((c, h, win), seed + k * WINDOW_SEED)[None], opts, seed + k * WINDOW_SEED)
-        _, wavs = decode(model, z, win * factor)
+        noise = sampling.seeded_noise((c, h, win), seed + k * WINDOW_SEED)[None].to(model.device)
+        z = sampling.sample(model, [prompt], noise, opts, seed=seed + k * WINDOW_SEED)
+        _, wavs = sampling.decode(model, z, win * factor)
         centre = None if k == 0 else round(long.joins[k - 1] * sr) - s * hop
         _paste(out, wavs[0], s * hop, centre, int(JOIN_FADE * sr))
     return out
@@ -69,8 +71,6 @@ def main():
     ap.add_argument("--save", type=Path, help="folder for the long clips (long_K.wav)")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    from maa.infer.longform import generate_long
-    from maa.infer.pipeline import GenerateOptions, load_model
 
     model = load_model(a.model)
     opts = GenerateOptions(steps=a.steps)
@@ -85,8 +85,6 @@ def main():
         w = long.windows
         middles = [(t0 + t1) / 2 for t0, t1 in w]
         if a.save:
-            from maa.core.audio import save_wav
-
             save_wav(a.save / f"long_{len(rows)}.wav", long.audio)
         row = {"prompt": prompt, "seconds": len(long.audio) / 16000, "windows": len(w), "joins": len(long.joins),
                "wall_s": round(secs, 1), "continued": measure(long.audio, long.joins, middles)}

@@ -42,7 +42,7 @@ def librosa_loop(rows: list[dict], seconds: float) -> float:
 
 
 def maa_mel(rows: list[dict], out: Path, seconds: float, device: str, workers: int) -> float:
-    from maa.data.mel_job import MelJob, compute_mels
+    from maa.data.mel_job import MelJob, compute_mels  # noqa: PLC0415  torch: slow import, after the arguments are parsed (--help stays fast)
 
     t0 = time.perf_counter()
     s = compute_mels(rows, MelJob(out_dir=out, duration=seconds, device=device, workers=workers, batch_size=16))

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_quality import ORDER, embed, fit_judge, rows_of
+from maa.eval.extractors import load_extractor
+from maa.infer.pipeline import GenerateOptions, load_model
 
 
 def main():
@@ -29,8 +31,6 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from maa.eval.extractors import load_extractor
-    from maa.infer.pipeline import GenerateOptions, generate, load_model
 
     ex = load_extractor("aisfx")
     classes, proba = fit_judge(ex, rows_of(a.corpus / "train.jsonl"), proba=True)
@@ -40,7 +40,7 @@ def main():
     seeds = [100 + i % len(ORDER) for i in range(len(pairs))]  # a pair and its reverse share a seed
     res = {"model": str(model.root), "duration": a.duration, "prompts": len(prompts)}
     for compose in (True, False):
-        gen = generate(model, prompts, seeds, GenerateOptions(duration=a.duration, compose=compose))
+        gen = model(prompts, seeds, opts=GenerateOptions(duration=a.duration, compose=compose))
         halves = [h for g in gen for h in (g.audio[:len(g.audio) // 2], g.audio[len(g.audio) // 2:])]
         p = proba(embed(ex, halves)[0])
         margins = []

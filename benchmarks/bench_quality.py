@@ -32,6 +32,13 @@ from pathlib import Path
 import numpy as np
 import soxr
 import torch
+from maa.data.formats import read_manifest
+from maa.core.audio import load_audio
+from maa.eval.extractors import load_extractor
+from maa.eval.metrics import frechet_distance_of, kl_divergence
+from maa.infer.pipeline import GenerateOptions, load_model
+from maa.parts.scorers import MaaClapScorer
+from maa.parts.scorers import rank_candidates
 
 PROMPTS = {  # class -> a phrasing that is not one of the corpus's caption templates
     "dog": "the barking of a big dog", "siren": "an ambulance siren in the street",
@@ -56,8 +63,6 @@ ORDER = [("dog", "a dog barks", "siren", "a siren wails"), ("thunder", "thunder 
 
 
 def rows_of(path: Path) -> list[dict]:
-    from maa.core.manifest import read_manifest
-
     return read_manifest(path)
 
 
@@ -68,16 +73,14 @@ def embed(ex, wavs16: list[np.ndarray]):
 
 
 def load_wavs(rows):
-    from maa.core.audio import load_audio
-
     return [load_audio(r["audio"]) for r in rows]
 
 
 def fit_judge(ex, train: list[dict], proba: bool = False):
     """The independent judge: logistic regression on aisfx embeddings of the real train clips.
     Returns classify(embeddings) -> labels, or with proba, (classes, embeddings -> probabilities)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415  optional dependency, imported where it is used
+    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415  optional dependency, imported where it is used
 
     x_tr, _ = embed(ex, load_wavs(train))
     scaler = StandardScaler().fit(x_tr)
@@ -103,9 +106,6 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from maa.eval.extractors import load_extractor
-    from maa.eval.metrics import frechet_distance_of, kl_divergence
-    from maa.infer.pipeline import GenerateOptions, generate, load_model
 
     ex = load_extractor("aisfx")
     train, valid, test = (rows_of(a.corpus / f"{s}.jsonl") for s in ("train", "valid", "test"))
@@ -120,20 +120,17 @@ def main():
     classes = list(PROMPTS)
     scorer = None
     if a.candidates > 1:
-        from maa.infer.scoring import MaaClapScorer
-
         scorer = MaaClapScorer(model.root / "clap")
 
     def best_of(prompts, seeds, o):
         """One clip per prompt: the best of --candidates by the model's scorer (maa generate -n)."""
         k = a.candidates
-        outs = generate(model, [p for p in prompts for _ in range(k)], [s * k + c for s in seeds for c in range(k)], o)
+        outs = model([p for p in prompts for _ in range(k)], [s * k + c for s in seeds for c in range(k)], opts=o)
         if k == 1:
             return outs
-        from maa.infer.scoring import rank_candidates
 
         groups = [outs[i * k:(i + 1) * k] for i in range(len(prompts))]
-        return [g[rank_candidates(scorer, [x.audio for x in g], g[0].prompt, g[0].parts)[0][0]] for g in groups]
+        return [g[rank_candidates(scorer, [x.audio for x in g], g[0].record["prompt"], g[0].record.get("parts"))[0][0]] for g in groups]
 
     gen = best_of([PROMPTS[c] for c in classes], [a.seed + i for i in range(len(classes))], opts)
     x_g, p_g = embed(ex, [g.audio for g in gen])
@@ -177,7 +174,7 @@ def main():
 
     # speed: one 10 s clip, default sampler, after loading
     t0 = time.perf_counter()
-    generate(model, ["a dog barks while rain falls"], [0], GenerateOptions(duration=10.0))
+    model(["a dog barks while rain falls"], [0], opts=GenerateOptions(duration=10.0))
     gen10_s = time.perf_counter() - t0
 
     res = {

@@ -23,10 +23,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import PROMPTS  # noqa: E402
+import soxr
+from maa.eval.extractors import load_extractor
+from maa.eval.metrics import kl_divergence
+from maa.infer.pipeline import GenerateOptions, load_model
+from maa.parts.scorers import MaaClapScorer
 
 
 def main():
@@ -38,12 +42,6 @@ def main():
     ap.add_argument("--batch-size", type=int, default=13)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
-    import soxr
-
-    from maa.eval.extractors import load_extractor
-    from maa.eval.metrics import kl_divergence
-    from maa.infer.pipeline import GenerateOptions, generate, load_model
-    from maa.infer.scoring import MaaClapScorer
 
     model = load_model(a.model)
     classes = list(PROMPTS)[:a.prompts]
@@ -57,7 +55,7 @@ def main():
     runs = {}
     for n in sorted(set(a.steps)):
         t0 = time.perf_counter()
-        outs = generate(model, prompts, seeds, GenerateOptions(steps=n, duration=a.duration, batch_size=a.batch_size))
+        outs = model(prompts, seeds, opts=GenerateOptions(steps=n, duration=a.duration, batch_size=a.batch_size))
         secs = time.perf_counter() - t0
         wavs = [o.audio for o in outs]
         emb = ex.embed([soxr.resample(w, 16000, ex.sample_rate) for w in wavs])

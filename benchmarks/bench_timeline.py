@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from maa.infer.pipeline import GenerateOptions, load_model
+from maa.parts.scorers import load_scorer
+from maa.infer.timeline import parse_timeline, render, timeline_seconds
 
 TIMELINES = [
     ("0-5: a dog barks; 5-10: rain falls", None),
@@ -60,9 +63,6 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    from maa.infer.pipeline import GenerateOptions, generate, load_model
-    from maa.infer.scoring import load_scorer
-    from maa.infer.timeline import parse_timeline, render, timeline_seconds
 
     model = load_model(a.model)
     scorer = load_scorer(f"maa-clap:{model.root / 'clap'}")
@@ -74,7 +74,7 @@ def main():
             opts = GenerateOptions(steps=a.steps, duration=seconds, batch_size=1)
             clips = {m: render(model, events, seconds, opts, seed, background, mode=m).audio for m in ("mix", "joint")}
             then = ", then ".join(ev.prompt for ev in events)
-            clips["then"] = generate(model, [then], [seed], opts)[0].audio
+            clips["then"] = model([then], [seed], opts=opts)[0].audio
             for method, audio in clips.items():
                 centres, raw = score_curves(scorer, audio, [ev.prompt for ev in events])
                 curves = raw - (raw.sum(0, keepdims=True) - raw) / max(len(events) - 1, 1)

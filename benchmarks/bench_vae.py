@@ -27,6 +27,9 @@ from maa.models.vae import SpecVAE, preset
 from maa.train.discriminators import DiscConfig, MultiWindowDiscriminator
 from maa.train.loop import TrainConfig
 from maa.train.vae import VAELossConfig, VAETask
+from maa.data.mels import FullMels, MelCrops, band_means, mel_rows
+from maa.models.vae import load_vae
+from maa.train.vae import evaluate, plot_mels
 
 
 def throughput(name: str, device: str, batch: int, steps: int, gan: bool, frames: int = 624) -> float:
@@ -49,10 +52,6 @@ def throughput(name: str, device: str, batch: int, steps: int, gan: bool, frames
 
 
 def reconstruction(vae_dir: str, train: str, val: str, png: str | None, device: str) -> None:
-    from maa.data.mels import FullMels, MelCrops, band_means, mel_rows
-    from maa.models.vae import load_vae
-    from maa.train.vae import evaluate, plot_mels
-
     vae = load_vae(vae_dir, device)
     bm = band_means(MelCrops(mel_rows(train), cache=False))
     val_set = FullMels(mel_rows(val))

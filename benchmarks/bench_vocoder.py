@@ -2,7 +2,7 @@
 
 For each clip x of the manifest (whole frames only): mel = maa.core.mel(x), then
   * neural:      the vocoder folder's model on mel;
-  * Griffin-Lim: maa.infer.vocoders.GriffinLim, the fallback `maa generate` uses (fast GLA, 32
+  * Griffin-Lim: maa.parts.vocoders.GriffinLim, the fallback `maa generate` uses (fast GLA, 32
                  iterations, momentum 0.99, on the pseudo-inverse linear magnitude), or with
                  --gl torchaudio, torchaudio's GriffinLim with the same settings, shifted by
                  half a hop so its frames sit where maa.core.mel's do.
@@ -27,16 +27,17 @@ import torch
 
 from maa.core.audio import load_audio
 from maa.core.io import write_json_atomic
-from maa.core.manifest import read_manifest
+from maa.data.formats import read_manifest
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import mel_spectrogram, mel_to_linear
-from maa.infer.vocoders import load_neural_vocoder
+from maa.parts.vocoders import load_neural_vocoder
 from maa.train.vocoder import mr_stft_distance
+from maa.parts.vocoders import GriffinLim
 
 
 def griffin_lim_torchaudio(mel: torch.Tensor, n_iter: int = 32) -> torch.Tensor:
     """(80, F) log-mel -> (F * hop,) samples aligned with maa.core.mel's framing."""
-    import torchaudio
+    import torchaudio  # noqa: PLC0415  torchaudio: slow import, after the arguments are parsed (--help stays fast)
 
     gl = torchaudio.transforms.GriffinLim(n_fft=MEL.n_fft, n_iter=n_iter, win_length=MEL.win_length,
                                           hop_length=MEL.hop_length, power=1.0, momentum=0.99)
@@ -78,8 +79,6 @@ def main(argv=None) -> dict:
     load_s = time.perf_counter() - t0
 
     if args.gl == "maa":
-        from maa.infer.vocoders import GriffinLim
-
         griffin_lim = GriffinLim(n_iter=args.gl_iters)
     else:
         griffin_lim = lambda m: griffin_lim_torchaudio(m, args.gl_iters)  # noqa: E731

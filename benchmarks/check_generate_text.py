@@ -19,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from maa.core.audio import load_audio
+from maa.data.formats import read_manifest
+from maa.parts.scorers import load_scorer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,9 +45,6 @@ def main():
     ap.add_argument("--scorer", required=True, help="maa-clap:DIR or laion-clap:CKPT")
     ap.add_argument("--ref", default=None, help="manifest of real clips whose captions include the prompts")
     args = ap.parse_args()
-    from maa.core.audio import load_audio
-    from maa.core.manifest import read_manifest
-    from maa.infer.scoring import load_scorer
 
     rows = [json.loads(l) for l in Path(args.generated).read_text().splitlines() if l.strip()]
     prompts = list(dict.fromkeys(r["prompt"] for r in rows))

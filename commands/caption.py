@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 import typer
-from maa.commands.common import friendly, info, progress_bar, warn
+from maa.core import progress
+from maa.commands.common import friendly, info, warn
 from maa.commands.options import BatchSize, Device, Quiet, Seed
+from maa.core.errors import MaaError
 
 HELP = """Caption clips: experts propose candidates, the audio-text scorer keeps the best.
 
@@ -48,11 +50,12 @@ def main(
     seed: Seed = 0,
     quiet: Quiet = False,
 ):
+    """`maa caption`: pick each row's caption among the experts' candidates by audio-text score."""
     import torch
 
     from maa.core.device import describe, pick_device
-    from maa.core.errors import MaaError
-    from maa.core.manifest import read_manifest, write_manifest
+    from maa.core.manifest import write_manifest
+    from maa.data.formats import read_manifest
     from maa.data.caption import (
         CaptionJob,
         HFCaptioner,
@@ -61,7 +64,7 @@ def main(
         parse_experts,
         read_bank,
     )
-    from maa.infer.scoring import load_scorer
+    from maa.parts.scorers import load_scorer
 
     torch.manual_seed(seed)
     dev = pick_device(device)  # auto: CUDA when available
@@ -93,7 +96,7 @@ def main(
                      batch_size=batch_size, max_seconds=max_seconds)
 
     out_path = None if out == "-" else Path(out)
-    with progress_bar(len(rows), "caption", disable=quiet) as bar:
+    with progress.bar(len(rows), "caption", quiet=quiet) as bar:
         result = caption_rows(rows, s, job, out_path=out_path, progress=bar.update)
     for r in result:
         if r.get("caption_error"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from maa.commands import (
     caption,
@@ -19,6 +21,7 @@ from maa.commands import (
 from maa.commands import eval as eval_cmd
 
 from maa import __version__
+from maa.core.threads import configure_process, first_word, threads_from_argv
 
 app = typer.Typer(
     name="maa",
@@ -58,12 +61,18 @@ app.add_typer(convert.app, name="convert", help=convert.HELP)
 app.add_typer(lora.app, name="lora", help=lora.HELP)
 
 
+# long work: a neighbour may start while it runs, so idle OpenMP threads sleep (maa.core.threads)
+LONG_COMMANDS = ("train-vae", "train-ldm", "train-clap", "train-vocoder", "mel", "eval", "caption", "reprogram")
+
+
+def is_long_running(argv: list[str]) -> bool:
+    """Whether the `maa` command in `argv` is long work."""
+    return first_word(argv) in LONG_COMMANDS
+
+
 def main():
-    import sys
-
-    from maa.core.threads import configure_process, is_long_running, threads_from_argv
-
-    # before any command imports torch: OpenMP reads its thread count and wait policy once, at load
+    """The `maa` entry point: the thread policy first (before any command imports torch), then the app."""
+    # OpenMP reads its thread count and wait policy once, at load
     argv = sys.argv[1:]
     configure_process(threads_from_argv(argv), long_running=is_long_running(argv))
     app()

@@ -11,21 +11,30 @@ from rich.console import Console
 from rich.markup import escape
 
 from maa.core.errors import MaaError, MaaWarning
+from maa.core.progress import Reporter
+import warnings
+import errno
+import pickle
+import json
+import os
 
 # Logs and progress go to stderr so stdout stays clean for JSONL (pipes, jq).
 console = Console(stderr=True, highlight=False)
 
 
 def fail(message: str, code: int = 1) -> None:
+    """Print `error: MESSAGE` on stderr and exit with `code`."""
     console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
+    """Print `warning: MESSAGE` on stderr."""
     console.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
 
 
 def info(message: str) -> None:
+    """Print one log line on stderr."""
     console.print(message, soft_wrap=True)
 
 
@@ -40,8 +49,6 @@ def friendly(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("default", MaaWarning)  # once per message: a file read every epoch warns once
             shown = warnings.showwarning
@@ -76,7 +83,6 @@ def friendly(fn: Callable) -> Callable:
 
 def os_error_line(e: OSError) -> str:
     """One line for an OS error on a path: which path, what is wrong, what to do."""
-    import errno
 
     where = f"{e.filename}" + (f" -> {e.filename2}" if getattr(e, "filename2", None) else "") if e.filename else ""
     why = e.strerror or _first_line(e)
@@ -98,8 +104,6 @@ def os_error_line(e: OSError) -> str:
 
 
 def _is_bad_file(e: Exception) -> bool:
-    import pickle
-
     names = {c.__name__ for c in type(e).__mro__}
     return isinstance(e, (UnicodeDecodeError, pickle.UnpicklingError)) or "SafetensorError" in names
 
@@ -109,13 +113,8 @@ def _first_line(e: BaseException) -> str:
     return (text.splitlines()[0] if text else type(e).__name__)[:200]
 
 
-def progress_bar(total: int, desc: str, disable: bool = False, unit: str = "clip"):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=disable, dynamic_ncols=True)
-
-
 def parse_shard(text: str) -> tuple[int, int]:
+    """`--shard I/N` -> (I, N), checked (0 <= I < N)."""
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
@@ -125,18 +124,14 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def reporter():
-    """The library's Reporter wired to this console (info, warn, progress bars)."""
-    from maa.train.run import Reporter
-
-    return Reporter(info=info, warn=warn, bar=progress_bar)
+def reporter(quiet: bool = False) -> Reporter:
+    """The library's Reporter (maa.core.progress) wired to this console; `quiet`: no bars."""
+    return Reporter(info=info, warn=warn, quiet=quiet)
 
 
 def emit(record: dict) -> None:
     """One JSON line on stdout (the final metrics), without the loop's bookkeeping `kind`; under
     torchrun only rank 0 writes it."""
-    import json
-    import os
 
     if os.environ.get("RANK", "0") != "0":
         return

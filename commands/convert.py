@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 from maa.commands.common import friendly, info
 from maa.commands.options import Quiet
+from maa.core import progress
 
 HELP = "Convert released weights of other toolkits into a maa model folder (see `maa convert make-an-audio -h`)."
 
@@ -44,13 +44,11 @@ def make_an_audio(
     half: bool = typer.Option(False, "--half", help="Store the weights as float16 (half the size)."),
     quiet: Quiet = False,
 ):
-    from tqdm import tqdm
-
+    """`maa convert make-an-audio`: the official v1 checkpoint (and BigVGAN) -> a maa model folder."""
     from maa.convert.make_an_audio import convert_make_an_audio
 
     size = ckpt.stat().st_size if ckpt.is_file() else 0
-    with tqdm(total=size, desc="read", unit="B", unit_scale=True, file=sys.stderr, disable=quiet or not size,
-              dynamic_ncols=True) as bar:
+    with progress.bar(size, "read", quiet=quiet or not size, unit="B", unit_scale=True) as bar:
 
         def read(n: int) -> None:
             bar.update(n)

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import typer
-from maa.commands.common import console, friendly, info, progress_bar, warn
+from maa.commands.common import console, friendly, info, reporter, warn
 from maa.commands.options import Device
+from maa.core.errors import MaaError
+from rich.table import Table
 
 HELP = """Score GENERATED clips against REFERENCE clips; every number names its extractor.
 
@@ -49,8 +51,8 @@ def main(
     protocol: str = typer.Option(None, "--protocol", help="A published protocol's fixed settings: make-an-audio (PANNs CNN14 16 kHz FD/KL/IS, VGGish FAD, CLAP score, 10 s clips, one caption per clip; weights from $MAA_EVAL_WEIGHTS or -e)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
+    """`maa eval`: score GENERATED clips against REFERENCE clips and print the table (JSON to -o)."""
     from maa.core.device import describe, pick_device
-    from maa.core.errors import MaaError
     from maa.core.io import write_json_atomic
     from maa.eval.evaluate import EvalConfig, default_cache_dir, evaluate, table_rows
 
@@ -62,24 +64,22 @@ def main(
     cfg = EvalConfig(extractors=list(extractor), duration=None if full else duration, device=device,
                      cache_dir=None if no_cache else (cache_dir or default_cache_dir()), batch_size=batch_size,
                      skip_bad=skip_bad, is_splits=is_splits, spectral=not no_spectral)
-    bar = lambda n, desc: progress_bar(n, desc, disable=quiet)  # noqa: E731
+    ui = reporter(quiet)
     if protocol:
         from maa.eval.protocol import evaluate_protocol
 
         result = evaluate_protocol(generated, reference, protocol, list(extractor), device=device, cache_dir=cfg.cache_dir,
-                                   batch_size=batch_size, skip_bad=skip_bad, make_bar=bar)
+                                   batch_size=batch_size, skip_bad=skip_bad, ui=ui)
     else:
         from maa.eval.protocol import eval_card
 
-        result = evaluate(generated, reference, cfg, make_bar=bar)
+        result = evaluate(generated, reference, cfg, ui=ui)
         result["eval_card"] = eval_card(result, cfg, generated)
     for w in result["warnings"]:
         warn(w)
     for label, block in result["extractors"].items():
         for note in block.get("notes", []):
             info(f"{label}: {note}")
-
-    from rich.table import Table
 
     table = Table(title=f"{generated}  vs  {reference}", title_justify="left")
     for col in ("extractor", "metric", "value", "n"):

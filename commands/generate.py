@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from maa.commands.common import friendly, info, progress_bar, warn
+from maa.commands.common import friendly, info, warn
+from maa.core import progress
 from maa.commands.options import BatchSize, Device, Quiet, Threads
+from maa.core.errors import MaaError
 
 HELP = """Generate audio from text with a latent diffusion model folder (from `maa train-ldm`).
 
@@ -85,8 +87,9 @@ def main(
     threads: Threads = 0,
     quiet: Quiet = False,
 ):
-    from maa.core.errors import MaaError
-    from maa.infer.record import Log, generate_files
+    """`maa generate`: text (or a prompts file, a timeline, a record to replay) -> wavs with their records."""
+    from maa.infer.job import GenerateJob, Log, run
+    from maa.infer.options import GenerateOptions
 
     extra = {}
     if inpaint:
@@ -105,12 +108,11 @@ def main(
             raise MaaError("--timeline with --init-audio: not supported; inpaint the events' spans with --inpaint instead")
         prompt = "; ".join(f"{e.start:g}-{e.end:g}: {e.prompt}" for e in events)  # the record's prompt
         extra["timeline"] = [e.to_dict() for e in events]
-    if background is not None:
-        extra["background"] = background
-    generate_files(prompt=prompt, prompts_file=prompts_file, out=out, out_dir=out_dir, model_dir=model_dir,
-                   device=device, seed=seed, candidates=candidates, scorer=scorer, init_audio=init_audio, png=png,
-                   manifest=manifest, overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads, lora=lora,
-                   log=Log(info, warn, lambda total: progress_bar(total, "generate", quiet, unit="step")),
-                   # the rest are GenerateOptions fields, recorded in every output
-                   steps=steps, sampler=sampler, guidance=guidance, negative=negative, duration=duration,
-                   batch_size=batch_size, eta=eta, strength=strength, compose=compose, fast=fast, **extra)
+    # the options of the audio, recorded in every output; built once, checked once by the job
+    opts = GenerateOptions(steps=steps, sampler=sampler, guidance=guidance, negative=negative, duration=duration,
+                           batch_size=batch_size, eta=eta, init_audio=init_audio, strength=strength, compose=compose,
+                           fast=fast, background=background, **extra)
+    run(GenerateJob(opts, prompt=prompt, prompts_file=prompts_file, out=out, out_dir=out_dir, model_dir=model_dir,
+                    device=device, seed=seed, candidates=candidates, scorer=scorer, png=png, manifest=manifest,
+                    overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads, lora=lora or []),
+        Log(info, warn, lambda total: progress.bar(total, "generate", quiet=quiet, unit="step")))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from maa.commands.common import friendly
+from maa.core.errors import MaaError
 
 HELP = """Print the generation record inside wav files (prompt, seed, settings, model hash, version) as
 one JSON line per file, on stdout (jq-readable).
@@ -23,7 +24,7 @@ Examples:
 
 @friendly
 def main(files: list[Path] = typer.Argument(..., help="wav files written by `maa generate`.")):
-    from maa.core.errors import MaaError
+    """`maa info`: print the generation record stored in each wav as one JSON line."""
     from maa.infer.record import read_record
 
     for f in files:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from maa.commands.common import emit, friendly, info, warn
+from maa.models.lora import merge_model
 
 HELP = "LoRA adapters made by `maa train-ldm --lora` (see `maa lora merge -h`)."
 
@@ -36,8 +37,7 @@ def merge(
     force: bool = typer.Option(False, "--force", help="Merge adapters made for another base model anyway."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace -o when it exists."),
 ):
-    from maa.models.lora import merge_model
-
+    """`maa lora merge`: adapters folded into a copy of their base model."""
     done = merge_model(model, adapters, out, force=force, overwrite=overwrite, warn=warn)
     info(f"wrote {done}; try: maa generate \"...\" -o out.wav --model {done}")
     emit({"model": str(done), "adapters": adapters})

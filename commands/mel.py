@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 import typer
-from maa.commands.common import friendly, info, parse_shard, progress_bar, warn
+from maa.core import progress
+from maa.commands.common import friendly, info, parse_shard, warn
 from maa.commands.options import BatchSize, Device, Quiet
+from maa.core.errors import MaaError
 
 HELP = """Compute Make-An-Audio log-mels (16 kHz, 80 bins, hop 256) for a manifest or folder.
 
@@ -42,9 +44,10 @@ def main(
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any clip failed."),
     quiet: Quiet = False,
 ):
+    """`maa mel`: audio -> log-mel `.npy` files and their manifest."""
     from maa.core.device import describe, pick_device
-    from maa.core.errors import MaaError
-    from maa.core.manifest import append_jsonl, read_manifest, write_manifest
+    from maa.core.manifest import append_jsonl, write_manifest
+    from maa.data.formats import read_manifest
     from maa.data.mel_job import MelJob, compute_mels
 
     if dtype not in ("float16", "float32"):
@@ -60,7 +63,7 @@ def main(
                  batch_size=batch_size, workers=workers, shard=shard_t)
     suffix = "" if shard_t == (0, 1) else f"-{shard_t[0]}-of-{shard_t[1]}"
     failed_path = out_dir / f"failed{suffix}.jsonl"
-    with progress_bar(len(rows[shard_t[0]::shard_t[1]]), "mel", disable=quiet) as bar:
+    with progress.bar(len(rows[shard_t[0]::shard_t[1]]), "mel", quiet=quiet) as bar:
         summary = compute_mels(rows, job, progress=bar.update)
     for w in summary.warnings:
         warn(w)

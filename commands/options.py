@@ -21,6 +21,7 @@ def finite(value):
 
 
 def positive(value):
+    """Typer callback: accept a number > 0 (or None)."""
     if finite(value) is not None and value <= 0:
         raise typer.BadParameter(f"{value}: want a number > 0")
     return value

@@ -7,8 +7,10 @@ import tempfile
 from pathlib import Path
 
 import typer
-from maa.commands.common import friendly, info, progress_bar, warn
+from maa.core import progress
+from maa.commands.common import friendly, info, warn
 from maa.commands.options import Quiet, Seed
+from maa.core.errors import MaaError
 
 HELP = """Compose new training clips from single-event clips: "A before B", "A while B" ...
 
@@ -40,9 +42,10 @@ def main(
     manifest: str = typer.Option(None, "--manifest", "-m", help="Where to write the manifest; - for stdout. Default: OUTDIR/manifest.jsonl."),
     quiet: Quiet = False,
 ):
+    """`maa reprogram`: compose new clips and captions from single-event clips."""
     from maa.core.audio import SAMPLE_RATE
-    from maa.core.errors import MaaError
-    from maa.core.manifest import read_manifest, write_manifest
+    from maa.core.manifest import write_manifest
+    from maa.data.formats import read_manifest
     from maa.data.reprogram import (
         ComposeConfig,
         Reprogrammer,
@@ -66,7 +69,7 @@ def main(
         rows = [r for r in rows if r.get("split") == split]
     if not rows:
         raise MaaError(f"{src}: no clips{f' with split {split!r}' if split else ''}; nothing to compose from")
-    with progress_bar(len(rows), "load", disable=quiet) as bar:
+    with progress.bar(len(rows), "load", quiet=quiet) as bar:
         events = load_events(rows, sr=SAMPLE_RATE, on_problem=problems.append, progress=bar.update)
     for p in problems:
         warn(f"skipped: {p['reason']}")
@@ -80,7 +83,7 @@ def main(
         raise MaaError(f"{src}: {e}") from None
 
     audio_dir = out_dir / "audio"
-    with progress_bar(count, "compose", disable=quiet) as bar:
+    with progress.bar(count, "compose", quiet=quiet) as bar:
         out_rows = write_compositions(gen, count, seed, audio_dir, progress=bar.update)
     write_manifest(manifest or out_dir / "manifest.jsonl", out_rows)
     info(f"reprogram: {count} compositions from {len(events)} clips ({len(set(gen.kind_of))} kinds of sound) "
@@ -89,7 +92,6 @@ def main(
 
 def _check_writable(out_dir: Path) -> None:
     """Fail before any work if OUTDIR (or where it would be created) cannot be written."""
-    from maa.core.errors import MaaError
 
     try:
         (out_dir / "audio").mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ def main(
     frames: int = typer.Option(192, "--frames", min=16, help="Training crop in mel frames (192 = ~3 s); shorter clips are tiled."),
     channels: str = typer.Option("32,64,128,256", "--channels", help="Audio CNN widths, one 3x3 conv + 2x2 pool each."),
     embed_dim: int = typer.Option(256, "--embed-dim", min=8, help="Joint audio-text embedding size."),
-    text_encoder: str = typer.Option("minilm", "--text-encoder", help="Frozen text encoder spec (maa.models.text): minilm or hf:PATH."),
+    text_encoder: str = typer.Option("minilm", "--text-encoder", help="Frozen text encoder spec (maa.parts.text): minilm or hf:PATH."),
     ema: opt.Ema = 0.0,
     grad_clip: opt.GradClip = 1.0,
     ckpt_every: opt.CkptEvery = 500,
@@ -61,7 +61,8 @@ def main(
     threads: opt.Threads = 0,
     quiet: opt.Quiet = False,
 ):
+    """`maa train-clap`: train the small audio-text model behind caption, `generate -n` and eval."""
     options = dict(locals())  # the parameter names are the option fields
     from maa.train.clap import ClapTrainOptions, train_clap
 
-    emit(train_clap(ClapTrainOptions(**options), reporter()))
+    emit(train_clap(ClapTrainOptions(**options), reporter(quiet)))

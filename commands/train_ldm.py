@@ -77,17 +77,18 @@ def main(
     threads: opt.Threads = 0,
     quiet: opt.Quiet = False,
 ):
+    """`maa train-ldm`: train the text-conditioned latent diffusion UNet."""
     options = dict(locals())  # the parameter names are the option fields
     from maa.core.errors import MaaError
 
     if lora is not None:  # an adapter on the frozen --init model (maa.train.lora)
         from maa.train.lora import LoRATrainOptions, train_lora
 
-        return emit(train_lora(LoRATrainOptions(**options), reporter()))
+        return emit(train_lora(LoRATrainOptions(**options), reporter(quiet)))
     if lora_alpha is not None or lora_targets is not None:
         raise MaaError("--lora-alpha/--lora-targets: only with --lora RANK (e.g. --lora 8)")
     from maa.train.ldm import LDMTrainOptions, train_ldm
 
     for k in ("lora", "lora_alpha", "lora_targets"):
         del options[k]
-    emit(train_ldm(LDMTrainOptions(**options), reporter()))
+    emit(train_ldm(LDMTrainOptions(**options), reporter(quiet)))

@@ -9,6 +9,8 @@ from pathlib import Path
 import typer
 from maa.commands import options as opt
 from maa.commands.common import emit, friendly, reporter
+from maa.core.errors import MaaError
+from maa.core.threads import apply_threads
 
 HELP = """Train the spectrogram VAE (Make-An-Audio's autoencoder with a multi-window discriminator).
 
@@ -72,15 +74,13 @@ def main(
     threads: opt.Threads = 0,
     quiet: opt.Quiet = False,
 ):
+    """`maa train-vae`: train the spectrogram autoencoder (or, with --eval-only, measure one)."""
     options = dict(locals())  # the parameter names are the option fields
-    from maa.core.errors import MaaError
     from maa.train.vae import VAETrainOptions, eval_vae, train_vae
 
     if eval_only:
-        from maa.core.threads import apply_threads
-
         apply_threads(threads)
-        res = eval_vae(manifest, vae_dir or (out_dir / "vae" if out_dir else None), device, batch_size, reporter(), quiet)
+        res = eval_vae(manifest, vae_dir or (out_dir / "vae" if out_dir else None), device, batch_size, reporter(quiet), quiet)
         for r in res.pop("per_clip") if per_clip else ():
             sys.stdout.write(json.dumps(r) + "\n")
         return emit({k: v for k, v in res.items() if k != "per_clip"})
@@ -88,4 +88,4 @@ def main(
         raise MaaError("train-vae: -o RUN is required (the run folder); or pass --eval-only --vae DIR")
     for k in ("eval_only", "vae_dir", "per_clip"):
         options.pop(k)
-    emit(train_vae(VAETrainOptions(**options), reporter()))
+    emit(train_vae(VAETrainOptions(**options), reporter(quiet)))

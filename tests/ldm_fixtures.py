@@ -8,7 +8,7 @@ import torch
 def make_model_dir(root: Path, prediction: str = "eps", seed: int = 0) -> Path:
     from maa.core.checkpoint import save_weights
     from maa.models.diffusion import DiffusionConfig
-    from maa.models.text import load_text_encoder
+    from maa.parts.text import load_text_encoder
     from maa.models.unet import preset as unet_preset
     from maa.models.vae import SpecVAE
     from maa.models.vae import preset as vae_preset

@@ -44,9 +44,14 @@ from maa.core.mel import DEFAULT as MEL
 from maa.core.safe_pickle import load_pickle_checkpoint
 from maa.models.bigvgan import WEIGHT_NAMES, fold_weight_norm, read_bigvgan_config
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
-from maa.models.text import MSCLAP_KIND
+from maa.parts.text import MSCLAP_KIND
 from maa.models.unet import UNetConfig
 from maa.models.vae import VAEConfig
+import json
+from maa.parts.text import MsclapTower
+from maa.models.unet import UNet
+from maa.models.vae import SpecVAE
+from maa.parts.vocoders import load_bigvgan
 
 UNET, VAE, TEXT = "model.diffusion_model.", "first_stage_model.", "cond_stage_model.caption_encoder."
 BUFFERS = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
@@ -332,7 +337,7 @@ def yaml_num_heads(path: str | Path | None) -> int:
     """The UNet's num_heads from the official LDM yaml (txt2audio_args.yaml); 8 without one."""
     if path is None:
         return 8
-    import yaml
+    import yaml  # noqa: PLC0415  PyYAML: optional, only for the official yaml configs
 
     try:
         d = yaml.safe_load(Path(path).read_text())
@@ -345,8 +350,7 @@ def yaml_num_heads(path: str | Path | None) -> int:
 
 
 def read_json(path: str | Path | None) -> dict | None:
-    import json
-
+    """A JSON file's content, None for no path; a bad file is a MaaError naming it."""
     if path is None:
         return None
     try:
@@ -361,7 +365,7 @@ def read_json(path: str | Path | None) -> dict | None:
 def _save(path: Path, tensors: dict[str, torch.Tensor], half: bool) -> None:
     """One safetensors file, atomically. Floating tensors are cast only for --half; contiguous
     memory-mapped tensors are written as they are, so the file's bytes are the only copy made."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # noqa: PLC0415  torch: slow import, kept off this module's import
 
     def cast(v):
         v = v.to(torch.float16) if half and v.is_floating_point() else v
@@ -383,9 +387,6 @@ def _check_fits(name: str, module_state: dict, mapped: dict) -> None:
 def check_against_modules(unet_cfg: UNetConfig, unet: dict, vae_cfg: VAEConfig, vae: dict, text_cfg: dict,
                           text: dict) -> None:
     """Every converted key and shape against maa's modules built on the meta device (no memory)."""
-    from maa.models.text import MsclapTower
-    from maa.models.unet import UNet
-    from maa.models.vae import SpecVAE
 
     with torch.device("meta"):
         _check_fits("UNet", UNet(unet_cfg).state_dict(), unet)
@@ -433,7 +434,6 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
     The folder appears whole or not at all (built next to `out`, then renamed); a folder a previous
     conversion wrote is replaced, anything else at `out` is refused. Same inputs, same bytes.
     """
-    from maa.infer.vocoders import load_bigvgan
 
     ckpt, out = Path(ckpt), Path(out)
     if out.exists() and not (out / CONVERTED_MARK).exists() and (not out.is_dir() or any(out.iterdir())):

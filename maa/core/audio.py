@@ -15,6 +15,7 @@ import soxr
 
 from maa.core.errors import MaaError, warn
 from maa.core.io import atomic_path
+import struct
 
 SAMPLE_RATE = 16000
 # Above this a whole-file read is refused: a 1-hour 96 kHz 6-channel file is 8 GB as float32.
@@ -46,7 +47,6 @@ _SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4
 
 def _wav_data_bytes(path: Path) -> int | None:
     """The size a RIFF/WAVE file's header gives its `data` chunk (None when unknown or a streaming 0/~0)."""
-    import struct
 
     try:
         with open(path, "rb") as f:

@@ -5,6 +5,7 @@ the CLI prints it without a traceback and exits non-zero. Anything else is a bug
 """
 
 from __future__ import annotations
+import warnings
 
 
 class MaaError(Exception):
@@ -20,6 +21,5 @@ class MaaWarning(UserWarning):
 
 
 def warn(message: str) -> None:
-    import warnings
-
+    """Warn the user (a MaaWarning: the commands print it as one `warning:` line)."""
     warnings.warn(message, MaaWarning, stacklevel=2)

@@ -17,6 +17,9 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
+from maa.core.errors import MaaError, warn
+import numpy as np
+from safetensors import safe_open
 
 try:
     import fcntl
@@ -102,7 +105,6 @@ def sweep_stale_temps(folder: str | os.PathLike, force: bool = False) -> list[Pa
 def read_text(path: str | os.PathLike, data: bytes | None = None) -> str:
     """A text file (or its bytes `data`) as UTF-8. Bytes that are not UTF-8 become U+FFFD, as
     before, but never silently: a warning names the file, the first bad line and the count."""
-    from maa.core.errors import MaaError, warn
 
     if data is None:
         try:
@@ -121,21 +123,23 @@ def read_text(path: str | os.PathLike, data: bytes | None = None) -> str:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` atomically (temp file + rename)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    """Write `obj` as indented, key-sorted JSON, atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict]) -> None:
+    """Write `rows` as JSON Lines, atomically."""
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def save_npy_atomic(path: str | os.PathLike, array) -> None:
-    import numpy as np
-
+    """Save `array` as `.npy`, atomically."""
     with atomic_path(path, suffix=".npy") as tmp:
         np.save(tmp, array)
 
@@ -143,7 +147,7 @@ def save_npy_atomic(path: str | os.PathLike, array) -> None:
 def save_tensor_table(path: str | os.PathLike, table: dict, meta: dict, dtype=None) -> None:
     """{str key: tensor} -> one safetensors file (atomically); the keys and `meta` (JSON values)
     go into its metadata, since safetensors names must be plain strings."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # noqa: PLC0415  torch: slow import, kept off this module's import
 
     keys = list(table)
     tensors = {str(i): (table[k] if dtype is None else table[k].to(dtype)).detach().cpu().contiguous()
@@ -156,7 +160,6 @@ def save_tensor_table(path: str | os.PathLike, table: dict, meta: dict, dtype=No
 def load_tensor_table(path: str | os.PathLike, meta: dict) -> dict:
     """The table save_tensor_table wrote with the same `meta`; {} when the file is missing,
     unreadable or was written with other meta (a cache that no longer applies)."""
-    from safetensors import safe_open
 
     if not Path(path).exists():
         return {}

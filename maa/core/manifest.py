@@ -4,34 +4,48 @@ Fields: `id` (unique), `audio` (path; relative paths are relative to the manifes
 and optionally `caption`, `labels` (list of str), `duration` (s), `sr`, `mel` (path to .npy),
 `frames`, `source`, `license`. Unknown fields are kept as they are.
 
-Readers turn common inputs into rows: a single audio file, a folder of audio (recursive; a file in a subfolder
-gets the subfolder's name as its label), AudioCaps CSV, Clotho CSV, Make-An-Audio TSV, JSONL,
-and `-` for JSONL on stdin. Paths are made absolute on reading, and written relative to the
+`read_rows` turns common inputs into rows: a single audio file, a folder of audio (recursive; a file in a
+subfolder gets the subfolder's name as its label), JSONL, `-` for JSONL on stdin, and the tables
+it is handed (`TableFormat`s: the data-set formats live in maa.data.formats, whose
+`read_manifest` is what commands call). Paths are made absolute on reading, and written relative to the
 output manifest's folder where they lie below it, so a data folder can be moved whole.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
 import re
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path, read_text
+import hashlib
 
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au"}
 PATH_FIELDS = ("audio", "mel")
 Problem = Callable[[dict], None]
 
 
-def read_manifest(src: str | os.PathLike, on_problem: Problem | None = None, audio_dir: str | None = None) -> list[dict]:
-    """Rows from a manifest file, a folder of audio, or '-' (JSONL on stdin).
+@dataclass(frozen=True)
+class TableFormat:
+    """A table format `read_rows` may be handed: its name, file suffix, a test of its header line, and
+    `read(path, audio_dir) -> rows` (relative audio paths taken from `audio_dir`)."""
+
+    name: str
+    suffix: str
+    matches: Callable[[str], bool]
+    read: Callable[[Path, Path], list[dict]]
+
+
+def read_rows(src: str | os.PathLike, on_problem: Problem | None = None, audio_dir: str | None = None,
+              tables: Sequence[TableFormat] = ()) -> list[dict]:
+    """Rows from a manifest file, a folder of audio, '-' (JSONL on stdin) or one of `tables`.
 
     Bad lines (malformed JSON, missing `audio`, duplicate ids) raise MaaError, or, when
     `on_problem` is given, are reported to it as {"id", "audio", "reason"} and skipped.
@@ -55,16 +69,12 @@ def read_manifest(src: str | os.PathLike, on_problem: Problem | None = None, aud
     first = head.lstrip().splitlines()[0]
     if suffix in (".jsonl", ".json", ".ndjson") or first.startswith("{"):
         rows = _read_jsonl(io.StringIO(head), str(path), path.parent, report)
-    elif suffix == ".tsv":
-        rows = _read_maa_tsv(head, base)
-    elif suffix == ".csv" and "youtube_id" in first:
-        rows = _read_audiocaps(head, base)
-    elif suffix == ".csv" and "file_name" in first:
-        rows = _read_clotho(head, base)
     else:
-        raise MaaError(
-            f"{path}: unknown manifest format; use JSONL (.jsonl), AudioCaps/Clotho CSV, Make-An-Audio TSV or a folder"
-        )
+        table = next((t for t in tables if t.suffix == suffix and t.matches(first)), None)
+        if table is None:
+            known = "".join(f", {t.name}" for t in tables)
+            raise MaaError(f"{path}: unknown manifest format; use JSONL (.jsonl){known} or a folder")
+        rows = table.read(path, base)
     return _check_ids(rows, str(path), report)
 
 
@@ -118,7 +128,6 @@ def safe_stem(clip_id: str) -> str:
     # a plain id that itself ends like a hashed stem is hashed too, so the two kinds never meet
     if re.fullmatch(rf"[a-z0-9_-][a-z0-9._-]{{0,{STEM_CHARS - 1}}}", clip_id) and not _HASHED.search(clip_id):
         return clip_id
-    import hashlib
 
     prefix = re.sub(r"[^A-Za-z0-9_-]+", "_", clip_id)[:STEM_CHARS].strip("_") or "clip"
     return f"{prefix}-{hashlib.sha1(clip_id.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
@@ -128,6 +137,7 @@ _HASHED = re.compile(r"-[0-9a-f]{16}$")
 
 
 def read_folder(root: Path) -> list[dict]:
+    """Rows for every audio file below `root` (ids from the relative path; a subfolder's name is the label)."""
     files = [p for p in sorted(root.rglob("*"))
              if p.is_file() and p.suffix.lower() in AUDIO_EXTS and not p.name.startswith(".")]
     stems = [clip_id("__".join(p.relative_to(root).with_suffix("").parts)) for p in files]
@@ -214,48 +224,3 @@ def _check_ids(rows: list[dict], name: str, report: Problem) -> list[dict]:
         seen[r["id"]] = where
         out.append(r)
     return out
-
-
-def _find_audio(base: Path, stems: list[str]) -> str:
-    for stem in stems:
-        for ext in (".wav", ".flac", ".mp3", ".ogg"):
-            p = base / f"{stem}{ext}"
-            if p.exists():
-                return str(p.resolve())
-    return str((base / f"{stems[0]}.wav").resolve())
-
-
-def _read_audiocaps(text: str, base: Path) -> list[dict]:
-    rows = []
-    for r in csv.DictReader(io.StringIO(text)):
-        yt, start = r["youtube_id"], r.get("start_time", "0")
-        stems = [f"Y{yt}", yt, r["audiocap_id"], f"{yt}_{start}", f"Y{yt}_{start}"]
-        rows.append({"id": clip_id(r["audiocap_id"]), "audio": _find_audio(base, stems),
-                     "caption": r["caption"], "source": "audiocaps"})
-    return rows
-
-
-def _read_clotho(text: str, base: Path) -> list[dict]:
-    rows = []
-    for r in csv.DictReader(io.StringIO(text)):
-        audio = _resolve(r["file_name"], base)
-        for k in range(1, 6):
-            cap = r.get(f"caption_{k}")
-            if cap:
-                rows.append({"id": clip_id(f"{Path(r['file_name']).stem}_{k}"), "audio": audio,
-                             "caption": cap, "source": "clotho"})
-    return rows
-
-
-def _read_maa_tsv(text: str, base: Path) -> list[dict]:
-    rows = []
-    for r in csv.DictReader(io.StringIO(text), delimiter="\t"):
-        row = {"id": clip_id(r["name"]), "audio": _resolve(r["audio_path"], base), "caption": r.get("caption", ""),
-               "source": r.get("dataset", "")}
-        if r.get("mel_path"):
-            row["mel"] = _resolve(r["mel_path"], base)
-        if r.get("duration"):
-            row["duration"] = float(r["duration"])
-        rows.append(row)
-    return rows
-

@@ -29,6 +29,7 @@ MEL_MIN = float(np.log10(LOG_FLOOR))  # -5: the value of silence
 
 @dataclass(frozen=True)
 class MelConfig(ConfigMixin):
+    """The log-mel transform's settings (Make-An-Audio's: 16 kHz, 1024-point STFT, hop 256, 80 bands)."""
     sample_rate: int = 16000
     n_fft: int = 1024
     win_length: int = 1024
@@ -77,13 +78,14 @@ def samples_for_frames(frames: int, cfg: MelConfig = DEFAULT) -> int:
 def _mel_basis_np(cfg: MelConfig) -> np.ndarray:
     # librosa.filters.mel(norm="slaney", htk=False), equal to 1e-7 (tests/core/test_mel.py checks
     # against librosa); torchaudio imports in 0.2 s where librosa (numba, scipy) takes ~1.5 s
-    from torchaudio.functional import melscale_fbanks
+    from torchaudio.functional import melscale_fbanks  # noqa: PLC0415  torchaudio: slow import, kept off this module's import
 
     return melscale_fbanks(cfg.n_fft // 2 + 1, cfg.fmin, cfg.fmax, cfg.n_mels, cfg.sample_rate, norm="slaney",
                            mel_scale="slaney").T.numpy().astype(np.float32)
 
 
 def mel_basis(cfg: MelConfig = DEFAULT, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The (n_mels, n_fft // 2 + 1) mel filterbank as a tensor."""
     return torch.from_numpy(_mel_basis_np(cfg)).to(device=device, dtype=dtype)
 
 
@@ -145,5 +147,6 @@ def frames_for_duration(seconds: float, factor: int = 8) -> int:
 
 
 def seconds_for_frames(frames: int) -> float:
+    """The seconds of audio that `frames` mel frames cover."""
     return samples_for_frames(frames) / SAMPLE_RATE
 

@@ -73,9 +73,9 @@ def _inert(name: str) -> type:
 def _numpy_names() -> list[tuple[object, str]]:
     """(object, pickled name) for numpy's scalar/array reconstruction under numpy 1 and numpy 2 names."""
     try:  # numpy 2 (numpy 1.26 has a numpy._core without multiarray)
-        from numpy._core import multiarray
+        from numpy._core import multiarray  # noqa: PLC0415  numpy >= 2 renamed numpy.core: which one exists is known by trying
     except ImportError:
-        from numpy.core import multiarray
+        from numpy.core import multiarray  # noqa: PLC0415  numpy < 2's name (see above)
     pairs: list[tuple[object, str]] = []
     for prefix in ("numpy.core", "numpy._core"):
         pairs += [(multiarray.scalar, f"{prefix}.multiarray.scalar"),

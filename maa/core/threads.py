@@ -15,7 +15,8 @@ The policy (`--threads 0`, every command's default):
     ~25 % slower (7.8 s vs 6.2 s wall, quiet machine), and the free-core count already keeps it
     off a core that is busy when it starts.
 Both must be in the environment before torch (and its OpenMP runtime) is imported, so the
-`maa` entry point calls `configure_process` first thing; values the user already exported
+`maa` entry point calls `configure_process` first thing (which commands are long work is the
+CLI's knowledge: commands/cli.py); values the user already exported
 (OMP_NUM_THREADS, OMP_WAIT_POLICY, ...) are kept. This module imports nothing heavy.
 """
 
@@ -109,13 +110,9 @@ def choose_threads(requested: int = 0, env: dict | None = None) -> int:
     return max(1, free_cores() // per_node)
 
 
-LONG_COMMANDS = ("train-vae", "train-ldm", "train-clap", "train-vocoder", "mel", "eval", "caption", "reprogram")
-
-
-def is_long_running(argv: list[str]) -> bool:
-    """Whether the `maa` command in `argv` is long work (a neighbour may start while it runs)."""
-    first = next((a for a in argv if not a.startswith("-")), "")
-    return first in LONG_COMMANDS
+def first_word(argv: list[str]) -> str:
+    """The first argument that is not an option (a subcommand's name), or ''."""
+    return next((a for a in argv if not a.startswith("-")), "")
 
 
 def threads_from_argv(argv: list[str]) -> int:
@@ -148,7 +145,7 @@ def configure_process(requested: int = 0, env: dict | None = None, long_running:
     if long_running:
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if "torch" in sys.modules:
-        import torch
+        import torch  # noqa: PLC0415  torch: slow import, kept off this module's import
 
         torch.set_num_threads(n)
     return n
@@ -157,7 +154,7 @@ def configure_process(requested: int = 0, env: dict | None = None, long_running:
 def apply_threads(threads: int) -> int:
     """For a command body (torch imported): `--threads N` sets N; 0 keeps what configure_process chose
     (or, outside the `maa` entry point, the policy's choice). Returns the count in use."""
-    import torch
+    import torch  # noqa: PLC0415  torch: slow import, kept off this module's import
 
     if threads > 0:
         torch.set_num_threads(threads)

@@ -31,6 +31,7 @@ import torch
 from maa.core.audio import SAMPLE_RATE, load_audio
 from maa.core.errors import MaaError
 from maa.core.io import read_text
+import soxr
 
 EXPERTS = ("labels", "retrieval", "captioner")
 # Phrasings of a label: zero-shot prompts and training texts use the same family.
@@ -38,6 +39,7 @@ LABEL_TEMPLATES = ("the sound of {}", "{}", "a recording of {}", "{} can be hear
 
 
 def label_text(label: str) -> str:
+    """A label as words (`dog_bark` -> `dog bark`)."""
     return str(label).replace("_", " ").strip()
 
 
@@ -56,6 +58,7 @@ def label_captions(labels: Sequence[str]) -> list[str]:
 
 @dataclass
 class BankEntry:
+    """A retrievable caption and the labels of the row it came from."""
     text: str
     labels: list[str] = field(default_factory=list)  # labels of the row it came from (for accuracy checks)
 
@@ -98,7 +101,7 @@ class HFCaptioner:
     """
 
     def __init__(self, folder: str | os.PathLike, device: str = "cpu", num_captions: int = 3, max_new_tokens: int = 30):
-        from transformers import (
+        from transformers import (  # noqa: PLC0415  transformers: slow import, kept off this module's import
             AutoFeatureExtractor,
             AutoModelForSpeechSeq2Seq,
             AutoTokenizer,
@@ -121,8 +124,6 @@ class HFCaptioner:
 
     @torch.no_grad()
     def __call__(self, wavs: Sequence[np.ndarray]) -> list[list[str]]:
-        import soxr
-
         sr = int(getattr(self.features, "sampling_rate", SAMPLE_RATE))
         audio = [w if sr == SAMPLE_RATE else soxr.resample(w, SAMPLE_RATE, sr, quality="HQ") for w in wavs]
         inputs = self.features(audio, sampling_rate=sr, return_tensors="pt")
@@ -139,6 +140,7 @@ class HFCaptioner:
 
 @dataclass
 class CaptionJob:
+    """What `maa caption` runs: which experts propose captions, their inputs, and how many to keep."""
     experts: tuple[str, ...] = ("labels", "retrieval", "captioner")
     bank: list[BankEntry] | None = None
     captioner: Callable[[Sequence[np.ndarray]], list[list[str]]] | None = None

@@ -32,10 +32,8 @@ test splits out of training.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +42,16 @@ from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
 from maa.core.io import read_text, write_json_atomic, write_jsonl_atomic
 from maa.core.manifest import AUDIO_EXTS, clip_id, write_manifest
+from maa.data.formats import YT_STEM, YouTubeClips, audio_index, read_audiocaps_csv, read_clotho_csv
+from maa.data.formats import read_csv_table as _read_csv
 
 SPLITS = ("train", "val", "test")
 TEST_SETS = ("audiocaps", "clotho")   # whose test clips are kept out of training
-YT_ID = r"[A-Za-z0-9_-]{11}"
-_YT_STEM = re.compile(rf"^Y?(?P<yt>{YT_ID})(?:_(?P<start>\d+(?:\.\d+)?)(?:_\d+(?:\.\d+)?)?)?$")
 
 
 @dataclass
 class Imported:
+    """One imported data set: its rows, the clips its metadata lists but the disk lacks, and counts."""
     name: str
     rows: list[dict] = field(default_factory=list)
     missing: list[dict] = field(default_factory=list)   # {"set", "id", "expected", "split"}
@@ -72,53 +71,6 @@ def _need(path: Path, what: str) -> Path:
     return path
 
 
-def _read_csv(path: Path, need: tuple[str, ...], **kw) -> list[dict]:
-    text = read_text(path)
-    reader = csv.DictReader(io.StringIO(text), **kw)
-    cols = [c.strip() for c in reader.fieldnames or []]
-    lost = [c for c in need if c not in cols]
-    if lost:
-        raise MaaError(f"{path}: no column {', '.join(lost)} (found: {', '.join(cols) or 'none'}); "
-                       "is this the data set's original CSV?")
-    return [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
-
-
-def audio_index(root: Path) -> dict[str, Path]:
-    """stem -> path for every audio file below root (the first in sorted order wins)."""
-    out: dict[str, Path] = {}
-    if root.is_dir():
-        for p in sorted(root.rglob("*")):
-            if p.suffix.lower() in AUDIO_EXTS and not p.name.startswith(".") and p.is_file():
-                out.setdefault(p.stem, p.resolve())
-    return out
-
-
-class YouTubeClips:
-    """Finds AudioSet-derived clips however the downloader named them (see the module docstring)."""
-
-    def __init__(self, root: Path):
-        self.by_stem = audio_index(root)
-        self.by_yt: dict[str, list[tuple[float | None, Path]]] = {}
-        for stem, p in self.by_stem.items():
-            m = _YT_STEM.match(stem)
-            if m:
-                start = float(m["start"]) if m["start"] else None
-                self.by_yt.setdefault(m["yt"], []).append((start, p))
-
-    def find(self, yt: str, start: str | float | None = None, other: str | None = None) -> Path | None:
-        cands = self.by_yt.get(yt, [])
-        if start not in (None, ""):
-            exact = [p for s, p in cands if s is not None and abs(s - float(start)) < 1e-3]
-            if exact:
-                return exact[0]
-        if len(cands) == 1:
-            return cands[0][1]
-        plain = [p for s, p in cands if s is None]
-        if plain:
-            return plain[0]
-        return self.by_stem.get(other) if other else None
-
-
 def _missing(name: str, cid: str, expected: str, split: str) -> dict:
     return {"set": name, "id": cid, "expected": expected, "split": split}
 
@@ -128,7 +80,7 @@ def _missing(name: str, cid: str, expected: str, split: str) -> dict:
 
 
 def import_audiocaps(root: str | os.PathLike) -> Imported:
-    """One row per YouTube clip: id ac_<ytid>, `caption` the first listed, `captions` all."""
+    """One row per YouTube clip (maa.data.formats.read_audiocaps_csv: id ac_<ytid>), per split CSV."""
     root = Path(root)
     clips = YouTubeClips(root)
     out = Imported("audiocaps")
@@ -138,19 +90,9 @@ def import_audiocaps(root: str | os.PathLike) -> Imported:
         if not path.exists():
             continue
         found = True
-        grouped: dict[str, dict] = {}
-        for r in _read_csv(path, ("audiocap_id", "youtube_id", "start_time", "caption")):
-            g = grouped.setdefault(r["youtube_id"], {"start": r["start_time"], "ac": r["audiocap_id"], "caps": []})
-            g["caps"].append(r["caption"])
-        for yt, g in grouped.items():
-            cid = clip_id(f"ac_{yt}")
-            p = clips.find(yt, g["start"], g["ac"])
-            if p is None:
-                out.missing.append(_missing("audiocaps", cid, f"{yt} (start {g['start']})", split))
-                continue
-            out.rows.append({"id": cid, "audio": str(p), "caption": g["caps"][0], "captions": g["caps"],
-                             "split": split, "source": "audiocaps", "key": f"youtube:{yt}",
-                             "start_time": float(g["start"] or 0)})
+        lost: list[dict] = []
+        out.rows += [{**r, "split": split} for r in read_audiocaps_csv(path, clips, missing=lost)]
+        out.missing += [_missing("audiocaps", m["id"], m["expected"], split) for m in lost]
     if not found:
         raise MaaError(f"{root}: no train.csv, val.csv or test.csv; the AudioCaps folder holds the three "
                        "CSVs (audiocap_id,youtube_id,start_time,caption) and the clips")
@@ -161,6 +103,7 @@ CLOTHO_SPLITS = {"development": "train", "validation": "val", "evaluation": "tes
 
 
 def import_clotho(root: str | os.PathLike) -> Imported:
+    """One row per clip (maa.data.formats.read_clotho_csv: id clotho_<stem>), per split CSV and audio folder."""
     root = Path(root)
     out = Imported("clotho")
     found = False
@@ -172,21 +115,10 @@ def import_clotho(root: str | os.PathLike) -> Imported:
         sound_ids = {}
         meta = root / f"clotho_metadata_{folder}.csv"
         if meta.exists():
-            for r in _read_csv(meta, ("file_name",)):
-                if r.get("sound_id"):
-                    sound_ids[r["file_name"]] = r["sound_id"]
-        for r in _read_csv(path, ("file_name", "caption_1")):
-            caps = [r[f"caption_{k}"] for k in range(1, 6) if r.get(f"caption_{k}")]
-            cid = clip_id(f"clotho_{Path(r['file_name']).stem}")
-            p = root / folder / r["file_name"]
-            if not p.exists():
-                out.missing.append(_missing("clotho", cid, str(p), split))
-                continue
-            row = {"id": cid, "audio": str(p.resolve()), "caption": caps[0], "captions": caps, "split": split,
-                   "source": "clotho", "key": f"clotho:{r['file_name']}"}
-            if r["file_name"] in sound_ids:
-                row["key"] = f"freesound:{sound_ids[r['file_name']]}"
-            out.rows.append(row)
+            sound_ids = {r["file_name"]: r["sound_id"] for r in _read_csv(meta, ("file_name",)) if r.get("sound_id")}
+        lost: list[dict] = []
+        out.rows += [{**r, "split": split} for r in read_clotho_csv(path, root / folder, missing=lost, sound_ids=sound_ids)]
+        out.missing += [_missing("clotho", m["id"], m["expected"], split) for m in lost]
     if not found:
         raise MaaError(f"{root}: no clotho_captions_development/validation/evaluation.csv; the Clotho folder holds "
                        "those CSVs and the development/, validation/, evaluation/ audio folders")
@@ -220,7 +152,7 @@ def import_wavcaps(root: str | os.PathLike) -> Imported:
                 stem = Path(raw).stem if Path(raw).suffix.lower() in AUDIO_EXTS else raw
                 cid = clip_id(f"wc_{short}_{stem}")
                 if short == "audioset":
-                    m = _YT_STEM.match(stem)
+                    m = YT_STEM.match(stem)
                     p = clips.find(m["yt"]) if m else index.get(stem)
                     key = f"youtube:{m['yt']}" if m else f"wavcaps:{stem}"
                 else:
@@ -284,6 +216,7 @@ def import_audioset(root: str | os.PathLike) -> Imported:
 
 
 def import_fsd50k(root: str | os.PathLike) -> Imported:
+    """FSD50K: one labelled row per clip (dev -> train, or val by its split column; eval -> test)."""
     root = Path(root)
     gt = _need(root / "FSD50K.ground_truth", "the FSD50K folder holds FSD50K.ground_truth/ and FSD50K.{dev,eval}_audio/")
     out = Imported("fsd50k")
@@ -316,6 +249,7 @@ def import_esc50(root: str | os.PathLike) -> Imported:
 
 
 def import_urbansound8k(root: str | os.PathLike) -> Imported:
+    """UrbanSound8K: one labelled row per slice, all folds for training."""
     return _single_label_set("urbansound8k", Path(root), "metadata/UrbanSound8K.csv", "slice_file_name", "class", "us8k",
                              lambda r: f"audio/fold{r['fold']}/{r['slice_file_name']}",
                              "metadata/UrbanSound8K.csv and audio/fold1..10/")
@@ -331,6 +265,7 @@ FOLDERS = {"audiocaps": "audiocaps", "clotho": "clotho", "wavcaps": "wavcaps", "
 
 
 def import_set(name: str, root: str | os.PathLike) -> Imported:
+    """Import the data set `name` from its folder below `root` (see FOLDERS)."""
     if name not in IMPORTERS:
         raise MaaError(f"data set {name!r}: unknown; choose from {', '.join(IMPORTERS)}")
     folder = Path(root) / FOLDERS[name]

@@ -27,6 +27,7 @@ from maa.core.mel import DEFAULT, mel_spectrogram, num_frames, samples_for_frame
 
 @dataclass
 class MelJob:
+    """The settings of a `maa mel` run: output folder, crop length, dtype, workers."""
     out_dir: Path
     duration: float | None = 10.0  # None: the whole clip (--full)
     dtype: str = "float16"
@@ -48,6 +49,7 @@ class MelJob:
 
 @dataclass
 class MelSummary:
+    """Counts of a `maa mel` run: done, skipped (already there), failed."""
     done: int = 0
     skipped: int = 0
     failed: int = 0
@@ -64,6 +66,7 @@ class MelSummary:
 
 
 def shard_rows(rows: list[dict], shard: tuple[int, int]) -> list[dict]:
+    """The rows of shard I of N (every N-th row from I), `--shard I/N` checked."""
     i, n = shard
     if not (n >= 1 and 0 <= i < n):
         raise MaaError(f"--shard {i}/{n}: want I/N with 0 <= I < N")

@@ -16,11 +16,13 @@ import numpy as np
 import torch
 
 from maa.core.errors import MaaError
+from maa.data.formats import read_manifest
+from maa.core.audio import load_audio
+from maa.core.mel import mel_spectrogram
 
 
 def mel_rows(src: str | os.PathLike) -> list[dict]:
     """Rows of a manifest that have a `mel` field; a clear error when none do."""
-    from maa.core.manifest import read_manifest
 
     rows = read_manifest(src)
     with_mel = [r for r in rows if r.get("mel")]
@@ -30,6 +32,7 @@ def mel_rows(src: str | os.PathLike) -> list[dict]:
 
 
 def load_mel(path: str | os.PathLike, n_mels: int = 80) -> np.ndarray:
+    """A `(n_mels, T)` mel `.npy` (memory-mapped), checked; a bad file is a MaaError naming it."""
     try:
         m = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as e:
@@ -45,9 +48,6 @@ def row_mel(row: dict, n_mels: int = 80, max_seconds: float = 60.0) -> np.ndarra
     if row.get("mel"):
         m, src = load_mel(row["mel"], n_mels), row["mel"]
     elif row.get("audio"):
-        from maa.core.audio import load_audio
-        from maa.core.mel import mel_spectrogram
-
         m, src = mel_spectrogram(load_audio(row["audio"], max_seconds=max_seconds)).numpy(), row["audio"]
     else:
         raise MaaError(f"row {row.get('id', '?')!r}: neither 'mel' nor 'audio'; every manifest row needs one")

@@ -29,6 +29,10 @@ import numpy as np
 
 from maa.core.audio import SAMPLE_RATE
 from maa.core.errors import MaaError
+from maa.data.formats import read_manifest
+from maa.core.audio import load_audio
+from pathlib import Path
+from maa.core.audio import save_wav
 
 # Sequential templates join segment phrases in time order; "after" names the later one first.
 SEQUENTIAL = {
@@ -50,6 +54,7 @@ LEVELS_DB = {"while": (-6.0, 0.0), "same_time": (-3.0, 0.0), "background": (-14.
 
 @dataclass
 class Event:
+    """A single-event clip: its audio, what it sounds like, and its id."""
     id: str
     audio: np.ndarray   # float32 mono at ComposeConfig.sr
     phrase: str         # what it sounds like, e.g. "a dog barks"
@@ -59,6 +64,7 @@ class Event:
 
 @dataclass
 class ComposeConfig:
+    """How compositions are made: output length, number of events, overlap and level rules."""
     duration: float = 10.0          # output length in seconds (cut or zero-padded)
     sr: int = SAMPLE_RATE
     min_events: int = 2
@@ -73,6 +79,7 @@ class ComposeConfig:
 
 @dataclass
 class Composition:
+    """A composed clip: its audio, caption and the events it is made of."""
     audio: np.ndarray               # float32, exactly duration * sr samples
     caption: str
     components: list[str]           # event ids, in order of onset
@@ -269,7 +276,6 @@ class Reprogrammer:
                       on_problem=None) -> "Reprogrammer":
         """Load every usable clip of a manifest (optionally one split) into memory, ready to sample.
         The demo corpus is ~40 min of 16 kHz audio: about 160 MB as float32."""
-        from maa.core.manifest import read_manifest
 
         rows = read_manifest(src, on_problem=on_problem)
         if split:
@@ -303,7 +309,6 @@ def load_events(rows: list[dict], sr: int = SAMPLE_RATE, max_seconds: float = 30
                 on_problem=None, progress=None) -> list[Event]:
     """Events from manifest rows; rows with neither caption nor labels, or unreadable audio, are
     reported to on_problem({"id", "audio", "reason"}) and skipped."""
-    from maa.core.audio import load_audio
 
     events = []
     for r in rows:
@@ -339,9 +344,6 @@ def write_compositions(gen: Reprogrammer, count: int, seed: int, audio_dir, prog
     """`maa reprogram`: compositions 0..count-1 of `seed` as audio_dir/<id>.wav, and their manifest
     rows (caption, labels, components in order of onset, spans in seconds, template, licenses).
     Example k depends only on (seed, k), so the same seed gives the same bytes whatever `count`."""
-    from pathlib import Path
-
-    from maa.core.audio import save_wav
 
     rows = []
     for k in range(count):

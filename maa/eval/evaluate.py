@@ -16,26 +16,32 @@ absent and its block's `notes` says why (never -1, NaN or inf).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from maa.core.audio import SAMPLE_RATE, load_audio
 from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
-from maa.core.manifest import caption_of, read_manifest
+from maa.core.manifest import caption_of
+from maa.data.formats import read_manifest
+from maa.core.progress import Reporter
 from maa.eval import metrics
+from maa.core.io import atomic_path
+import soxr
+import torch
+from maa.core.mel import DEFAULT, mel_spectrogram
+from maa.eval.extractors import load_extractor
 
 VGGISH_FAD = "fad"  # FD on VGGish frames is called FAD in the literature
 
 
 @dataclass
 class EvalConfig:
+    """The settings of one `maa eval` run: extractors, clip length, device, cache, batch size, checks."""
     extractors: list[str] = field(default_factory=lambda: ["aisfx"])
     duration: float | None = 10.0      # seconds of each clip (None: whole clips)
     device: str = "cpu"
@@ -48,6 +54,7 @@ class EvalConfig:
 
 @dataclass
 class Pairing:
+    """How generated and reference clips were paired (by id, by file name, or not at all)."""
     pairs: list[tuple[dict, dict]]     # (generated row, reference row)
     by: str                            # "id", "file name", "id and file name" or "none"
     only_generated: list[str]
@@ -55,6 +62,7 @@ class Pairing:
 
 
 def default_cache_dir() -> Path:
+    """Where embeddings are cached: $MAA_CACHE/embeddings, else the XDG cache's maa/embeddings."""
     root = os.environ.get("MAA_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "maa")
     return Path(root).expanduser() / "embeddings"
 
@@ -113,7 +121,6 @@ class EmbeddingCache:
         p = self.path(digest)
         if p is None:
             return
-        from maa.core.io import atomic_path
 
         with atomic_path(p, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
@@ -137,7 +144,6 @@ def _decode(row: dict, cfg: EvalConfig) -> np.ndarray:
 def embed_rows(rows: list[dict], ex, cfg: EvalConfig, what: str, skipped: list[dict],
                bar=None) -> dict[str, dict]:
     """{id: {"emb": (D,), "logits": (C,) | absent, "frames": (n, D) | absent}} for every readable clip."""
-    import soxr
 
     cache = EmbeddingCache(cfg.cache_dir, ex.fingerprint, cfg.duration)
     out: dict[str, dict] = {}
@@ -272,9 +278,6 @@ def extractor_block(ex, gen: dict[str, dict], ref: dict[str, dict], pairing: Pai
 
 def spectral_block(pairing: Pairing, cfg: EvalConfig, skipped: list[dict]) -> dict:
     """Mel L1 (Make-An-Audio's log10 mel) and log-spectral distance (dB) over paired clips."""
-    import torch
-
-    from maa.core.mel import DEFAULT, mel_spectrogram
 
     l1, lsd = [], []
     for g, r in pairing.pairs:
@@ -312,13 +315,12 @@ def check_finite(obj, where: str = "metrics") -> None:
 
 
 def evaluate(generated: str, reference: str, cfg: EvalConfig,
-             make_bar: Callable[[int, str], contextlib.AbstractContextManager] | None = None,
+             ui: Reporter | None = None,
              load=None) -> dict:
     """Compute every metric for every extractor in cfg; returns the JSON-ready result."""
-    from maa.eval.extractors import load_extractor
 
     load = load or load_extractor
-    make_bar = make_bar or (lambda total, desc: contextlib.nullcontext(None))
+    ui = ui or Reporter(quiet=True)
     skipped: list[dict] = []
     warnings: list[str] = []
     gen_rows = _load_rows(generated, "GENERATED", cfg, skipped)
@@ -337,7 +339,7 @@ def evaluate(generated: str, reference: str, cfg: EvalConfig,
     for spec, name in zip(cfg.extractors, names):
         label = spec if names.count(name) > 1 else name
         ex = load(spec, cfg.device)
-        with make_bar(len(gen_rows) + len(ref_rows), f"{label}") as bar:
+        with ui.bar(len(gen_rows) + len(ref_rows), f"{label}") as bar:
             gen = embed_rows(gen_rows, ex, cfg, "GENERATED", skipped, bar)
             ref = embed_rows(ref_rows, ex, cfg, "REFERENCE", skipped, bar)
         blocks[label] = extractor_block(ex, gen, ref, pairing, cfg, label, warnings, gen_rows)
@@ -370,22 +372,15 @@ def evaluate(generated: str, reference: str, cfg: EvalConfig,
     return result
 
 
-METRIC_ORDER = ("fd", "fad", "kl", "is", "is_ref", "clap_score", "mel_l1", "lsd")
-
-
 def table_rows(result: dict) -> list[tuple[str, str, str, str]]:
-    """(block, metric, value, n) rows for the terminal table."""
+    """(block, metric, value, n) rows for the terminal table, in the order of metrics.METRICS."""
     out = []
-    for label, block in result.get("extractors", {}).items():
-        for m in METRIC_ORDER:
-            if m in block:
-                n = {"fd": f"{block['n_gen']} / {block['n_ref']}", "fad": f"{block.get('n_gen_frames')} / {block.get('n_ref_frames')} frames",
-                     "kl": f"{block.get('n_pairs')} pairs", "is": f"{block['n_gen']}", "is_ref": f"{block['n_ref']}",
-                     "clap_score": f"{block.get('n_prompts')} prompts"}[m]
-                out.append((label, m, f"{block[m]:.4f}", n))
-    spec = result.get("spectral")
-    if spec:
-        for m in ("mel_l1", "lsd"):
-            out.append(("spectral", m, f"{spec[m]:.4f}", f"{spec['n_pairs']} pairs"))
+    blocks = [(label, b, "extractor") for label, b in result.get("extractors", {}).items()]
+    if result.get("spectral"):
+        blocks.append(("spectral", result["spectral"], "spectral"))
+    for label, block, where in blocks:
+        for m in metrics.METRICS.values():
+            if m.block == where and m.name in block:
+                out.append((label, m.name, f"{block[m.name]:.4f}", metrics.count_of(m.name, block)))
     return out
 

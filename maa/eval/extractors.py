@@ -14,7 +14,7 @@ Backends:
                no PCA and no final ReLU (the FAD convention of audioldm_eval/frechet_audio_distance).
   aisfx        The sound-effect CNN inside PyPI's aisfx wheel (512-d; its UCS head, 69 categories,
                gives class probabilities). Works offline.
-  maa-clap     Audio tower of a maa CLAP model (maa.infer.scoring.load_scorer); also scores prompts.
+  maa-clap     Audio tower of a maa CLAP model (maa.parts.scorers.load_scorer); also scores prompts.
                Class probabilities are zero-shot over the classes listed in the model's
                config.json (each class name as the prompt, the model's learned logit scale).
                `laion-clap:CKPT` goes through the same scorer loader (no class list: no IS/KL).
@@ -38,20 +38,23 @@ import torch.nn.functional as F
 
 from maa.core.checkpoint import sha256_file, strip_prefix
 from maa.core.errors import MaaError
-from maa.infer.scoring import load_scorer
+from maa.parts.registry import Registry, parse_spec
+from maa.parts.scorers import load_scorer
+from maa.eval.metrics import softmax
+import importlib
+import json
 
-EXTRACTORS = ("aisfx", "panns-cnn14", "vggish", "maa-clap", "laion-clap")
 
 
 @dataclass
 class Embedded:
+    """An extractor's output for a batch of clips: embeddings, classifier logits, frame embeddings."""
     embeddings: np.ndarray                     # (B, D) float32, one row per clip
     logits: np.ndarray | None = None           # (B, C) classifier logits (softmax -> class probabilities)
     frames: list[np.ndarray] | None = None     # per clip (n_i, D): for extractors fitted on frames
 
     def probabilities(self) -> np.ndarray | None:
         """Class probabilities: softmax over the logits (audioldm_eval's KL/IS convention)."""
-        from maa.eval.metrics import softmax
 
         return None if self.logits is None else softmax(self.logits)
 
@@ -76,18 +79,9 @@ class Extractor:
 
 
 def load_extractor(spec: str, device: str = "cpu") -> Extractor:
-    """`aisfx`, `panns-cnn14:FILE`, `vggish:FILE`, `maa-clap:DIR` or `laion-clap:FILE`."""
-    name, _, arg = spec.partition(":")
-    if name == "aisfx":
-        return AisfxExtractor(device)
-    if name in ("panns-cnn14", "vggish"):
-        if not arg:
-            file = "Cnn14_16k_mAP=0.438.pth" if name == "panns-cnn14" else "vggish-10086976.pth"
-            raise MaaError(f"--extractor {name}: give the checkpoint file, e.g. {name}:{file} (maa downloads nothing)")
-        return Cnn14Extractor(arg, device) if name == "panns-cnn14" else VGGishExtractor(arg, device)
-    if name in ("maa-clap", "laion-clap"):
-        return ClapExtractor(spec, device)
-    raise MaaError(f"--extractor {spec!r}: unknown; choose from {', '.join(EXTRACTORS)}")
+    """An extractor by spec, one of EXTRACTOR_KINDS: `aisfx`, `panns-cnn14:FILE`, `vggish:FILE`,
+    `maa-clap:DIR` or `laion-clap:CKPT` (maa downloads no weights: FILE is a checkpoint on disk)."""
+    return EXTRACTOR_KINDS.load(spec, device=device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,7 +90,6 @@ def load_extractor(spec: str, device: str = "cpu") -> Extractor:
 
 def _numpy_allowlist() -> list:
     """numpy globals a data-only pickle may reference: scalars, arrays, dtypes (no code)."""
-    import importlib
 
     try:  # numpy >= 2 moved numpy.core to numpy._core; pickles keep the old names
         multiarray = importlib.import_module("numpy._core.multiarray")
@@ -144,6 +137,7 @@ def check_state_dict(model: nn.Module, sd: dict, path: Path, what: str, hint: st
 
 
 def file_digest(*paths: str | os.PathLike) -> str:
+    """The first 16 hex digits of the files' SHA-256 (a cache key that changes with the weights)."""
     return sha256_file(*paths)[:16]
 
 
@@ -190,7 +184,7 @@ class _LogMel(nn.Module):
 
     def __init__(self, sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float):
         super().__init__()
-        import librosa
+        import librosa  # noqa: PLC0415  librosa: slow import, kept off this module's import
 
         mel = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).T
         self.melW = nn.Parameter(torch.tensor(mel, dtype=torch.float32), requires_grad=False)
@@ -241,6 +235,7 @@ class Cnn14(nn.Module):
 
 
 class Cnn14Extractor(Extractor):
+    """PANNs CNN14 (16 kHz): 2048-d embeddings and 527 AudioSet class logits."""
     name, dim, sample_rate, n_classes = "panns-cnn14", 2048, 16000, 527
     MIN_SAMPLES = 16000  # 5 poolings of 2 need >= 32 frames; pad to 1 s as a round minimum
 
@@ -304,6 +299,7 @@ def vggish_examples(wav: np.ndarray, sr: int = 16000) -> np.ndarray:
 
 
 class VGGish(nn.Module):
+    """VGGish as torchvggish ports it: four conv blocks and three fully connected layers."""
     def __init__(self):
         super().__init__()
         layers, cin = [], 1
@@ -325,6 +321,7 @@ class VGGish(nn.Module):
 
 
 class VGGishExtractor(Extractor):
+    """VGGish frame embeddings (128-d per 0.96 s), the FAD backbone."""
     name, dim, sample_rate, frame_level = "vggish", 128, 16000, True
 
     def __init__(self, path: str, device: str = "cpu"):
@@ -356,6 +353,7 @@ class VGGishExtractor(Extractor):
 
 
 class AisfxExtractor(Extractor):
+    """aisfx's sound-effect CNN: 512-d embeddings and its UCS head's 69 category logits."""
     name, dim, sample_rate = "aisfx", 512, 44100
     HEAD = "ucsMixed"       # the Universal Category System head: 69 sound-effect categories
     BLOCK, HOP = 100, 50    # frames per embedding block (~2.3 s) and the hop between blocks (x0.5)
@@ -363,8 +361,8 @@ class AisfxExtractor(Extractor):
 
     def __init__(self, device: str = "cpu"):
         try:
-            import aisfx
-            from aisfx.models.cnn2d import CrossNet, EmbeddingNet
+            import aisfx  # noqa: PLC0415  optional dependency, imported where it is used
+            from aisfx.models.cnn2d import CrossNet, EmbeddingNet  # noqa: PLC0415  optional dependency, imported where it is used
         except ImportError:
             raise MaaError("--extractor aisfx: the aisfx package is not installed; "
                            "run `pip install --no-deps aisfx==0.1.2` (its pins need --no-deps)") from None
@@ -383,7 +381,7 @@ class AisfxExtractor(Extractor):
         self.n_classes = heads[self.HEAD][1]
         self.device, self.weights = device, str(path)
         self.fingerprint = f"aisfx-v1-{file_digest(path)}"
-        import librosa
+        import librosa  # noqa: PLC0415  librosa: slow import, kept off this module's import
 
         # norm=1: each band's weights sum to 1 (essentia's unit_sum, which the model was trained on)
         self.mel = librosa.filters.mel(sr=44100, n_fft=2048, n_mels=96, fmin=0.0, fmax=22050.0, htk=True,
@@ -391,7 +389,7 @@ class AisfxExtractor(Extractor):
 
     def spectrogram(self, wav: np.ndarray) -> np.ndarray:
         """(frames, 96) input of the network, for 44.1 kHz audio."""
-        import librosa
+        import librosa  # noqa: PLC0415  librosa: slow import, kept off this module's import
 
         peak = float(np.abs(wav).max()) if len(wav) else 0.0
         y = wav / peak if peak > 0 else wav  # aisfx peak-normalises every clip
@@ -420,16 +418,17 @@ class AisfxExtractor(Extractor):
 
 
 # ----------------------------------------------------------------------------------------------
-# CLAP (maa's own, or LAION through maa.infer.scoring): audio embeddings + prompt scoring
+# CLAP (maa's own, or LAION through maa.parts.scorers): audio embeddings + prompt scoring
 
 
 class ClapExtractor(Extractor):
+    """The audio tower of a CLAP scorer (maa-clap or laion-clap); it also embeds prompts for the CLAP score."""
     sample_rate = 16000
 
     def __init__(self, spec: str, device: str = "cpu"):
         self.scorer = load_scorer(spec, device=device)
-        self.name = spec.partition(":")[0]
-        self.weights = spec.partition(":")[2]
+        parsed = parse_spec(spec)
+        self.name, self.weights = parsed.kind, parsed.arg
         p = Path(getattr(self.scorer, "dir", None) or self.weights)  # the scorer may resolve RUN -> RUN/clap
         files = sorted(p.glob("*.safetensors")) + sorted(p.glob("*.json")) if p.is_dir() else [p] if p.is_file() else []
         # the cache key must change with the weights; with no files to hash, never reuse a cache entry
@@ -444,7 +443,6 @@ class ClapExtractor(Extractor):
         with each class name gives zero-shot class probabilities, softmax(scale * cos), with the
         model's own learned logit scale. That label set is fixed per model, so IS/KL from one
         model are comparable across runs. Without a class list: no head, no IS/KL."""
-        import json
 
         try:
             classes = json.loads((model_dir / "config.json").read_text()).get("classes") or []
@@ -474,3 +472,16 @@ class ClapExtractor(Extractor):
     def embed_text(self, texts: list[str]) -> np.ndarray:
         return self.scorer.embed_text(list(texts)).float().cpu().numpy()
 
+
+
+# The kinds of extractor: spec prefix -> loader (maa.parts.registry); the CLAP kinds reuse the scorers'.
+EXTRACTOR_KINDS = Registry("--extractor")
+EXTRACTOR_KINDS.register("aisfx", AisfxExtractor, arg=None, help="aisfx's sound-effect CNN (ships in its wheel)")
+EXTRACTOR_KINDS.register("panns-cnn14", Cnn14Extractor, arg="FILE", example="Cnn14_16k_mAP=0.438.pth",
+                         help="PANNs CNN14 16 kHz checkpoint")
+EXTRACTOR_KINDS.register("vggish", VGGishExtractor, arg="FILE", example="vggish-10086976.pth",
+                         help="torchvggish's VGGish checkpoint")
+EXTRACTOR_KINDS.register("maa-clap", lambda path, device="cpu": ClapExtractor(f"maa-clap:{path}", device),
+                         arg="DIR", help="the audio tower of a `maa train-clap` model")
+EXTRACTOR_KINDS.register("laion-clap", lambda path, device="cpu": ClapExtractor(f"laion-clap:{path}", device),
+                         arg="CKPT", help="the audio tower of a LAION-CLAP checkpoint")

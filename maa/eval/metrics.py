@@ -19,7 +19,38 @@ added and no complex parts to drop, which scipy.linalg.sqrtm on S1 @ S2 needs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric `maa eval` reports: its key in a result block, where it lives, and its count column."""
+
+    name: str
+    block: str  # "extractor" (one per extractor block) or "spectral" (paired clips)
+    count: str  # the table's n column, formatted from the block's fields
+    on_card: bool = True  # listed on the eval card among an extractor's metrics
+
+
+# The one table of metric names: result keys, table order, the card's list and the protocols' names.
+METRICS = {m.name: m for m in (
+    Metric("fd", "extractor", "{n_gen} / {n_ref}"),
+    Metric("fad", "extractor", "{n_gen_frames} / {n_ref_frames} frames"),
+    Metric("kl", "extractor", "{n_pairs} pairs"),
+    Metric("is", "extractor", "{n_gen}"),
+    Metric("is_ref", "extractor", "{n_ref}", on_card=False),
+    Metric("clap_score", "extractor", "{n_prompts} prompts"),
+    Metric("mel_l1", "spectral", "{n_pairs} pairs"),
+    Metric("lsd", "spectral", "{n_pairs} pairs"),
+)}
+
+
+def count_of(metric: str, block: dict) -> str:
+    """The n column of `metric` in `block` (a missing count shows as None)."""
+    fields = {k.split("}")[0] for k in METRICS[metric].count.split("{")[1:]}
+    return METRICS[metric].count.format(**{k: block.get(k) for k in fields})
 
 
 def gaussian_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,6 +99,7 @@ def frechet_distance_of(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (float64, max-shifted)."""
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)

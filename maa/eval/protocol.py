@@ -27,8 +27,12 @@ from maa.core.audio import SAMPLE_RATE
 from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
 from maa.core.io import read_text
-from maa.core.manifest import read_manifest, write_manifest
+from maa.core.manifest import write_manifest
+from maa.data.formats import read_manifest
 from maa.eval.evaluate import EvalConfig, evaluate
+from maa.eval.metrics import METRICS
+import json
+from maa.eval.extractors import load_extractor
 
 PANNS_FILE = "Cnn14_16k_mAP=0.438.pth"
 VGGISH_FILE = "vggish-10086976.pth"
@@ -38,6 +42,7 @@ CLAP_KINDS = ("maa-clap", "laion-clap")
 
 @dataclass(frozen=True)
 class Protocol:
+    """A published evaluation protocol's fixed settings (clip length, IS splits, metrics per extractor)."""
     name: str
     seconds: float            # every clip cut or zero-padded to this length
     is_splits: int
@@ -60,6 +65,7 @@ KNOWN_DIFFERENCES = [
 
 
 def weights_dir() -> Path:
+    """Where the protocol's official weights are looked for ($MAA_EVAL_WEIGHTS, else the maa cache)."""
     return Path(os.environ.get("MAA_EVAL_WEIGHTS") or Path(os.environ.get("MAA_CACHE") or "~/.cache/maa") / "eval-weights").expanduser()
 
 
@@ -141,7 +147,6 @@ def reranking_of(generated: str) -> dict:
     the generate manifest (the GENERATED manifest, or *.jsonl next to the clips)."""
     p = Path(generated)
     files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p] if p.suffix == ".jsonl" and p.is_file() else []
-    import json
 
     for f in files:
         ks = []
@@ -165,7 +170,7 @@ def eval_card(result: dict, cfg: EvalConfig, generated: str, protocol: Protocol 
         info = block.get("extractor", {})
         w = info.get("weights") or ""
         entry = {"block": label, "name": info.get("name"), "weights": w, "sample_rate": info.get("sample_rate"),
-                 "metrics": [m for m in ("fd", "fad", "kl", "is", "clap_score") if m in block]}
+                 "metrics": [m for m, spec in METRICS.items() if spec.on_card and m in block]}
         if w and Path(w).exists():
             entry["sha256"] = sha256_of(w)
         extractors.append(entry)
@@ -193,9 +198,8 @@ def eval_card(result: dict, cfg: EvalConfig, generated: str, protocol: Protocol 
 
 def evaluate_protocol(generated: str, reference: str, name: str, extractors: list[str], device: str = "cpu",
                       cache_dir: Path | None = None, batch_size: int = 8, skip_bad: bool = False,
-                      make_bar=None, load=None, folder: Path | None = None) -> dict:
+                      ui=None, load=None, folder: Path | None = None) -> dict:
     """`maa eval --protocol NAME`: the protocol's extractors and settings; the result carries its eval card."""
-    from maa.eval.extractors import load_extractor
 
     proto = PROTOCOLS.get(name)
     specs = protocol_extractors(name, list(extractors), folder)
@@ -204,7 +208,7 @@ def evaluate_protocol(generated: str, reference: str, name: str, extractors: lis
                      batch_size=batch_size, skip_bad=skip_bad, is_splits=proto.is_splits, spectral=False)
     with tempfile.TemporaryDirectory() as tmp:
         ref, policy = one_row_per_clip(reference, Path(tmp))
-        result = evaluate(generated, ref, cfg, make_bar=make_bar,
+        result = evaluate(generated, ref, cfg, ui=ui,
                           load=lambda spec, dev: PaddedExtractor(base(spec, dev), proto.seconds))
     result["reference"]["source"] = str(reference)
     result["eval_card"] = eval_card(result, cfg, generated, proto, policy)

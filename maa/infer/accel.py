@@ -37,6 +37,7 @@ from maa.core.errors import MaaError
 
 @dataclass
 class FastPath:
+    """Which GPU fast paths are on: bf16 autocast, torch.compile, CUDA graphs."""
     bf16: bool = False
     compile: bool = False
     cuda_graphs: bool = False  # with compile: the UNet as CUDA graphs (static shapes)
@@ -182,7 +183,7 @@ class FastUNet(Fast):
 
 
 def accelerate(model, fp: FastPath):
-    """Wrap a loaded maa.infer.pipeline.LDMModel's UNet, VAE decoder and neural vocoder in place.
+    """Wrap a loaded maa.infer.pipeline.Pipeline's UNet, VAE decoder and neural vocoder in place.
     A no-op when no flag is on (the CPU default). Returns the model."""
     if not fp.active or getattr(model, "fast", None) is not None:
         return model

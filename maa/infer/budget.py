@@ -4,23 +4,30 @@ configs and the latent size, checked against the free memory and an hour (`prefl
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from maa.core.checkpoint import read_config
+from maa.core.device import pick_device
 from maa.core.errors import MaaError
 from maa.core.mel import frames_for_duration
-from maa.infer.longform import WINDOW
-from maa.infer.pipeline import GenerateOptions, resolve_model_dir
-from maa.infer.timeline import output_seconds, steps_of, uses_windows
+from maa.infer.accel import FastPath
+from maa.infer.options import GenerateOptions
+from maa.infer.pipeline import resolve_model_dir
+from maa.infer.sampling import WINDOW
 from maa.models.unet import UNetConfig
+from maa.models.vae import VAEConfig
 
 MAX_SECONDS = 3600.0  # above this (or above the free memory) a generation is refused unless forced
 
 
 @dataclass
 class Estimate:
+    """What a generation will cost: seconds, bytes and the latent's shape (C, H, W)."""
+
     seconds: float
     bytes: float
     latent: tuple[int, int, int]
@@ -37,10 +44,6 @@ def estimate(root: Path, duration: float, steps: int, samples: int, batch_size: 
     twice for guidance, at a throughput measured here on CPU (a fixed 20 TFLOP/s on CUDA). Memory:
     weights, the skip activations and one attention score matrix of a batch. Order of magnitude,
     not a promise: it catches the 1000 s clip that would run for hours."""
-    from maa.core.checkpoint import read_config
-
-    from maa.models.vae import VAEConfig
-
     u = UNetConfig.from_dict(read_config(root / "ldm")["unet"])  # checked against sane ranges here
     v = VAEConfig.from_dict(read_config(root / "vae")["vae"])
     frames = frames_for_duration(duration, v.factor)
@@ -65,7 +68,6 @@ def estimate(root: Path, duration: float, steps: int, samples: int, batch_size: 
 def _cpu_flops() -> float:
     """Rough useful FLOP/s of this CPU: half a matrix product's rate (measured: the bundled model's
     10 s clip within a factor of 1.5 on one busy thread)."""
-    import time
 
     a = torch.randn(256, 256)
     a @ a
@@ -76,23 +78,19 @@ def _cpu_flops() -> float:
     return n * 2 * 256 ** 3 / (time.perf_counter() - t0) / 2
 
 
-def preflight(model_dir=None, device: str = "auto", samples: int = 1, force: bool = False,
-              **settings) -> tuple[Path, str, Estimate]:
-    """Everything about a generation that can be checked before the model is loaded: the settings,
-    the model folder, the device, and the memory and time it will need (refused above the free
-    memory or MAX_SECONDS unless `force`). Returns (model folder, device, estimate)."""
-    from maa.core.device import pick_device
+def preflight(opts: GenerateOptions, model_dir=None, device: str = "auto", samples: int = 1,
+              force: bool = False) -> tuple[Path, str, Estimate]:
+    """Everything about a generation that can be checked before the model is loaded: the model
+    folder, the device, and the memory and time it will need (refused above the free memory or
+    MAX_SECONDS unless `force`); `opts` checked (GenerateOptions.check) already. Returns (model
+    folder, device, estimate)."""
 
-    opts = GenerateOptions(**settings)
-    opts.check()
     root = resolve_model_dir(model_dir)
     dev = str(pick_device(device))
-    from maa.infer.accel import FastPath
-
     FastPath.parse(opts.fast, dev)  # a bad --fast fails here, before the model loads
-    secs = output_seconds(opts)
-    if uses_windows(opts) and not opts.inpaint:  # one window at a time (maa.infer.longform)
-        samples, secs = samples * steps_of(opts, 1), min(secs, WINDOW)
+    secs = opts.seconds()
+    if opts.mode in ("long", "timeline"):  # one window at a time (maa.infer.longform)
+        samples, secs = samples * opts.steps_per_output(1), min(secs, WINDOW)
     est = estimate(root, secs, opts.steps, samples, opts.batch_size, dev)
     why = check_estimate(est, dev)
     if why and not force:

@@ -1,7 +1,8 @@
 """Inpainting: regenerate chosen spans of a clip and keep the rest.
 
 The input's latent (its log-mel through the VAE encoder, posterior mean) is held as known outside
-the spans while the sampler denoises the whole latent (`maa.models.samplers.hold_known`): after
+the spans while the sampler denoises the whole latent (maa.infer.sampling.sample with a
+`Known` mask; `maa.models.samplers.hold_known`): after
 every step the known region is replaced by the input's latent noised to the next timestep, so
 the new material is denoised next to, and continuous with, what stays. Both joins are soft:
 the latent mask ramps over LATENT_FADE seconds centred on each span edge, and the decoded audio
@@ -28,15 +29,8 @@ import torch
 from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
 from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
-from maa.models.samplers import (
-    SAMPLERS,
-    end_alpha,
-    guided,
-    hold_known,
-    model_denoiser,
-    schedule,
-)
+from maa.core.mel import frames_for_duration
+from maa.infer import sampling
 
 LATENT_FADE = 0.25  # s: about two latent frames of 128 ms
 AUDIO_FADE = 0.05  # s
@@ -82,53 +76,14 @@ def latent_times(width: int, factor: int) -> np.ndarray:
 
 
 def sample_times(n: int) -> np.ndarray:
+    """The time in seconds of each of n samples at 16 kHz."""
     return np.arange(n) / SAMPLE_RATE
-
-
-def seeded_noise(shape, seed: int) -> torch.Tensor:
-    """The same noise as generation's: a seeded CPU generator per sample."""
-    return torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)))
-
-
-def text_denoiser(model, texts: list[str], opts):
-    """The guided denoiser of `texts` (one per batch row) against opts.negative."""
-    den = model_denoiser(model.unet, model.dcfg.prediction, model.ac)
-    cond, uncond = model.text.encode(texts), model.text.encode([opts.negative] * len(texts))
-    return guided(den, (cond.tokens, cond.mask), (uncond.tokens, uncond.mask), opts.guidance)
-
-
-@torch.no_grad()
-def sample_latent(model, eps, noise: torch.Tensor, opts, seed: int, known: torch.Tensor | None = None,
-                  keep: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
-    """Scaled latent from `noise` by opts.sampler over the denoiser `eps`; with `known`, the
-    region `keep` (weights over the latent's time axis) held at it."""
-    grid = getattr(model.dcfg, "timestep_grid", "maa")
-    ts = schedule(opts.steps, model.ac, opts.sampler, grid)
-    sampler = SAMPLERS[opts.sampler]
-    if known is not None:
-        sampler = hold_known(sampler, known, keep.to(noise.device, noise.dtype), noise, model.ac)
-    return sampler(eps, noise, ts, model.ac, eta=opts.eta, generator=torch.Generator().manual_seed(int(seed)),
-                   callback=(lambda i, _x: on_step()) if on_step else None, final_alpha=end_alpha(model.ac, grid))
-
-
-@torch.no_grad()
-def decode(model, z: torch.Tensor, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scaled latent (B, C, H, W) -> log-mels (B, 80, frames) and audio (B, samples_for_frames(frames))."""
-    mels = model.vae.decode_latent(z / model.dcfg.scale_factor, frames=frames).float()
-    wavs = model.vocoder(mels).float().cpu().numpy()
-    n = samples_for_frames(frames)
-    return mels.cpu().numpy(), np.stack([fit_length(w, n) for w in wavs])
-
-
-@torch.no_grad()
-def encode(model, audio: np.ndarray, frames: int) -> torch.Tensor:
-    """16 kHz audio (fitted to `frames` mel frames) -> its scaled latent (1, C, H, W)."""
-    mel = mel_spectrogram(torch.from_numpy(fit_length(np.asarray(audio, np.float32), samples_for_frames(frames))))
-    return model.vae.encode_mel(mel[None].to(model.device)).float() * model.dcfg.scale_factor
 
 
 @dataclass
 class Inpainted:
+    """An inpainted clip: the audio, its mel and latent, the input's round trip and the spans made anew."""
+
     audio: np.ndarray  # float32 16 kHz, the input's length
     mel: np.ndarray  # (80, frames): the generated mel inside the spans, the round trip's outside
     latent: torch.Tensor  # (C, H, W) scaled latent the sampler returned
@@ -141,24 +96,33 @@ def inpaint(model, prompt: str, audio: np.ndarray, spans: list[Span], opts, seed
             on_step: Callable[[], None] | None = None) -> Inpainted:
     """Regenerate `spans` (seconds) of `audio` (16 kHz mono) from `prompt`; keep the rest.
 
-    opts: anything with steps, sampler, guidance, negative and eta (maa.infer.pipeline's options)."""
+    opts: anything with steps, sampler, guidance, negative and eta (maa.infer.options.GenerateOptions)."""
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 1 or len(audio) < MEL.n_fft:
         raise MaaError("--init-audio: need a mono clip of at least 0.07 s to inpaint")
     spans = check_spans(spans, len(audio) / SAMPLE_RATE)
     frames = frames_for_duration(len(audio) / SAMPLE_RATE, model.vae.factor)
-    z_in = encode(model, audio, frames)
+    z_in = sampling.encode(model, [audio], frames)
     shape = z_in.shape[1:]
     keep = 1 - torch.from_numpy(span_weight(latent_times(shape[-1], model.vae.factor), spans, LATENT_FADE))
-    noise = seeded_noise(shape, seed)[None].to(model.device)
-    z = sample_latent(model, text_denoiser(model, [prompt], opts), noise, opts, seed, z_in, keep, on_step)
-    (mel_gen, mel_rt), (wav_gen, wav_rt) = decode(model, torch.cat([z, z_in]), frames)
+    noise = sampling.seeded_noise(shape, seed)[None].to(model.device)
+    z = sampling.sample(model, [prompt], noise, opts, sampling.Known(z_in, keep), on_step, seed=seed)
+    (mel_gen, mel_rt), (wav_gen, wav_rt) = sampling.decode(model, torch.cat([z, z_in]), frames)
     w = span_weight(sample_times(len(wav_gen)), spans, AUDIO_FADE)
     out = w * wav_gen + (1 - w) * wav_rt
     wf = span_weight(latent_times(frames, 1), spans, AUDIO_FADE)  # per mel frame
     mel = wf * mel_gen + (1 - wf) * mel_rt
     n = len(audio)
     return Inpainted(fit_length(out, n).astype(np.float32), mel, z[0].cpu(), fit_length(wav_rt, n), spans)
+
+
+@torch.no_grad()
+def generate_one(model, prompt: str, seed: int, opts, parts: list[str] | None = None,
+                 on_step: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, torch.Tensor, dict]:
+    """One output of the "inpaint" mode (maa.infer.options): audio, mel, latent, and what the record
+    adds (the spans)."""
+    r = inpaint(model, prompt, opts.init_audio, [tuple(s) for s in opts.inpaint], opts, seed, on_step)
+    return r.audio, r.mel, r.latent, {"inpaint": [list(s) for s in r.spans]}
 
 
 # ----------------------------------------------------------------------------- join measures
@@ -195,6 +159,7 @@ def join_flux_ratio(audio: np.ndarray, joins: list[float], width: float = 0.03, 
 
 
 def rms_db(audio: np.ndarray) -> float:
+    """The RMS level of `audio` in dBFS."""
     return float(10 * np.log10(np.mean(np.square(np.asarray(audio, np.float64))) + 1e-10))
 
 

@@ -29,15 +29,10 @@ import torch
 
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, samples_for_frames
-from maa.infer.inpaint import (
-    LATENT_FADE,
-    decode,
-    sample_latent,
-    seeded_noise,
-    text_denoiser,
-)
+from maa.infer import sampling
+from maa.infer.inpaint import LATENT_FADE
+from maa.infer.sampling import WINDOW
 
-WINDOW = 10.0  # s
 OVERLAP = 2.0  # s held from the previous window
 TAIL = 1.25  # s at the end of each window that the next one samples again
 JOIN_FADE = 0.5  # s of audio crossfade, centred in the overlap
@@ -58,6 +53,8 @@ def window_starts(total: int, window: int, overlap: int) -> list[int]:
 
 @dataclass
 class Long:
+    """A clip made window by window: the audio, its mel, and what the record says of the windows."""
+
     audio: np.ndarray  # float32 16 kHz
     mel: np.ndarray  # (80, frames)
     windows: list[tuple[float, float]]  # each window's [start, end) in seconds (the last reaches TAIL past the end)
@@ -105,17 +102,15 @@ def generate_long(model, prompt: Prompt, seconds: float, opts, seed: int = 0, wi
         held = 0 if prev is None else prev_start + win - cut - s  # frames held from the previous window
         t_new = (s + held) * hop / MEL.sample_rate, (s + win) * hop / MEL.sample_rate
         text = prompt(*t_new) if callable(prompt) else prompt
-        noise = seeded_noise((c, h, win), seed + k * WINDOW_SEED)[None].to(model.device)
-        eps = text_denoiser(model, [text], opts)
-        if prev is None:
-            z = sample_latent(model, eps, noise, opts, seed + k * WINDOW_SEED, on_step=on_step)
-        else:
+        noise = sampling.seeded_noise((c, h, win), seed + k * WINDOW_SEED)[None].to(model.device)
+        held_known = None
+        if prev is not None:
             known = torch.zeros_like(noise)
             known[..., :held] = prev[..., s - prev_start:s - prev_start + held]
             # hold the shared frames, ramping off over the overlap's last LATENT_FADE seconds
-            keep = torch.from_numpy(1 - _fade_in(win, held - fade_lat / 2, fade_lat))
-            z = sample_latent(model, eps, noise, opts, seed + k * WINDOW_SEED, known, keep, on_step)
-        mels, wavs = decode(model, z, win * factor)
+            held_known = sampling.Known(known, torch.from_numpy(1 - _fade_in(win, held - fade_lat / 2, fade_lat)))
+        z = sampling.sample(model, [text], noise, opts, held_known, on_step, seed=seed + k * WINDOW_SEED)
+        mels, wavs = sampling.decode(model, z, win * factor)
         centre = None if prev is None else held * hop // 2
         _paste(audio, wavs[0], s * hop, centre, fade)
         _paste(mel, mels[0], s * factor, None if centre is None else centre // MEL.hop_length, fade // MEL.hop_length)
@@ -145,3 +140,23 @@ def windows_for(seconds: float, factor: int = 8, window: float = WINDOW, overlap
     """How many windows generate_long samples for `seconds` (progress-bar totals)."""
     total, win, ov, cut = _layout(seconds, factor, window, overlap, tail)
     return len(window_starts(total + (cut if total > win else 0), win, ov + cut))
+
+
+def _schedule(prompt: str, seconds: float, parts: list[str]) -> Prompt:
+    """A split prompt over a long clip: part k over the k-th equal share (by each window's new middle)."""
+    if len(parts) < 2:
+        return prompt
+    return lambda t0, t1: parts[min(len(parts) - 1, int((t0 + t1) / 2 / seconds * len(parts)))]
+
+
+@torch.no_grad()
+def generate_one(model, prompt: str, seed: int, opts, parts: list[str] | None = None,
+                 on_step: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, None, dict]:
+    """One output of the "long" mode (maa.infer.options): audio, mel, no latent (one per window),
+    and what the record adds (the windows, and their prompts when they change)."""
+    long = generate_long(model, _schedule(prompt, opts.duration, parts or [prompt]), opts.duration, opts, seed,
+                         on_step=on_step)
+    extra = {"windows": len(long.windows)}
+    if len(set(long.prompts)) > 1:
+        extra["window_prompts"] = long.prompts
+    return long.audio, long.mel, None, extra

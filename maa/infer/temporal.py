@@ -3,47 +3,22 @@
 A UNet trained on a few hundred clips does not learn word order from the caption (measured:
 swapping A and B leaves the halves of the bundled model's output unchanged). The order is in the
 words, though, so generation can honour it directly: split the prompt at its sequential
-connectives (the inverse of `maa reprogram`'s templates), generate each part as a clip of its own
+connectives (maa.infer.options.split_sequence, the inverse of `maa reprogram`'s templates), generate each part as a clip of its own
 (its equal share of the duration plus a short overlap), and join the clips end to end with
 equal-power crossfades. That is how `maa reprogram` builds its "A, then B" training clips from real
 events, and it measured better than guiding each stretch of one shared latent by its own part
 (regional prompting): the VAE decoder's and the UNet's attention mix the stretches, so each half
 came out a blend (benchmarks/bench_quality.py, "A then B" 30 % -> 60 %, at no extra cost).
 
-    split_sequence("a dog barks, then a siren wails")   # ["a dog barks", "a siren wails"]
-    split_sequence("a bell rings after a door slams")   # ["a door slams", "a bell rings"]
     join([a, b], 160000, overlap=4000)                  # a, then b, crossfaded over 0.25 s
 """
 
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import torch
-
-# "A then B", "A, then B", "A and then B", "A before B", "A followed by B"; "while" and "with" mean
-# at the same time and stay inside one part.
-_SEQUENTIAL = re.compile(r"\s*,?\s+(?:and\s+)?then\s+|\s*,?\s+(?:before|followed\s+by)\s+", re.IGNORECASE)
-_AFTER = re.compile(r"\s+after\s+", re.IGNORECASE)
-_FIRST = re.compile(r"^\s*(?:first(?:ly)?|at first)\s*,?\s+", re.IGNORECASE)
-
-
-def _clean(part: str) -> str:
-    return part.strip(" ,.;")
-
-
-def split_sequence(prompt: str, max_parts: int = 4) -> list[str]:
-    """The parts of a prompt in time order; [prompt] when it names no order (or a part is empty)."""
-    text = prompt.strip()
-    parts = [_clean(p) for p in _SEQUENTIAL.split(_FIRST.sub("", text))]
-    if len(parts) == 1:
-        after = [_clean(p) for p in _AFTER.split(text)]
-        parts = after[::-1] if len(after) == 2 else [text]  # "B after A": A comes first
-    if len(parts) < 2 or len(parts) > max_parts or any(len(p) < 2 for p in parts):
-        return [prompt]
-    return parts
 
 
 def time_masks(n: int, width: int, crossfade: float = 0.08) -> torch.Tensor:

@@ -31,19 +31,10 @@ import torch
 from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
 from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
-from maa.infer.inpaint import (
-    LATENT_FADE,
-    decode,
-    latent_times,
-    parse_span,
-    sample_latent,
-    sample_times,
-    seeded_noise,
-    span_weight,
-    text_denoiser,
-)
-from maa.infer.longform import WINDOW, generate_long, windows_for
-from maa.models.samplers import regional
+from maa.infer import sampling
+from maa.infer.inpaint import LATENT_FADE, latent_times, parse_span, sample_times, span_weight
+from maa.infer.longform import generate_long, windows_for
+from maa.infer.sampling import WINDOW
 
 EVENT_FADE = 0.1  # s, in and out of each event's span
 BACKGROUND_GAIN = 0.5  # the background sits 6 dB under the events
@@ -53,6 +44,8 @@ MODES = ("mix", "joint")
 
 @dataclass
 class Event:
+    """One timeline event: `prompt` sounds from `start` to `end` seconds."""
+
     start: float
     end: float
     prompt: str
@@ -102,6 +95,7 @@ def parse_timeline(spec: str) -> list[Event]:
 
 
 def check_events(events: list[Event]) -> list[Event]:
+    """The events checked (at least one, each span inside the bounds), in start order."""
     if not events:
         raise MaaError("--timeline: no events; give e.g. \"0-3: a dog barks; 2-6: rain falls\"")
     for ev in events:
@@ -119,6 +113,8 @@ def timeline_seconds(events: list[Event]) -> float:
 
 @dataclass
 class Timed:
+    """A timeline made: the audio, its mel and latent, and the events as the record lists them."""
+
     audio: np.ndarray  # float32 16 kHz
     mel: np.ndarray  # (80, frames): joint: the decoded mel; mix: the mel of the sum
     events: list[Event]
@@ -190,79 +186,31 @@ def _joint(model, events, frames, opts, seed, background, on_step) -> Timed:
     weights = [span_weight(t, [(ev.start, ev.end)], LATENT_FADE) for ev in events]
     weights.insert(0, np.clip(1 - np.sum(weights, axis=0), 0, 1))  # the gaps: background or negative prompt
     texts = [background or opts.negative] + [ev.prompt for ev in events]
-    eps = regional([text_denoiser(model, [p], opts) for p in texts], torch.from_numpy(np.stack(weights)))
-    z = sample_latent(model, eps, seeded_noise((c, h, w), seed)[None].to(model.device), opts, seed, on_step=on_step)
-    mels, wavs = decode(model, z, frames)
+    noise = sampling.seeded_noise((c, h, w), seed)[None].to(model.device)
+    z = sampling.sample(model, sampling.Regions(texts, torch.from_numpy(np.stack(weights))), noise, opts,
+                        on_step=on_step, seed=seed)
+    mels, wavs = sampling.decode(model, z, frames)
     return Timed(wavs[0].astype(np.float32), mels[0], events, background, "joint")
 
 
-# ----------------------------------------------------------------------------- generation options
+# ----------------------------------------------------------------------------- as a generation mode
 
-def uses_windows(opts) -> bool:
-    """Whether generation options ask for one of the modes here rather than one plain clip:
-    opts.inpaint (spans of opts.init_audio), opts.timeline (events), or a duration over one
-    window without init audio (maa.infer.longform)."""
-    return bool(getattr(opts, "inpaint", None) or getattr(opts, "timeline", None)) or (
-        getattr(opts, "init_audio", None) is None and opts.duration > WINDOW + 1e-9)
-
-
-def check_options(opts) -> None:
-    """The one-line errors of these modes' options (GenerateOptions.check calls this)."""
-    if getattr(opts, "inpaint", None) and getattr(opts, "timeline", None):
-        raise MaaError("--inpaint and --timeline: choose one")
-    if getattr(opts, "timeline", None):
-        check_events([_event(d, "--timeline") if isinstance(d, dict) else d for d in opts.timeline])
-    if getattr(opts, "background", None) and not getattr(opts, "timeline", None):
-        raise MaaError("--background: only with --timeline (the prompt under the events)")
-
-
-def _events(opts) -> list[Event]:
+def events_of(opts) -> list[Event]:
+    """The checked events of generation options' timeline (dicts or Events)."""
     return check_events([_event(d, "--timeline") if isinstance(d, dict) else d for d in opts.timeline])
 
 
-def output_seconds(opts) -> float:
-    """A timeline lasts at least to its last event's end."""
-    return max(opts.duration, timeline_seconds(_events(opts))) if getattr(opts, "timeline", None) else opts.duration
-
-
-def steps_of(opts, timesteps: int, factor: int = 8) -> int:
-    """Sampler steps one output of these options runs, given the steps of one clip (progress bars)."""
-    if getattr(opts, "inpaint", None):
-        return timesteps
-    if getattr(opts, "timeline", None):
-        return timesteps * steps_for(_events(opts), output_seconds(opts), getattr(opts, "timeline_mode", "mix"),
-                                     getattr(opts, "background", None), factor)
-    return timesteps * windows_for(opts.duration, factor)
-
-
-def _schedule(prompt: str, seconds: float, parts: list[str]):
-    """A split prompt over a long clip: part k over the k-th equal share (by each window's new middle)."""
-    if len(parts) < 2:
-        return prompt
-    return lambda t0, t1: parts[min(len(parts) - 1, int((t0 + t1) / 2 / seconds * len(parts)))]
+def steps_of(opts, factor: int = 8) -> int:
+    """Clips a render of these options samples (each one run of the sampler)."""
+    return steps_for(events_of(opts), opts.seconds(), getattr(opts, "timeline_mode", "mix"),
+                     getattr(opts, "background", None), factor)
 
 
 @torch.no_grad()
 def generate_one(model, prompt: str, seed: int, opts, parts: list[str] | None = None,
-                 on_step: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None, dict]:
-    """One output of options that `uses_windows`: audio, mel, latent (None when windowed) and what
-    the record adds (the spans, the events, the windows)."""
-    from maa.infer.inpaint import inpaint
-
-    if getattr(opts, "inpaint", None):
-        if getattr(opts, "init_audio", None) is None:
-            raise MaaError("--inpaint: give the clip to inpaint with --init-audio FILE")
-        r = inpaint(model, prompt, opts.init_audio, [tuple(s) for s in opts.inpaint], opts, seed, on_step)
-        return r.audio, r.mel, r.latent, {"inpaint": [list(s) for s in r.spans]}
-    if getattr(opts, "timeline", None):
-        if getattr(opts, "init_audio", None) is not None:
-            raise MaaError("--timeline with --init-audio: not supported; inpaint the events' spans with --inpaint instead")
-        t = render(model, _events(opts), output_seconds(opts), opts, seed, getattr(opts, "background", None),
-                   getattr(opts, "timeline_mode", "mix"), on_step)
-        return t.audio, t.mel, None, t.record
-    long = generate_long(model, _schedule(prompt, opts.duration, parts or [prompt]), opts.duration, opts, seed,
-                         on_step=on_step)
-    extra = {"windows": len(long.windows)}
-    if len(set(long.prompts)) > 1:
-        extra["window_prompts"] = long.prompts
-    return long.audio, long.mel, None, extra
+                 on_step: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, None, dict]:
+    """One output of the "timeline" mode (maa.infer.options): audio, mel, no latent, and what the
+    record adds (the events, the background, the mode)."""
+    t = render(model, events_of(opts), opts.seconds(), opts, seed, getattr(opts, "background", None),
+               getattr(opts, "timeline_mode", "mix"), on_step)
+    return t.audio, t.mel, None, t.record

@@ -25,10 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from maa.core.errors import MaaError
+from maa.core.checkpoint import load_safetensors, uninitialized
+from tokenizers import Tokenizer
 
 
 @dataclass
 class BertConfig:
+    """The BERT encoder's sizes (transformers' BertConfig fields that the plain-torch model uses)."""
     vocab_size: int = 30522
     hidden_size: int = 384
     num_hidden_layers: int = 6
@@ -123,8 +126,6 @@ class FastTokenizer:
     """The subset of a transformers tokenizer's __call__ that maa uses, over tokenizers.Tokenizer."""
 
     def __init__(self, path: Path):
-        from tokenizers import Tokenizer
-
         self.tok = Tokenizer.from_file(str(path))
         self.tok.no_padding()
         self.tok.no_truncation()
@@ -156,7 +157,6 @@ def load_bert_folder(folder: str | Path) -> tuple[FastTokenizer, BertEncoder]:
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         if not (folder / name).exists():
             raise MaaError(f"{folder}: no {name}; want a BERT folder with config.json, model.safetensors, tokenizer.json")
-    from maa.core.checkpoint import load_safetensors, uninitialized
 
     with uninitialized():  # every weight comes from the file (strict load below)
         model = BertEncoder(BertConfig.from_json(folder / "config.json"))

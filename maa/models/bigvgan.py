@@ -44,6 +44,7 @@ WEIGHT_NAMES = ("best_netG.pt", "bigvgan_generator.pt", "generator.pt", "g_best.
 
 @dataclass(frozen=True)
 class BigVGANConfig(ConfigMixin):
+    """BigVGAN's generator settings, as the official args.yml / config.json give them."""
     num_mels: int = 80
     upsample_rates: tuple[int, ...] = (4, 4, 2, 2, 2, 2)
     upsample_kernel_sizes: tuple[int, ...] = (8, 8, 4, 4, 4, 4)
@@ -110,6 +111,7 @@ def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> to
 
 
 class UpSample1d(nn.Module):
+    """Anti-aliased upsampling: zero-stuffing by transposed conv with a windowed-sinc filter."""
     def __init__(self, ratio: int = 2, kernel_size: int = 12):
         super().__init__()
         self.ratio, self.kernel_size = ratio, kernel_size
@@ -126,6 +128,7 @@ class UpSample1d(nn.Module):
 
 
 class LowPassFilter1d(nn.Module):
+    """A windowed-sinc (Kaiser) low-pass filter applied as a strided conv."""
     def __init__(self, cutoff: float, half_width: float, stride: int, kernel_size: int = 12):
         super().__init__()
         self.stride = stride
@@ -140,6 +143,7 @@ class LowPassFilter1d(nn.Module):
 
 
 class DownSample1d(nn.Module):
+    """Anti-aliased downsampling: low-pass, then keep every `ratio`-th sample."""
     def __init__(self, ratio: int = 2, kernel_size: int = 12):
         super().__init__()
         self.lowpass = LowPassFilter1d(0.5 / ratio, 0.6 / ratio, ratio, kernel_size)
@@ -185,6 +189,7 @@ def _pad(k: int, d: int) -> int:
 
 
 class AMPBlock1(nn.Module):
+    """BigVGAN's AMP block (type 1): dilated convs with anti-aliased snake activations, two per dilation."""
     def __init__(self, ch: int, k: int, dilations: tuple[int, ...], act):
         super().__init__()
         self.convs1 = nn.ModuleList([nn.Conv1d(ch, ch, k, 1, dilation=d, padding=_pad(k, d)) for d in dilations])
@@ -198,6 +203,7 @@ class AMPBlock1(nn.Module):
 
 
 class AMPBlock2(nn.Module):
+    """BigVGAN's AMP block (type 2): one dilated conv per dilation with an anti-aliased activation."""
     def __init__(self, ch: int, k: int, dilations: tuple[int, ...], act):
         super().__init__()
         self.convs = nn.ModuleList([nn.Conv1d(ch, ch, k, 1, dilation=d, padding=_pad(k, d)) for d in dilations])
@@ -272,12 +278,14 @@ def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def is_bigvgan_dir(path: Path) -> bool:
+    """Whether `path` is an official BigVGAN folder (generator weights and a config file)."""
     path = Path(path)
     return path.is_dir() and any((path / n).exists() for n in WEIGHT_NAMES) and any(
         (path / n).exists() for n in CONFIG_NAMES)
 
 
 def read_bigvgan_config(path: Path) -> BigVGANConfig:
+    """The BigVGANConfig from a folder's args.yml or config.json."""
     path = Path(path)
     for name in CONFIG_NAMES:
         p = path / name
@@ -286,7 +294,7 @@ def read_bigvgan_config(path: Path) -> BigVGANConfig:
                 if p.suffix == ".json":
                     d = json.loads(p.read_text())
                 else:
-                    import yaml
+                    import yaml  # noqa: PLC0415  PyYAML: optional, only for an args.yml
 
                     d = yaml.safe_load(p.read_text())
             except Exception as e:

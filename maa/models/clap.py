@@ -22,11 +22,12 @@ MEL_CENTER, MEL_SCALE = -2.0, 2.5
 
 @dataclass
 class ClapConfig(ConfigMixin):
+    """maa-clap's sizes: mel CNN channels, projection width, embedding size, crop length, text encoder."""
     n_mels: int = 80
     channels: tuple[int, ...] = (32, 64, 128, 256)  # one 3x3 conv + BN + ReLU + 2x2 pool per entry
     hidden: int = 512  # width of both projection MLPs
     embed_dim: int = 256  # the joint audio-text space
-    text_encoder: str = "minilm"  # spec for maa.models.text.load_text_encoder
+    text_encoder: str = "minilm"  # spec for maa.parts.text.load_text_encoder
     text_dim: int = 384  # MiniLM's sentence-embedding width
     crop_frames: int = 192  # training crop (~3 s); shorter clips are tiled up to it at inference too
     time_pool: int = 2  # average pairs of frames first: 31 frames/s is plenty for "what sound is this"
@@ -143,5 +144,6 @@ class TextCache:
 
 
 def check_pairs(wavs, texts) -> None:
+    """Refuse a (clips, texts) pair list whose lengths differ."""
     if len(wavs) != len(texts):
         raise MaaError(f"similarity: {len(wavs)} clips but {len(texts)} texts; pass one text per clip")

@@ -23,6 +23,7 @@ from maa.core.errors import MaaError
 
 @dataclass
 class DiffusionConfig(ConfigMixin):
+    """The diffusion settings: schedule (steps, beta range), prediction target, latent scale, caption dropout, timestep grid."""
     num_steps: int = 1000
     beta_start: float = 0.00085
     beta_end: float = 0.0120
@@ -58,6 +59,7 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, ac: torch.T
 
 
 def v_target(x0: torch.Tensor, noise: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """The v-prediction target sqrt(a) noise - sqrt(1 - a) x0."""
     return _bcast(a.sqrt(), x0) * noise - _bcast((1 - a).sqrt(), x0) * x0
 
 
@@ -68,6 +70,7 @@ def eps_from_v(x_t: torch.Tensor, v: torch.Tensor, a: torch.Tensor) -> torch.Ten
 
 
 def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, a) -> torch.Tensor:
+    """x0 from x_t and predicted noise: (x_t - sqrt(1 - a) eps) / sqrt(a)."""
     a = torch.as_tensor(a, dtype=torch.float64)
     a = a.expand(x_t.shape[0]) if a.dim() == 0 else a
     return (x_t - _bcast((1 - a).sqrt(), x_t) * eps) / _bcast(a.sqrt(), x_t)

@@ -27,6 +27,12 @@ import torch
 from torch import nn
 
 from maa.core.errors import MaaError
+from maa.models.unet import GEGLU, Attention, ResBlock
+from maa.core.checkpoint import load_safetensors
+from safetensors.torch import save_file
+from maa.core.io import atomic_path, write_json_atomic
+from maa.core.checkpoint import sha256_file
+import shutil
 
 LORA_KIND = "maa-lora"
 WEIGHTS = "lora.safetensors"
@@ -48,8 +54,6 @@ def parse_targets(text: str | list | tuple) -> tuple[str, ...]:
 def target_layers(unet: nn.Module, targets: tuple[str, ...]) -> dict[str, nn.Module]:
     """The UNet's layers an adapter with these targets changes, by name: attention's q/k/v/out
     (self and cross), the feed-forward's two linears, the residual blocks' 3x3 convolutions."""
-    from maa.models.unet import GEGLU, Attention, ResBlock
-
     kinds = {"attn": (Attention, ("q", "k", "v", "out")), "ff": (GEGLU, ("proj", "out")),
              "conv": (ResBlock, ("conv1", "conv2"))}
     out = {}
@@ -147,6 +151,7 @@ def _rekey(k: str) -> str:
 
 
 def check_rank(rank) -> int:
+    """`rank` when it is a whole number >= 1; one line naming --lora otherwise."""
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise MaaError(f"--lora {rank}: the rank must be a whole number >= 1 (e.g. --lora 8)")
     return rank
@@ -240,6 +245,7 @@ def adapter_dir(path: str | Path, flag: str = "--lora") -> Path:
 
 
 def read_meta(folder: Path) -> dict:
+    """An adapter folder's lora.json, checked to be one."""
     try:
         meta = json.loads((folder / META).read_text())
     except (OSError, ValueError):
@@ -251,8 +257,6 @@ def read_meta(folder: Path) -> dict:
 
 def load_lora(folder: str | Path, unet: nn.Module | None = None) -> tuple[LoRA, dict]:
     """An adapter folder -> (LoRA, its lora.json). With `unet`, the layers are checked against it."""
-    from maa.core.checkpoint import load_safetensors
-
     folder = adapter_dir(folder)
     meta = read_meta(folder)
     state = load_safetensors(folder / meta.get("weights", WEIGHTS))
@@ -283,9 +287,7 @@ def load_lora(folder: str | Path, unet: nn.Module | None = None) -> tuple[LoRA, 
 
 def save_lora(lora: LoRA, folder: str | Path, base_model: str | Path, **extra) -> Path:
     """Write an adapter folder (lora.safetensors + lora.json) for the base model folder `base_model`."""
-    from safetensors.torch import save_file
 
-    from maa.core.io import atomic_path, write_json_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -305,8 +307,6 @@ def _standin(down: torch.Tensor, up: torch.Tensor) -> nn.Module:
 
 def unet_sha256(model_root: str | Path) -> str:
     """The base model's name for adapters: sha256 (16 hex) of its ldm/ UNet weights."""
-    from maa.core.checkpoint import sha256_file
-
     root = Path(model_root)
     ldm = root / "ldm" if (root / "ldm" / "config.json").exists() else root
     try:
@@ -318,8 +318,6 @@ def unet_sha256(model_root: str | Path) -> str:
 
 def file_sha256(folder: Path) -> str:
     """An adapter's own hash (16 hex of lora.safetensors): what a generation record names it by."""
-    from maa.core.checkpoint import sha256_file
-
     return sha256_file(Path(folder) / WEIGHTS)[:16]
 
 
@@ -361,12 +359,8 @@ def merge_model(model_dir: str | Path, specs: list, out: str | Path, force: bool
     """`maa lora merge`: a copy of the model folder with the adapters folded into its UNet weights
     (each times its scale, in the stored dtype). Written whole or not at all (a temporary sibling
     renamed at the end); the folder's merged.json lists the base and the adapters."""
-    import shutil
 
-    from safetensors.torch import save_file
 
-    from maa.core.checkpoint import load_safetensors
-    from maa.core.io import write_json_atomic
 
     root = Path(model_dir).expanduser()
     if (root / "config.json").exists() and (root.parent / "vae").exists() and not (root / "ldm").exists():

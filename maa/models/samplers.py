@@ -110,6 +110,7 @@ def _pairs(ts: list[int]):
 
 def ddim(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, eta: float = 0.0,
          generator: torch.Generator | None = None, callback: Callback = None, final_alpha: float = 1.0) -> torch.Tensor:
+    """DDIM (eta = 0: deterministic) over the timesteps `ts`."""
     for i, (t, t_next) in enumerate(_pairs(ts)):
         x = _ddim_step(x, eps_fn(x, t), _alpha(ac, t), _alpha(ac, t_next, final_alpha), eta, generator)
         if callback:
@@ -119,6 +120,7 @@ def ddim(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, eta: f
 
 def plms(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, callback: Callback = None,
          final_alpha: float = 1.0, **_) -> torch.Tensor:
+    """PLMS (pseudo linear multistep, as in latent diffusion's reference sampler)."""
     history: list[torch.Tensor] = []
     for i, (t, t_next) in enumerate(_pairs(ts)):
         a_t, a_next = _alpha(ac, t), _alpha(ac, t_next, final_alpha)
@@ -143,6 +145,7 @@ def plms(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, callba
 
 def dpmpp_2m(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, callback: Callback = None,
              final_alpha: float = 1.0, **_) -> torch.Tensor:
+    """DPM-Solver++(2M): second-order multistep on x0 predictions."""
     x0_prev, h_prev = None, None
     for i, (t, t_next) in enumerate(_pairs(ts)):
         a_t = _alpha(ac, t)

@@ -30,6 +30,7 @@ from maa.core.errors import MaaError
 
 @dataclass
 class UNetConfig(ConfigMixin):
+    """The UNet's sizes: channels and multipliers, residual blocks, attention levels, heads, context size."""
     in_channels: int = 4
     out_channels: int = 4
     channels: int = 320
@@ -88,6 +89,7 @@ PRESETS: dict[str, UNetConfig] = {
 
 
 def preset(name: str, **overrides) -> UNetConfig:
+    """The UNet config of a named preset (tiny, small, base, ...), with `overrides`."""
     if name not in PRESETS:
         raise MaaError(f"--preset {name!r}: choose one of {', '.join(PRESETS)}")
     return UNetConfig.from_dict({**PRESETS[name].to_dict(), **overrides})
@@ -114,6 +116,7 @@ def _zero(m: nn.Module) -> nn.Module:
 
 
 class ResBlock(nn.Module):
+    """A residual block: GroupNorm, SiLU, conv, plus the timestep embedding."""
     def __init__(self, cin: int, cout: int, temb: int, groups: int, dropout: float, eps: float = 1e-6):
         super().__init__()
         self.norm1, self.conv1 = _norm(cin, groups, eps), nn.Conv2d(cin, cout, 3, padding=1)
@@ -151,6 +154,7 @@ class Attention(nn.Module):
 
 
 class GEGLU(nn.Module):
+    """A GEGLU feed-forward (GELU-gated linear unit, `mult` times wider inside)."""
     def __init__(self, dim: int, mult: int = 4):
         super().__init__()
         self.proj = nn.Linear(dim, dim * mult * 2)
@@ -162,6 +166,7 @@ class GEGLU(nn.Module):
 
 
 class TransformerBlock(nn.Module):
+    """Self-attention, cross-attention to the text tokens, and a GEGLU feed-forward, each pre-normed."""
     def __init__(self, dim: int, heads: int, context_dim: int):
         super().__init__()
         self.norm1, self.self_attn = nn.LayerNorm(dim), Attention(dim, heads)
@@ -209,6 +214,7 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
+    """The latent diffusion UNet: (noisy latent, timestep, text tokens, mask) -> the prediction."""
     def __init__(self, cfg: UNetConfig):
         super().__init__()
         cfg.check()  # again: a dataclass field may have been set after construction

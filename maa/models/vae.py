@@ -34,12 +34,14 @@ from torch import nn
 from maa.core.config import ConfigMixin, OneOf, Range
 from maa.core.errors import MaaError
 from maa.core.mel import MEL_MIN
+from maa.core.checkpoint import load_weights, read_config, uninitialized
 
 MEL_CENTER, MEL_SCALE = -1.75, 3.25  # [-5, 1.5] -> [-1, 1]
 
 
 @dataclass
 class VAEConfig(ConfigMixin):
+    """The spectrogram VAE's sizes: channels, multipliers, residual blocks, latent channels."""
     n_mels: int = 80
     ch: int = 128
     ch_mult: tuple[int, ...] = (1, 2, 2, 4)  # len - 1 downsamplings: 4 levels -> 8x
@@ -90,6 +92,7 @@ PRESETS: dict[str, VAEConfig] = {
 
 
 def preset(name: str) -> VAEConfig:
+    """The VAE config of a named preset."""
     if name not in PRESETS:
         raise MaaError(f"--preset {name!r}: choose one of {', '.join(PRESETS)}")
     c = PRESETS[name]
@@ -104,6 +107,7 @@ def _norm(c: int, groups: int) -> nn.GroupNorm:
 
 
 class ResBlock(nn.Module):
+    """A residual block: GroupNorm, SiLU, conv, twice, with a 1x1 shortcut when widths differ."""
     def __init__(self, cin: int, cout: int, groups: int, dropout: float = 0.0):
         super().__init__()
         self.norm1, self.conv1 = _norm(cin, groups), nn.Conv2d(cin, cout, 3, padding=1)
@@ -137,6 +141,7 @@ class Attention(nn.Module):
 
 
 class Down(nn.Module):
+    """Halve the mel/latent grid with a strided conv."""
     def __init__(self, c: int, pad: str = "same"):
         super().__init__()
         self.right = pad == "right"
@@ -148,6 +153,7 @@ class Down(nn.Module):
 
 
 class Up(nn.Module):
+    """Double the grid: nearest-neighbour upsampling and a conv."""
     def __init__(self, c: int):
         super().__init__()
         self.conv = nn.Conv2d(c, c, 3, padding=1)
@@ -162,6 +168,7 @@ def _mid(c: int, cfg: VAEConfig) -> nn.Sequential:
 
 
 class Encoder(nn.Module):
+    """Mel (B, 1, 80, T) -> the posterior's moments (mean and log-variance channels) on the latent grid."""
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         g = cfg.norm_groups
@@ -187,6 +194,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
+    """Latent (B, C, 10, T / 8) -> mel (B, 1, 80, T)."""
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         g = cfg.norm_groups
@@ -240,6 +248,7 @@ class Posterior:
 
 
 class SpecVAE(nn.Module):
+    """The spectrogram VAE: encoder, posterior, decoder."""
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         cfg.check()  # again: a dataclass field may have been set after construction
@@ -314,7 +323,6 @@ class SpecVAE(nn.Module):
 
 def load_vae(dir: str | Path, device: str | torch.device = "cpu") -> SpecVAE:
     """Load the VAE from a model folder written by `maa train-vae` (RUN/vae/: config.json + vae.safetensors)."""
-    from maa.core.checkpoint import load_weights, read_config, uninitialized
 
     cfg = read_config(dir)
     if "vae" not in cfg:

@@ -44,6 +44,8 @@ WEIGHTS = "generator"  # RUN/vocoder/generator.safetensors is all inference need
 
 @dataclass(frozen=True)
 class VocoderConfig(ConfigMixin):
+    """The Vocos-style vocoder's sizes and its training losses' weights and discriminators."""
+
     # generator
     n_mels: int = 80
     dim: int = 256
@@ -103,6 +105,7 @@ PRESETS: dict[str, VocoderConfig] = {
 
 
 def preset(name: str, **overrides) -> VocoderConfig:
+    """The vocoder config of a named preset, with `overrides`."""
     if name not in PRESETS:
         raise MaaError(f"--preset {name!r}: choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **overrides)

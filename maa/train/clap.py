@@ -28,20 +28,29 @@ from maa.core.mel import MEL_MIN
 from maa.data.caption import label_captions, label_text
 from maa.models.clap import ClapConfig, MaaClap, fit_mel, info_nce
 from maa.train.loop import TrainConfig, adamw, autocast, backward_step
-from maa.infer.scoring import resolve_maa_clap_dir
-from maa.train.run import Reporter, RunOptions, read_part_config
+from maa.parts.scorers import resolve_maa_clap_dir
+from maa.core.progress import Reporter
+from maa.train.run import RunOptions, read_part_config
+from maa.data.mels import row_mel
+from maa.data.formats import read_manifest
+from maa.core.checkpoint import load_weights, num_params
+from maa.core.manifest import split_holdout
+from maa.parts.scorers import MaaClapScorer
+from maa.parts.text import load_text_encoder
+from maa.train.loop import seed_everything, train
+from maa.train.run import begin
 
 ZERO_SHOT_TEMPLATE = "the sound of {}"
 
 
 def clip_mel(row: dict, max_seconds: float = 30.0) -> np.ndarray:
     """The (80, T) float32 log-mel of a row: its `mel` file if any, else computed from its audio."""
-    from maa.data.mels import row_mel
 
     return np.asarray(row_mel(row, max_seconds=max_seconds), dtype=np.float32)
 
 
 def load_mels(rows: Sequence[dict], progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    """Each row's mel as float16, reporting one per row to `progress`."""
     out = []
     for r in rows:
         out.append(clip_mel(r).astype(np.float16))  # float16 halves the memory; the CNN sees float32
@@ -57,6 +66,7 @@ def row_texts(row: dict) -> tuple[list[str], list[str]]:
 
 
 def row_group(row: dict) -> str:
+    """The positives group of a row: its first label, else its caption."""
     labels = row.get("labels") or []
     return f"label:{label_text(labels[0])}" if labels else f"caption:{row.get('caption', row['id'])}"
 
@@ -96,6 +106,7 @@ class PairedClips(torch.utils.data.Dataset):
 
 
 def all_texts(rows: Sequence[dict]) -> list[str]:
+    """Every caption and label phrase of `rows`, each once, in order."""
     out = []
     for r in rows:
         caps, phr = row_texts(r)
@@ -104,6 +115,7 @@ def all_texts(rows: Sequence[dict]) -> list[str]:
 
 
 def embed_texts(encoder, texts: list[str], batch: int = 256) -> dict[str, torch.Tensor]:
+    """text -> pooled embedding of the frozen encoder, in batches of `batch`."""
     table = {}
     for s in range(0, len(texts), batch):
         chunk = texts[s:s + batch]
@@ -187,6 +199,7 @@ def retrieval(text: torch.Tensor, audio: torch.Tensor, relevant: Sequence[set[in
 
 
 def class_names(rows: Sequence[dict]) -> list[str]:
+    """The sorted first labels of `rows` (the zero-shot class list)."""
     return sorted({label_text(r["labels"][0]) for r in rows if r.get("labels")})
 
 
@@ -250,20 +263,12 @@ class ClapTrainOptions(RunOptions):
 
 
 def _texted(src: str) -> list[dict]:
-    from maa.core.manifest import read_manifest
-
     return [r for r in read_manifest(src) if r.get("caption") or r.get("labels")]
 
 
 def train_clap(o: ClapTrainOptions, ui: Reporter | None = None) -> dict:
     """`maa train-clap`: the run-folder rule, --init / the run's own architecture, clips and texts
     embedded once, the loop, then held-out zero-shot and retrieval figures. Returns the final metrics."""
-    from maa.core.checkpoint import load_weights, num_params
-    from maa.core.manifest import split_holdout
-    from maa.infer.scoring import MaaClapScorer
-    from maa.models.text import load_text_encoder
-    from maa.train.loop import seed_everything, train
-    from maa.train.run import begin
 
     ui = ui or Reporter()
     try:

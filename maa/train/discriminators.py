@@ -85,6 +85,7 @@ class ResolutionDiscriminator(nn.Module):
 
 
 class MultiDiscriminator(nn.Module):
+    """Several discriminators run on the same audio; returns each one's (score, features)."""
     def __init__(self, subs: list[nn.Module]):
         super().__init__()
         self.subs = nn.ModuleList(subs)
@@ -94,15 +95,18 @@ class MultiDiscriminator(nn.Module):
 
 
 def multi_period(cfg: VocoderConfig) -> MultiDiscriminator:
+    """The multi-period discriminator of the vocoder config."""
     return MultiDiscriminator([PeriodDiscriminator(p, cfg.mpd_channels) for p in cfg.mpd_periods])
 
 
 def multi_resolution(cfg: VocoderConfig) -> MultiDiscriminator:
+    """The multi-resolution (STFT) discriminator of the vocoder config."""
     return MultiDiscriminator([ResolutionDiscriminator(r, cfg.mrd_channels) for r in cfg.mrd_resolutions])
 
 
 @dataclass
 class DiscConfig(ConfigMixin):
+    """The VAE's multi-window mel discriminator: window lengths, width, depth, spectral norm."""
     windows: tuple[int, ...] = (32, 64, 128)
     channels: int = 128
     layers: int = 3
@@ -114,6 +118,7 @@ class DiscConfig(ConfigMixin):
 
 
 class WindowDiscriminator(nn.Module):
+    """A conv discriminator over random time windows of one length."""
     def __init__(self, cfg: DiscConfig):
         super().__init__()
         wrap = nn.utils.parametrizations.spectral_norm if cfg.spectral_norm else (lambda m: m)
@@ -134,6 +139,7 @@ class WindowDiscriminator(nn.Module):
 
 
 class MultiWindowDiscriminator(nn.Module):
+    """One WindowDiscriminator per window length."""
     def __init__(self, cfg: DiscConfig = DiscConfig()):
         super().__init__()
         self.cfg = cfg

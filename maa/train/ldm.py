@@ -30,7 +30,29 @@ from maa.models.diffusion import (
     measure_scale_factor,
 )
 from maa.models.unet import UNet, UNetConfig
-from maa.train.run import Reporter, RunOptions
+from maa.core.progress import Reporter
+from maa.train.run import RunOptions
+from maa.data.mels import RowMels
+from maa.data.mels import random_crop
+from maa.data.mels import tile_crop
+from maa.core.io import load_tensor_table
+from maa.core.io import save_tensor_table
+from maa.train.loop import adamw
+from maa.train.loop import autocast, backward_step
+from maa.models.diffusion import q_sample, v_target
+import json
+from maa.core.checkpoint import load_safetensors
+from maa.core.manifest import caption_of
+from maa.data.formats import read_manifest
+from maa.core.checkpoint import num_params, read_config, sha256_file
+from maa.core.manifest import split_holdout
+from maa.core.mel import frames_for_duration, seconds_for_frames
+from maa.models.unet import preset as unet_preset
+from maa.models.vae import load_vae
+from maa.train.loop import train
+from maa.train.run import begin
+from maa.train.text_cache import CachedTextEncoder, load_text_cache, save_text_cache
+from maa.data.reprogram import ComposeConfig, Reprogrammer, load_events
 
 # ----------------------------------------------------------------------------- data
 
@@ -49,9 +71,6 @@ class CaptionedMels(torch.utils.data.Dataset):
     def __init__(self, rows: list[dict], frames: int, latents: list[torch.Tensor] | None = None,
                  latent_shape: tuple[int, int] = (4, 10), reprogrammer=None, reprogram_prob: float = 0.0,
                  pool: "CaptionedMels | None" = None):
-        from maa.core.manifest import caption_of
-        from maa.data.mels import RowMels
-
         self.rows, self.frames = rows, frames
         self.captions = [caption_of(r) or "" for r in rows]
         self.latents, self.latent_shape = latents, latent_shape
@@ -69,8 +88,6 @@ class CaptionedMels(torch.utils.data.Dataset):
         return torch.zeros(c, h, self.frames // 8)
 
     def get(self, i: int, rng: np.random.Generator | None) -> dict:
-        from maa.data.mels import random_crop
-
         if self.pool is not None and rng is not None and rng.random() < self.reprogram_prob:
             return self.pool.get(int(rng.integers(len(self.pool))), rng)  # a composition written in advance
         if self.reprogrammer is not None and rng is not None and rng.random() < self.reprogram_prob:
@@ -91,13 +108,13 @@ class CaptionedMels(torch.utils.data.Dataset):
 
 
 def collate(items: list[dict]) -> dict:
+    """Stack a batch of items (torch's default collate)."""
     return torch.utils.data.default_collate(items)
 
 
 @torch.no_grad()
 def encode_latents(vae, mels: list[np.ndarray], frames: int, progress=None) -> list[torch.Tensor]:
     """--cache-latents: each clip's whole mel (tiled up to the crop when shorter) -> unscaled latent (CPU, float16)."""
-    from maa.data.mels import tile_crop
 
     device = next(vae.parameters()).device
     out = []
@@ -121,14 +138,12 @@ def latent_key(row: dict, namespace: str = "") -> str:
 def load_latent_cache(path: Path, tag: dict) -> dict[str, torch.Tensor]:
     """{latent_key: unscaled latent} from RUN/cache/latents.safetensors when it was made with the same
     VAE weights and crop (`tag`); {} otherwise."""
-    from maa.core.io import load_tensor_table
 
     return load_tensor_table(path, {"tag": tag})
 
 
 def save_latent_cache(path: Path, tag: dict, table: dict[str, torch.Tensor]) -> None:
-    from maa.core.io import save_tensor_table
-
+    """Save the latent table (float16) with the tag that says which VAE and mels made it."""
     save_tensor_table(path, table, {"tag": tag}, dtype=torch.float16)
 
 
@@ -161,6 +176,7 @@ def cache_dataset_latents(vae, datasets: dict[str, CaptionedMels], path: Path, t
 
 @dataclass
 class LDMSetup:
+    """What the LDM task trains: the UNet and diffusion configs and the text encoder spec."""
     unet: UNetConfig
     diffusion: DiffusionConfig
     text_encoder: str = "minilm"
@@ -186,8 +202,6 @@ class LDMTask:
         return {"unet": self.unet}
 
     def optimizers(self, cfg) -> dict:
-        from maa.train.loop import adamw
-
         self.opt = adamw(self.unet.parameters(), cfg)
         return {"unet": self.opt}
 
@@ -212,8 +226,6 @@ class LDMTask:
         return emb.tokens, emb.mask
 
     def train_step(self, batch: dict, step: int, cfg) -> dict:
-        from maa.train.loop import autocast, backward_step
-
         device = batch["latent"].device
         self._follow(device)
         z = self.latents(batch)
@@ -236,7 +248,6 @@ class LDMTask:
             tokens, mask = self.context(batch["caption"])
             t = torch.randint(0, self.dcfg.num_steps, (z.shape[0],), generator=g).to(device)
             noise = torch.randn(z.shape, generator=g).to(device)
-            from maa.models.diffusion import q_sample, v_target
 
             x_t = q_sample(z, t, noise, self.ac)
             target = noise if self.dcfg.prediction == "eps" else v_target(z, noise, self.ac.to(device)[t])
@@ -312,7 +323,6 @@ def ldm_dir_of(path: str | Path) -> Path:
 
 def read_init_config(path: str | Path) -> dict:
     """config.json of the LDM that --init names, or a one-line error saying what to pass."""
-    import json
 
     d = ldm_dir_of(path)
     try:
@@ -330,7 +340,6 @@ def init_from(path: str | Path, unet: UNet, cfg: dict | None = None) -> dict:
 
     `unet` may add the position maps the saved one lacks: their input weights start at zero, so
     at step 0 the network computes exactly what the saved one did."""
-    from maa.core.checkpoint import load_safetensors
 
     d, cfg = ldm_dir_of(path), cfg or read_init_config(path)
     state = {k: v.float() for k, v in load_safetensors(d / cfg.get("weights", "unet.safetensors")).items()}
@@ -384,8 +393,6 @@ class LDMTrainOptions(RunOptions):
 
 
 def _captioned(src: str, ui: Reporter, main: bool) -> list[dict]:
-    from maa.core.manifest import caption_of, read_manifest
-
     rows = read_manifest(src)
     good = [r for r in rows if caption_of(r)]
     if len(good) < len(rows) and main:
@@ -399,14 +406,6 @@ def _captioned(src: str, ui: Reporter, main: bool) -> list[dict]:
 def train_ldm(o: LDMTrainOptions, ui: Reporter | None = None) -> dict:
     """`maa train-ldm`: the run-folder rule, resume/--init precedence, text and latent caches,
     reprogramming, the scale factor, then the loop. Returns the final metrics."""
-    from maa.core.checkpoint import num_params, read_config, sha256_file
-    from maa.core.manifest import caption_of, split_holdout
-    from maa.core.mel import frames_for_duration, seconds_for_frames
-    from maa.models.unet import preset as unet_preset
-    from maa.models.vae import load_vae
-    from maa.train.loop import train
-    from maa.train.run import begin
-    from maa.train.text_cache import CachedTextEncoder, load_text_cache, save_text_cache
 
     ui = ui or Reporter()
     if o.vae_dir is None:
@@ -461,8 +460,6 @@ def train_ldm(o: LDMTrainOptions, ui: Reporter | None = None) -> dict:
 
     reprogrammer = None
     if o.reprogram_prob > 0 and not o.reprogram_pool:
-        from maa.data.reprogram import ComposeConfig, Reprogrammer, load_events
-
         problems = []
         with ui.bar(len(rows), "load events", disable=o.quiet or not d.main) as bar:
             events = load_events(rows, on_problem=problems.append, progress=bar.update)

@@ -67,6 +67,7 @@ from maa.core.checkpoint import save_weights
 from maa.core.config import ConfigMixin, Range
 from maa.core.device import pick_device
 from maa.core.errors import MaaError
+from maa.core import progress
 from maa.core.io import atomic_path, write_json_atomic
 
 STATE_FILE = "trainer_state.pt"
@@ -75,6 +76,7 @@ METRICS_FILE = "metrics.jsonl"
 
 @dataclass
 class TrainConfig(ConfigMixin):
+    """The training loop's settings: output folder, steps, batch, optimiser, precision, logging, checkpoints."""
     out_dir: Path
     steps: int
     batch_size: int = 8  # per rank
@@ -124,6 +126,7 @@ class Task(Protocol):
 
 @dataclass
 class Dist:
+    """This process's place in a torchrun job (rank, world size, local rank)."""
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -209,6 +212,7 @@ def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: 
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
+    """Move tensors in a (nested) batch to `device`."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
@@ -219,6 +223,7 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -384,7 +389,7 @@ class _Logger:
             with atomic_path(self.path) as tmp:
                 tmp.write_text("".join(l + "\n" for l in keep))
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415  optional dependency, imported where it is used
 
             self.tb = SummaryWriter(str(out_dir / "tb"))
         except Exception:  # tensorboard not installed: metrics.jsonl is enough
@@ -406,6 +411,7 @@ class _Logger:
 
 
 def read_metrics(out_dir: str | os.PathLike) -> list[dict]:
+    """The rows of a run's metrics.jsonl ([] when there is none)."""
     path = Path(out_dir) / METRICS_FILE
     return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
 
@@ -518,10 +524,7 @@ def train(task: Task, train_set, val_set, cfg: TrainConfig, resume: bool = False
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cfg.out_dir / "train_config.json", cfg.to_dict())
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=cfg.steps, initial=st.step, desc=f"train {task.name}", unit="step", file=sys.stderr,
-               disable=cfg.quiet or not d.main, dynamic_ncols=True)
+    bar = progress.bar(cfg.steps, f"train {task.name}", quiet=cfg.quiet or not d.main, unit="step", initial=st.step)
     t0, n0 = time.perf_counter(), 0
     loader = _loader(train_set, cfg, st.step, cfg.steps, d)
     try:

@@ -31,7 +31,21 @@ from maa.train.ldm import (
     ldm_dir_of,
     read_init_config,
 )
-from maa.train.run import Reporter
+from maa.core.progress import Reporter
+from maa.train.loop import adamw
+from maa.models.diffusion import diffusion_loss
+from maa.train.loop import autocast, backward_step
+from collections import Counter
+from maa.core.manifest import caption_of
+from maa.core.checkpoint import num_params, sha256_file
+from maa.core.manifest import split_holdout
+from maa.core.mel import frames_for_duration, seconds_for_frames
+from maa.models.vae import load_vae
+from maa.train.loop import train
+from maa.train.run import begin
+from maa.train.text_cache import CachedTextEncoder, load_text_cache, save_text_cache
+from maa.parts.text import resolve_spec
+from maa.models.diffusion import DiffusionConfig
 
 
 class LoRATask(LDMTask):
@@ -49,8 +63,6 @@ class LoRATask(LDMTask):
         return {"lora": self.lora}
 
     def optimizers(self, cfg) -> dict:
-        from maa.train.loop import adamw
-
         self.opt = adamw(self.lora.parameters(), cfg)
         return {"lora": self.opt}
 
@@ -60,9 +72,6 @@ class LoRATask(LDMTask):
             self.unet.to(device)
 
     def train_step(self, batch: dict, step: int, cfg) -> dict:
-        from maa.models.diffusion import diffusion_loss
-        from maa.train.loop import autocast, backward_step
-
         self._follow(batch["latent"].device)
         self.unet.train(self.lora.training)
         z = self.latents(batch)
@@ -84,9 +93,7 @@ class LoRATask(LDMTask):
 
 def data_summary(rows: list[dict], val_rows: list[dict], manifest: str) -> dict:
     """What lora.json says about the training data: where, how many clips and seconds, the labels."""
-    from collections import Counter
 
-    from maa.core.manifest import caption_of
 
     labels = Counter(lab for r in rows for lab in (r.get("labels") or []))
     seconds = sum(float(r.get("duration") or 0) for r in rows)
@@ -107,14 +114,6 @@ class LoRATrainOptions(LDMTrainOptions):
 def train_lora(o: LoRATrainOptions, ui: Reporter | None = None) -> dict:
     """`maa train-ldm MANIFEST --init MODEL --lora RANK`. Returns the final metrics (plus the
     adapter folder and its size)."""
-    from maa.core.checkpoint import num_params, sha256_file
-    from maa.core.manifest import split_holdout
-    from maa.core.mel import frames_for_duration, seconds_for_frames
-    from maa.models.vae import load_vae
-    from maa.train.loop import train
-    from maa.train.run import begin
-    from maa.train.text_cache import CachedTextEncoder, load_text_cache, save_text_cache
-
     ui = ui or Reporter()
     check_rank(o.lora)
     alpha = o.lora_alpha if o.lora_alpha is not None else float(o.lora)
@@ -145,7 +144,6 @@ def train_lora(o: LoRATrainOptions, ui: Reporter | None = None) -> dict:
     else:
         rank = o.lora
     # the base's own text encoder (a converted official model's msclap:text lives in its folder)
-    from maa.models.text import resolve_spec
 
     spec = resolve_spec(icfg.get("text_encoder", "minilm"), root)
     if o.text_encoder not in ("minilm", icfg.get("text_encoder"), spec):
@@ -163,13 +161,11 @@ def train_lora(o: LoRATrainOptions, ui: Reporter | None = None) -> dict:
     text_cache = out_dir / "cache" / "text.safetensors"
     text = CachedTextEncoder(spec, load_text_cache(text_cache, spec), device=str(run.device),
                              max_length=icfg.get("max_length", 77))
-    from maa.core.manifest import caption_of
 
     if text.add([""] + [caption_of(r) for r in rows + val_rows]) and d.main:
         save_text_cache(text_cache, spec, text.table)
     # the cache stores float16: train on exactly what a resumed run reads back, so --resume is bitwise
     text.table = {k: v.half().float() for k, v in text.table.items()}
-    from maa.models.diffusion import DiffusionConfig
 
     # the base exactly as it is (no position maps added: the frozen weights define the function)
     unet_cfg = UNetConfig.from_dict({**icfg["unet"], "grad_checkpoint": o.grad_checkpoint})

@@ -16,9 +16,6 @@ seed), so a wrong flag fails before any data set is built.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import torch
 
 from maa.core.device import describe
 from maa.core.errors import MaaError
+from maa.core.progress import Reporter
 from maa.core.threads import apply_threads
 from maa.train.loop import (
     METRICS_FILE,
@@ -36,25 +34,7 @@ from maa.train.loop import (
     resolve_device,
     seed_everything,
 )
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def _tqdm(total: int, desc: str, disable: bool = False):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, disable=disable, dynamic_ncols=True)
-
-
-@dataclass
-class Reporter:
-    """Where a training function says things: the commands pass their console; Python callers get stderr."""
-
-    info: Callable[[str], None] = _stderr
-    warn: Callable[[str], None] = lambda m: _stderr(f"warning: {m}")
-    bar: Callable[..., AbstractContextManager] = _tqdm  # bar(total, desc, disable=False), with .update(n)
+import json
 
 
 @dataclass(kw_only=True)
@@ -153,6 +133,7 @@ def prepare_run(out_dir: str | Path, resume: bool = False, fresh: bool = False) 
 
 @dataclass
 class Begun:
+    """A started run: where it resumes from, its device and its torchrun place."""
     start: RunStart
     device: torch.device
     dist: Dist = field(default_factory=Dist)
@@ -181,7 +162,6 @@ def begin(opts: RunOptions, ui: Reporter | None = None, seed: bool = True) -> Be
 def read_part_config(folder: Path, what: str, kind: str, key: str, cls, part: str):
     """`cls` from the `key` section of `folder`/config.json, which `maa train-<part>` writes with this
     "kind", or one line saying that `what` is not such a folder."""
-    import json
 
     try:
         cfg = json.loads((folder / "config.json").read_text())

@@ -6,24 +6,24 @@ import os
 
 import torch
 
-from maa.models.text import (
+from maa.parts.text import (
     HFTextEncoder,
     TextEmbedding,
     load_text_encoder,
     pad_embeddings,
 )
+from maa.core.io import save_tensor_table
+from maa.core.io import load_tensor_table
 
 
 def save_text_cache(path: str | os.PathLike, spec: str, table: dict[str, torch.Tensor]) -> None:
     """Write caption -> token states (L_i, D) to a safetensors file (float16: a third of a kB per token)."""
-    from maa.core.io import save_tensor_table
 
     save_tensor_table(path, table, {"encoder": spec}, dtype=torch.float16)
 
 
 def load_text_cache(path: str | os.PathLike, spec: str) -> dict[str, torch.Tensor]:
     """The table save_text_cache wrote for encoder `spec`; {} when the file is missing, unreadable or of another encoder."""
-    from maa.core.io import load_tensor_table
 
     return {c: t.float() for c, t in load_tensor_table(path, {"encoder": spec}).items()}
 

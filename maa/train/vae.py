@@ -35,11 +35,25 @@ from maa.train.discriminators import (
     hinge_g_loss,
 )
 from maa.train.loop import TrainConfig, autocast, backward_step
-from maa.train.run import Reporter, RunOptions
+from maa.core.progress import Reporter
+from maa.train.run import RunOptions
+from maa.core.checkpoint import read_config
+from maa.core.checkpoint import load_weights, num_params
+from maa.core.manifest import split_holdout
+from maa.data.mels import MelCrops, band_means, mel_rows
+from maa.models.vae import VAEConfig
+from maa.models.vae import preset as get_preset
+from maa.train.discriminators import DiscConfig
+from maa.train.loop import seed_everything, train
+from maa.train.run import begin
+from maa.data.mels import FullMels
+from maa.models.vae import load_vae
+from maa.train.loop import resolve_device
 
 
 @dataclass
 class VAELossConfig(ConfigMixin):
+    """The VAE's loss settings: KL and adversarial weights, the step the discriminator starts, feature matching, Adam betas."""
     kl_weight: float = 1e-6
     disc_weight: float = 0.5
     disc_start: int = 50_001  # the paper's step; `maa train-vae` defaults to half the run
@@ -153,7 +167,7 @@ class VAETask:
 
 def plot_mels(path: Path, panels: list[tuple[str, np.ndarray]], cols: int = 4, title: str | None = None) -> None:
     """Log-mels in a grid (rows of `cols`), colour scale fixed at [-5, 1.5], written atomically."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # noqa: PLC0415  matplotlib: slow import, kept off this module's import
 
     rows = -(-len(panels) // cols)
     fig = Figure(figsize=(3.2 * cols, 2.0 * rows), dpi=100)
@@ -232,9 +246,6 @@ class VAETrainOptions(RunOptions):
 
 def _init_configs(init: Path, vae_cfg, disc_cfg):
     """--init DIR: the architecture (and discriminator) of a trained VAE folder, or a one-line error."""
-    from maa.core.checkpoint import read_config
-    from maa.models.vae import VAEConfig
-    from maa.train.discriminators import DiscConfig
 
     if not (init / "config.json").exists() or not (init / "vae.safetensors").exists():
         raise MaaError(f"--init {init}: not a VAE folder (config.json + vae.safetensors from `maa train-vae`)")
@@ -246,14 +257,6 @@ def _init_configs(init: Path, vae_cfg, disc_cfg):
 
 def train_vae(o: VAETrainOptions, ui: Reporter | None = None) -> dict:
     """`maa train-vae`: the run-folder rule, --init / the run's own architecture, mel crops, the loop."""
-    from maa.core.checkpoint import load_weights, num_params, read_config
-    from maa.core.manifest import split_holdout
-    from maa.data.mels import MelCrops, band_means, mel_rows
-    from maa.models.vae import VAEConfig
-    from maa.models.vae import preset as get_preset
-    from maa.train.discriminators import DiscConfig
-    from maa.train.loop import seed_everything, train
-    from maa.train.run import begin
 
     ui = ui or Reporter()
     if o.frames % 8:
@@ -315,9 +318,6 @@ def eval_vae(manifest: str, vae_dir: Path | None, device: str = "auto", batch_si
              ui: Reporter | None = None, quiet: bool = False) -> dict:
     """`maa train-vae --eval-only`: the reconstruction error of a VAE folder on a mel manifest
     (summary fields plus `per_clip`)."""
-    from maa.data.mels import FullMels, mel_rows
-    from maa.models.vae import load_vae
-    from maa.train.loop import resolve_device
 
     ui = ui or Reporter()
     if vae_dir is None:

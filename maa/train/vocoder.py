@@ -15,8 +15,18 @@ from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import LOG_FLOOR, MelConfig, mel_basis, mel_spectrogram
 from maa.models.vocos import VOCOS_KIND, WEIGHTS, VocoderConfig, VocosGenerator
 from maa.train.discriminators import multi_period, multi_resolution, stft_mag
-from maa.infer.vocoders import resolve_vocoder_dir
-from maa.train.run import Reporter, RunOptions, read_part_config
+from maa.parts.vocoders import resolve_vocoder_dir
+from maa.core.progress import Reporter
+from maa.train.run import RunOptions, read_part_config
+from maa.core.audio import load_audio
+from maa.train.loop import adamw
+from maa.train.loop import autocast, backward_step
+from dataclasses import replace
+from maa.core.checkpoint import load_weights, num_params
+from maa.data.formats import read_manifest
+from maa.models.vocos import preset as get_preset
+from maa.train.loop import train
+from maa.train.run import begin
 
 
 def log_mel(wav: torch.Tensor, cfg: MelConfig = MEL) -> torch.Tensor:
@@ -33,6 +43,7 @@ def log_mel(wav: torch.Tensor, cfg: MelConfig = MEL) -> torch.Tensor:
 
 
 def mel_l1(wav_hat: torch.Tensor, wav: torch.Tensor) -> torch.Tensor:
+    """L1 between the log-mels of two waveforms."""
     return F.l1_loss(log_mel(wav_hat), log_mel(wav))
 
 
@@ -62,10 +73,12 @@ def disc_loss(real_out, fake_out) -> torch.Tensor:
 
 
 def gen_adv_loss(fake_out) -> torch.Tensor:
+    """The generator's least-squares adversarial loss, averaged over discriminators."""
     return sum(torch.mean((1 - f) ** 2) for f, _ in fake_out) / len(fake_out)
 
 
 def feature_matching(real_out, fake_out) -> torch.Tensor:
+    """L1 between the discriminators' features on real and generated audio, averaged."""
     loss, n = 0.0, 0
     for (_, fr), (_, ff) in zip(real_out, fake_out):
         for a, b in zip(fr, ff):
@@ -83,8 +96,6 @@ class AudioSegments(torch.utils.data.Dataset):
     """
 
     def __init__(self, rows: list[dict], segment_frames: int, hop: int = MEL.hop_length, gain: bool = True):
-        from maa.core.audio import load_audio
-
         self.seg = (segment_frames + 1) * hop
         self.gain = gain
         self.clips = [load_audio(r["audio"]) for r in rows]
@@ -139,8 +150,6 @@ class VocoderTask:
         return {WEIGHTS: self.gen, "mpd": self.mpd, "mrd": self.mrd}
 
     def optimizers(self, tcfg) -> dict[str, torch.optim.Optimizer]:
-        from maa.train.loop import adamw
-
         disc = list(self.mpd.parameters()) + list(self.mrd.parameters())
         # kept: train_step steps them itself (the loop only owns their learning rate and state)
         self._opts = {"gen": adamw(self.gen.parameters(), tcfg, betas=(0.8, 0.99)),
@@ -151,8 +160,6 @@ class VocoderTask:
         return self.mpd(wav) + self.mrd(wav)
 
     def train_step(self, batch, step: int, tcfg) -> dict[str, float]:
-        from maa.train.loop import autocast, backward_step
-
         if not hasattr(self, "_opts"):
             raise MaaError("VocoderTask.train_step called before optimizers(); run it through maa.train.loop.train")
         cfg = self.cfg
@@ -228,13 +235,6 @@ class VocoderTrainOptions(RunOptions):
 def train_vocoder(o: VocoderTrainOptions, ui: Reporter | None = None) -> dict:
     """`maa train-vocoder`: the run-folder rule, the preset (or --init / the run's own config), audio
     crops, the loop. Returns the final metrics."""
-    from dataclasses import replace
-
-    from maa.core.checkpoint import load_weights, num_params
-    from maa.core.manifest import read_manifest
-    from maa.models.vocos import preset as get_preset
-    from maa.train.loop import train
-    from maa.train.run import begin
 
     ui = ui or Reporter()
     overrides = {"disc_start": o.disc_start if o.disc_start is not None else o.steps // 3,

@@ -138,7 +138,7 @@ def test_rerun_skips_what_is_made_and_redoes_what_changed(tmp_path, model_dir):
 
 
 def test_interrupted_run_continues_to_the_same_bytes(tmp_path, model_dir, monkeypatch):
-    import maa.infer.record as record
+    import maa.infer.job as record  # the job writes each output
 
     (tmp_path / "p.txt").write_text("".join(f"p{i}|a sound number {i}\n" for i in range(3)))
     common = ["generate", "--prompts", tmp_path / "p.txt", "--model", model_dir, "-d", 0.3, "--steps", 2, "-b", 3,
@@ -236,3 +236,36 @@ def test_long_duration_states_its_cost_and_guidance_below_one_warns(tmp_path, mo
     r = _run("generate", "a dog", "-o", tmp_path / "x.wav", "--model", model_dir, "-d", 0.3, "--steps", 1, "-g", 0.5, "-q")
     assert r.exit_code == 0, r.output
     assert "warning: --guidance 0.5 is below 1" in r.stderr and "GB and" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["replay_compose.wav", "replay_plain.wav"])
+def test_a_wav_written_before_the_one_sampling_path_still_replays(tmp_path, model_dir, name):
+    """tests/fixtures/replay: wavs of the code before issue 22 (a split prompt sampled as a batch of its
+    parts; DDIM with eta noise) made again from their records by today's code."""
+    old = ROOT / "tests" / "fixtures" / "replay" / name
+    r = _run("generate", "--replay", old, "--model", model_dir, "-o", tmp_path / "new.wav", "-q")
+    assert r.exit_code == 0, r.output
+    assert "another model" not in r.stderr  # the tiny model is made again byte for byte
+    new_rec, old_rec = read_record(tmp_path / "new.wav"), read_record(old)
+    assert {k: v for k, v in new_rec.items() if k != "model"} == {k: v for k, v in old_rec.items() if k != "model"}
+    a, b = sf.read(str(old), dtype="float32")[0], sf.read(str(tmp_path / "new.wav"), dtype="float32")[0]
+    assert a.shape == b.shape and np.abs(a).max() > 0.01
+    np.testing.assert_allclose(b, a, atol=2e-3)
+
+
+def test_audio_to_audio_replays_although_the_duration_was_rounded(tmp_path, model_dir):
+    """The init audio is read up to the duration asked + 1 s, the record keeps the rounded duration
+    (0.5 s -> 0.528 s): the replay finds the part of the file the record's hash is of."""
+    from tests.conftest import real_ish
+
+    sf.write(str(tmp_path / "init.wav"), real_ish(3.0, seed=1), 16000)
+    r = _run("generate", "rain", "--init-audio", tmp_path / "init.wav", "-d", 0.5, "--steps", 2, "--model", model_dir,
+             "-o", tmp_path / "a2a.wav", "-q")
+    assert r.exit_code == 0, r.output
+    assert read_record(tmp_path / "a2a.wav")["duration"] != 0.5
+    r = _run("generate", "--replay", tmp_path / "a2a.wav", "-o", tmp_path / "again.wav", "-q")
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(sf.read(str(tmp_path / "a2a.wav"))[0], sf.read(str(tmp_path / "again.wav"))[0])
+    sf.write(str(tmp_path / "init.wav"), real_ish(3.0, seed=2), 16000)  # another clip under the same name
+    r = _run("generate", "--replay", tmp_path / "a2a.wav", "-o", tmp_path / "again2.wav", "-q")
+    assert r.exit_code == 1 and "not the init audio this output was made from" in r.output

@@ -79,7 +79,7 @@ def test_vae_golden(tiny_model):
 
 @torch.no_grad()
 def test_text_golden(tiny_model):
-    from maa.models.text import load_text_encoder
+    from maa.parts.text import load_text_encoder
 
     io = load_file(GOLDEN / "text_io.safetensors")
     enc = load_text_encoder(f"msclap:{tiny_model / 'text'}")
@@ -119,16 +119,16 @@ def test_ddim_end_to_end_golden(tiny_model):
 
 
 def test_generation_uses_the_official_grid(tiny_model):
-    from maa.infer.pipeline import GenerateOptions, load_model, make_plan
+    from maa.infer.pipeline import load_model
 
     m = load_model(tiny_model)
-    plan = make_plan(m, ["a dog barks"], [0], GenerateOptions(steps=10, sampler="ddim", duration=1.0))
+    plan = m.request(["a dog barks"], [0], steps=10, sampler="ddim", duration=1.0)
     assert plan.timesteps == [901, 801, 701, 601, 501, 401, 301, 201, 101, 1]
 
 
 @torch.no_grad()
 def test_bigvgan_golden(tiny_model):
-    from maa.infer.vocoders import load_bigvgan, load_vocoder
+    from maa.parts.vocoders import load_bigvgan, load_vocoder
 
     io = load_file(GOLDEN / "bigvgan_io.safetensors")
     for voc in (load_vocoder(tiny_model), load_bigvgan(GOLDEN / "bigvgan")):  # converted and the official folder

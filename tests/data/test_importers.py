@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from maa.core.errors import MaaError
-from maa.core.manifest import read_manifest
+from maa.data.formats import read_manifest
 from maa.data.importers import (
     YouTubeClips,
     combine,

@@ -148,7 +148,7 @@ def test_rerun_writes_the_same_manifest(tmp_path):
 
 
 def test_hostile_ids_stay_inside_and_keep_their_id(tmp_path):
-    from maa.core.manifest import read_manifest
+    from maa.data.formats import read_manifest
     from maa.data.mel_job import MelJob, compute_mels
 
     sf.write(tmp_path / "a.wav", real_ish(0.5), 16000)

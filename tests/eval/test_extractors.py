@@ -116,7 +116,7 @@ def test_cnn14_refuses_32k_checkpoint_and_wrong_layout(tmp_path):
         load_extractor(f"panns-cnn14:{p}")
     with pytest.raises(MaaError, match="not found"):
         load_extractor(f"panns-cnn14:{tmp_path / 'nope.pth'}")
-    with pytest.raises(MaaError, match="give the checkpoint file"):
+    with pytest.raises(MaaError, match=r"missing the FILE after 'panns-cnn14:', e.g. panns-cnn14:Cnn14_16k_mAP=0.438.pth$"):
         load_extractor("panns-cnn14")
 
 
@@ -240,7 +240,7 @@ def test_clap_extractor_uses_the_scorer(monkeypatch, tmp_path):
 
 
 def test_unknown_extractor():
-    with pytest.raises(MaaError, match="unknown; choose from"):
+    with pytest.raises(MaaError, match="unknown; use aisfx, panns-cnn14:FILE, vggish:FILE, maa-clap:DIR or laion-clap:CKPT"):
         load_extractor("openl3")
 
 

@@ -130,3 +130,17 @@ def test_mel_l1_and_lsd():
     assert metrics.log_spectral_distance(p, 10 * p) == pytest.approx(10.0)  # 10x power = 10 dB everywhere
     assert metrics.log_spectral_distance(p, p) == 0.0
     assert math.isfinite(metrics.log_spectral_distance(np.zeros((513, 4)), p))
+
+
+def test_one_table_of_metric_names():
+    from maa.eval.evaluate import table_rows
+    from maa.eval.metrics import METRICS, count_of
+    from maa.eval.protocol import PROTOCOLS
+
+    for p in PROTOCOLS.values():  # a protocol names only metrics of the table
+        assert {m for ms in p.metrics.values() for m in ms} <= set(METRICS)
+    assert count_of("fad", {"n_gen_frames": 3, "n_ref_frames": 4}) == "3 / 4 frames"
+    result = {"extractors": {"a": {"is": 2.0, "fd": 1.0, "n_gen": 5, "n_ref": 6, "other": 9.0}},
+              "spectral": {"lsd": 0.5, "mel_l1": 0.25, "n_pairs": 2}}
+    assert table_rows(result) == [("a", "fd", "1.0000", "5 / 6"), ("a", "is", "2.0000", "5"),
+                                  ("spectral", "mel_l1", "0.2500", "2 pairs"), ("spectral", "lsd", "0.5000", "2 pairs")]

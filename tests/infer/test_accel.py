@@ -124,13 +124,13 @@ def test_generate_on_cuda_fast_and_plain():
     clips of the same length, close in mel (bf16 rounding only), and the compile is timed apart."""
     import numpy as np
 
-    from maa.infer.pipeline import GenerateOptions, generate, load_model
+    from maa.infer.pipeline import GenerateOptions, load_model
 
     model = load_model(None, device="cuda")
     outs = {}
     for fast in ("off", "auto"):
         opts = GenerateOptions(steps=4, duration=2.0, batch_size=2, fast=fast)
-        outs[fast] = generate(model, ["a dog barks", "rain falls"], [0, 1], opts)
+        outs[fast] = model(["a dog barks", "rain falls"], [0, 1], opts=opts)
     assert model.fast is not None and "unet" in model.fast.first_call_s
     for a, b in zip(outs["off"], outs["auto"]):
         assert a.audio.shape == b.audio.shape and np.isfinite(b.audio).all()
@@ -141,11 +141,11 @@ def test_generate_on_cpu_is_unchanged_by_the_fast_option():
     """On the CPU --fast auto is the plain path: bit-identical audio to --fast off, modules untouched."""
     import numpy as np
 
-    from maa.infer.pipeline import GenerateOptions, generate, load_model
+    from maa.infer.pipeline import GenerateOptions, load_model
 
     model = load_model(None, device="cpu")
     unet = model.unet
-    got = [generate(model, ["a dog barks"], [3], GenerateOptions(steps=2, duration=0.5, fast=f))[0].audio
+    got = [model(["a dog barks"], [3], opts=GenerateOptions(steps=2, duration=0.5, fast=f))[0].audio
            for f in ("off", "auto")]
     assert np.array_equal(got[0], got[1]) and np.abs(got[0]).max() > 0
     assert model.unet is unet and getattr(model, "fast", None) is None

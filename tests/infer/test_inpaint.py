@@ -119,8 +119,8 @@ def test_inpaint_keeps_the_round_trip_outside_the_spans_and_changes_the_inside(m
     out = inpaint(model, "a door slams", audio, spans, opts, seed=5)
     assert out.audio.shape == audio.shape and out.audio.dtype == np.float32
     # the known latent comes back exactly wherever its mask is 1 (frames far from the spans)
-    from maa.infer.inpaint import encode
-    z_in = encode(model, audio, out.mel.shape[-1])[0]
+    from maa.infer.sampling import encode
+    z_in = encode(model, [audio], out.mel.shape[-1])[0]
     assert torch.equal(out.latent[..., :3], z_in[..., :3])  # 0 - 0.38 s
     # audio outside the spans is the round trip itself; inside it is new
     margin = AUDIO_FADE / 2 + 0.02

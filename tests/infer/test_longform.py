@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-import maa.infer.longform as longform
+from maa.infer import sampling
 from maa.core.mel import frames_for_duration, samples_for_frames
 from maa.infer.longform import generate_long, window_starts, windows_for
-from maa.infer.pipeline import GenerateOptions, generate, load_model
+from maa.infer.pipeline import GenerateOptions, load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,7 +28,7 @@ OPTS = GenerateOptions(steps=3, guidance=2.0)
 
 def test_one_window_is_ordinary_generation(model):
     long = generate_long(model, "rain falls", 0.9, OPTS, seed=4)
-    ref = generate(model, ["rain falls"], [4], GenerateOptions(steps=3, guidance=2.0, duration=0.9, batch_size=1))[0]
+    ref = model(["rain falls"], [4], opts=GenerateOptions(steps=3, guidance=2.0, duration=0.9, batch_size=1))[0]
     assert long.joins == [] and len(long.windows) == 1
     np.testing.assert_allclose(long.mel, ref.mel, atol=1e-4)
     np.testing.assert_allclose(long.audio, ref.audio, atol=1e-4)
@@ -36,14 +36,14 @@ def test_one_window_is_ordinary_generation(model):
 
 def test_windows_continue_the_previous_latent_and_the_unet_sees_one_window(model, monkeypatch):
     calls, widths = [], []
-    real = longform.sample_latent
+    real = sampling.sample
 
-    def spy(model_, eps, noise, opts, seed, known=None, keep=None, on_step=None):
-        z = real(model_, eps, noise, opts, seed, known, keep, on_step)
-        calls.append((known, keep, z))
+    def spy(model_, conditions, noise, opts, known=None, on_step=None, seed=0):
+        z = real(model_, conditions, noise, opts, known, on_step, seed)
+        calls.append((known and known.latent, known and known.keep, z))
         return z
 
-    monkeypatch.setattr(longform, "sample_latent", spy)
+    monkeypatch.setattr(sampling, "sample", spy)
     hook = model.unet.register_forward_pre_hook(lambda m, args: widths.append(args[0].shape[-1]))
     progress = []
     try:

@@ -7,10 +7,8 @@ from maa.core.errors import MaaError
 from maa.infer.pipeline import (
     GenerateOptions,
     _layout,
-    generate,
     load_model,
     load_pipeline,
-    make_plan,
 )
 from maa.infer.budget import estimate
 from maa.infer.temporal import part_span
@@ -26,43 +24,43 @@ def model(model_dir):
 
 def test_same_seed_same_audio_and_batches_do_not_matter(model):
     opts = GenerateOptions(steps=3, duration=0.5, batch_size=2)
-    a = generate(model, ["a dog barks", "rain"], [7, 8], opts)
-    b = generate(model, ["a dog barks", "rain"], [7, 8], opts)
+    a = model(["a dog barks", "rain"], [7, 8], opts=opts)
+    b = model(["a dog barks", "rain"], [7, 8], opts=opts)
     assert all(np.array_equal(x.audio, y.audio) for x, y in zip(a, b))
-    single = generate(model, ["rain"], [8], GenerateOptions(steps=3, duration=0.5, batch_size=1))
+    single = model(["rain"], [8], opts=GenerateOptions(steps=3, duration=0.5, batch_size=1))
     assert torch.allclose(single[0].latent, a[1].latent, atol=1e-4)
-    other = generate(model, ["rain"], [9], opts)
+    other = model(["rain"], [9], opts=opts)
     assert not torch.allclose(other[0].latent, a[1].latent)
 
 
 def test_every_sampler_runs_and_counts_steps(model):
     for sampler in ("ddim", "plms", "dpm++"):
         n = []
-        out = generate(model, ["a bell"], [0], GenerateOptions(steps=5, sampler=sampler, duration=0.3),
+        out = model(["a bell"], [0], opts=GenerateOptions(steps=5, sampler=sampler, duration=0.3),
                        on_step=lambda: n.append(1))
         assert len(n) == 5 and np.isfinite(out[0].audio).all() and out[0].mel.shape == (80, 16)
 
 
 def test_negative_prompt_and_guidance_one(model):
     base = GenerateOptions(steps=3, duration=0.3)
-    plain = generate(model, ["a dog barks"], [1], base)[0].latent
-    neg = generate(model, ["a dog barks"], [1], GenerateOptions(steps=3, duration=0.3, negative="loud noise"))[0].latent
+    plain = model(["a dog barks"], [1], opts=base)[0].latent
+    neg = model(["a dog barks"], [1], opts=GenerateOptions(steps=3, duration=0.3, negative="loud noise"))[0].latent
     assert not torch.allclose(plain, neg, atol=1e-6)
     # guidance 1 is the conditional prediction alone: the negative prompt then plays no part
-    g1 = generate(model, ["a dog barks"], [1], GenerateOptions(steps=3, duration=0.3, guidance=1.0))[0].latent
-    g1n = generate(model, ["a dog barks"], [1], GenerateOptions(steps=3, duration=0.3, guidance=1.0, negative="x"))[0]
+    g1 = model(["a dog barks"], [1], opts=GenerateOptions(steps=3, duration=0.3, guidance=1.0))[0].latent
+    g1n = model(["a dog barks"], [1], opts=GenerateOptions(steps=3, duration=0.3, guidance=1.0, negative="x"))[0]
     assert torch.equal(g1, g1n.latent)
 
 
 def test_audio_to_audio_strength(model):
     x = real_ish(0.6)
     n0 = []
-    out0 = generate(model, ["a bell"], [0], GenerateOptions(steps=10, duration=0.6, init_audio=x, strength=0.0),
+    out0 = model(["a bell"], [0], opts=GenerateOptions(steps=10, duration=0.6, init_audio=x, strength=0.0),
                     on_step=lambda: n0.append(1))[0]
     assert len(out0.audio) == (32 + 1) * 256  # 0.6 s -> 36 frames -> 32 (4 latent frames)
     assert n0 == [] and np.array_equal(out0.audio, x[: len(out0.audio)])
     n3 = []
-    out3 = generate(model, ["a bell"], [0], GenerateOptions(steps=10, duration=0.6, init_audio=x, strength=0.3),
+    out3 = model(["a bell"], [0], opts=GenerateOptions(steps=10, duration=0.6, init_audio=x, strength=0.3),
                     on_step=lambda: n3.append(1))[0]
     assert len(n3) == 3 and not np.allclose(out3.audio, x[: len(out3.audio)], atol=1e-2)
 
@@ -70,13 +68,13 @@ def test_audio_to_audio_strength(model):
 def test_split_prompt_audio_to_audio_takes_the_init_under_each_part(model):
     x = real_ish(1.5)  # longer than the 1 s clip, so no part is padded
     opts = GenerateOptions(steps=10, duration=1.0, init_audio=x, strength=0.0)
-    out = generate(model, ["a bell, then a dog"], [0], opts)[0]
+    out = model(["a bell, then a dog"], [0], opts=opts)[0]
     n = samples_for_frames(frames_for_duration(1.0))
-    assert out.parts == ["a bell", "a dog"] and np.array_equal(out.audio, x[:n])  # strength 0 keeps the input
+    assert out.record.get("parts") == ["a bell", "a dog"] and np.array_equal(out.audio, x[:n])  # strength 0 keeps the input
     _, jobs, (ov,) = _layout(["a bell, then a dog"], [0], opts, model.vae.factor)
     start = part_span(1, 2, n, ov)[0]
     assert np.array_equal(jobs[0].init, x[:len(jobs[0].init)]) and np.array_equal(jobs[1].init, x[start:start + len(jobs[1].init)])
-    edited = generate(model, ["a bell, then a dog"], [0], GenerateOptions(steps=10, duration=1.0, init_audio=x, strength=0.3))[0]
+    edited = model(["a bell, then a dog"], [0], opts=GenerateOptions(steps=10, duration=1.0, init_audio=x, strength=0.3))[0]
     assert edited.audio.shape == (n,) and not np.allclose(edited.audio, x[:n], atol=1e-2)
 
 
@@ -84,31 +82,31 @@ def test_progress_total_counts_every_part(model):
     prompts = ["a bell", "a bell, then a dog", "rain"]
     opts = GenerateOptions(steps=3, duration=0.6, batch_size=2)
     calls = []
-    generate(model, prompts, [0, 1, 2], opts, on_step=lambda: calls.append(1))
+    model(prompts, [0, 1, 2], opts=opts, on_step=lambda: calls.append(1))
     # one batch of the two whole prompts, one of the two parts (shorter clips): 2 x 3 steps
-    assert len(calls) == make_plan(model, prompts, [0, 1, 2], opts).sampler_calls() == 6
+    assert len(calls) == model.request(prompts, [0, 1, 2], opts=opts).sampler_calls() == 6
 
 
 def test_order_words_split_the_prompt_over_time(model):
     opts = GenerateOptions(steps=4, duration=1.0)
-    ab, ba, mixed = generate(model, ["a bell rings, then a dog barks", "a dog barks before a bell rings",
-                                     "a bell rings, then a dog barks"], [3, 3, 3], opts)
-    assert ab.parts == ["a bell rings", "a dog barks"] and ba.parts == ["a dog barks", "a bell rings"]
+    ab, ba, mixed = model(["a bell rings, then a dog barks", "a dog barks before a bell rings",
+                                     "a bell rings, then a dog barks"], [3, 3, 3], opts=opts)
+    assert ab.record.get("parts") == ["a bell rings", "a dog barks"] and ba.record.get("parts") == ["a dog barks", "a bell rings"]
     n = samples_for_frames(frames_for_duration(1.0))
     assert ab.audio.shape == (n,) and ab.mel.shape == (80, frames_for_duration(1.0)) and np.isfinite(ab.audio).all()
     assert not np.allclose(ab.audio, ba.audio, atol=1e-3)
     np.testing.assert_allclose(ab.audio, mixed.audio, atol=1e-5)  # deterministic, whatever else is in the batch
     # in a batch with one-part prompts the split prompt still gets its parts; those get none
-    one, split = generate(model, ["a bell rings", "a bell rings, then a dog barks"], [3, 3], opts)
-    assert one.parts is None and np.allclose(split.audio, ab.audio, atol=1e-5)
-    plain = generate(model, ["a bell rings, then a dog barks"], [3], GenerateOptions(steps=4, duration=1.0, compose=False))[0]
-    assert plain.parts is None and not np.allclose(plain.audio, ab.audio, atol=1e-3)
+    one, split = model(["a bell rings", "a bell rings, then a dog barks"], [3, 3], opts=opts)
+    assert one.record.get("parts") is None and np.allclose(split.audio, ab.audio, atol=1e-5)
+    plain = model(["a bell rings, then a dog barks"], [3], opts=GenerateOptions(steps=4, duration=1.0, compose=False))[0]
+    assert plain.record.get("parts") is None and not np.allclose(plain.audio, ab.audio, atol=1e-3)
     # each part is a clip of its own: its text, its seed, its share of the time plus the crossfade
     _, jobs, (ov,) = _layout(["a bell rings, then a dog barks"], [3], opts, model.vae.factor)
     f = jobs[0].frames
     assert f < frames_for_duration(1.0) and samples_for_frames(f) >= n // 2 + ov // 2
     part_opts = GenerateOptions(steps=4, duration=seconds_for_frames(f))
-    bell, dog = generate(model, ["a bell rings", "a dog barks"], [3, 3 + 1_000_003], part_opts)
+    bell, dog = model(["a bell rings", "a dog barks"], [3, 3 + 1_000_003], opts=part_opts)
     assert torch.allclose(ab.latent, torch.cat([bell.latent, dog.latent], dim=-1), atol=1e-4)
     start, end = part_span(1, 2, n, ov)
     np.testing.assert_allclose(ab.audio[:start], bell.audio[:start], atol=1e-5)  # before the crossfade: A alone
@@ -137,11 +135,11 @@ def test_pipeline_best_of_k_seeds_and_records(model_dir, model):
                 on_step=lambda: steps.append(1))
     assert [o.index for o in outs] == [0, 1]
     req = pipe.request(["a dog barks", "rain falls, then thunder"], seed=5, candidates=3, steps=2, duration=0.5, batch_size=2)
-    assert len(steps) == req.sampler_calls() == 2 * len(req.plan.batches)
+    assert len(steps) == req.sampler_calls() == 2 * len(req.batches)
     opts = GenerateOptions(steps=2, duration=0.5, batch_size=2)
     for out, prompt, first in zip(outs, ["a dog barks", "rain falls, then thunder"], [5, 8]):
         # the reference: the prompt's candidates alone, in the batches they had (Griffin-Lim's phases depend on the row)
-        cands = generate(model, [prompt] * 3, [first, first + 1, first + 2], opts)
+        cands = model([prompt] * 3, [first, first + 1, first + 2], opts=opts)
         if "then" in prompt:  # a split prompt is scored part by part, each on its own half
             rms = [np.mean([np.sqrt(np.mean(np.square(h))) for h in np.array_split(c.audio, 2)]) for c in cands]
         else:
@@ -196,7 +194,7 @@ def test_model_hash_is_kept_per_file_and_redone_when_a_file_changes(tmp_path, mo
     import maa.core.checkpoint
     import maa.infer.pipeline as pl
 
-    monkeypatch.setattr(pl, "HASH_CACHE", tmp_path / "cache" / "h.json")
+    monkeypatch.setattr(maa.core.checkpoint, "HASH_CACHE", tmp_path / "cache" / "h.json")
     folder = tmp_path / "m"
     shutil.copytree(model_dir, folder)
     first = pl.model_sha256(folder)
@@ -208,7 +206,7 @@ def test_model_hash_is_kept_per_file_and_redone_when_a_file_changes(tmp_path, mo
     monkeypatch.setattr(maa.core.checkpoint, "sha256_file", refuse)
     assert pl.model_sha256(folder) == first  # from the cache, no file read
     monkeypatch.undo()
-    monkeypatch.setattr(pl, "HASH_CACHE", tmp_path / "cache" / "h.json")
+    monkeypatch.setattr(maa.core.checkpoint, "HASH_CACHE", tmp_path / "cache" / "h.json")
     cfg = folder / "ldm" / "config.json"
     cfg.write_text(cfg.read_text() + " ")  # new size and mtime: hashed again
     assert pl.model_sha256(folder) != first

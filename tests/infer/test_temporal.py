@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from maa.data.reprogram import SEQUENTIAL, SIMULTANEOUS
-from maa.infer.temporal import join, part_span, split_sequence, time_masks
+from maa.infer.options import split_sequence
+from maa.infer.temporal import join, part_span, time_masks
 
 PHRASES = ["a dog barks", "a siren wails", "rain falls"]
 

@@ -5,7 +5,7 @@ import pytest
 
 from maa.core.errors import MaaError
 from maa.core.mel import frames_for_duration
-from maa.infer.pipeline import GenerateOptions, generate, load_model
+from maa.infer.pipeline import GenerateOptions, load_model
 from maa.infer.timeline import (
     EVENT_FADE,
     Event,
@@ -84,7 +84,7 @@ def test_mix_places_each_event_in_its_span_and_nothing_elsewhere(model):
 
 def test_joint_with_one_event_over_the_whole_clip_is_plain_generation(model):
     t = render(model, [Event(0, 1.0, "rain falls")], 1.0, OPTS, seed=2, mode="joint")
-    ref = generate(model, ["rain falls"], [2], GenerateOptions(steps=2, guidance=2.0, duration=1.0, batch_size=1))[0]
+    ref = model(["rain falls"], [2], opts=GenerateOptions(steps=2, guidance=2.0, duration=1.0, batch_size=1))[0]
     np.testing.assert_allclose(t.audio, ref.audio, atol=1e-4)
     two = render(model, parse_timeline("0-0.5: rain falls; 0.5-1: a dog barks"), 1.0, OPTS, seed=2, mode="joint")
     assert not np.allclose(two.audio, t.audio, atol=1e-3) and two.record["timeline_mode"] == "joint"
@@ -99,45 +99,39 @@ def test_render_errors(model):
         render(model, [Event(0, 1, "x")], 12.0, OPTS, mode="joint")
 
 
-BASE = dict(steps=2, sampler="dpm++", guidance=2.0, negative="", eta=0.0, init_audio=None)
+BASE = dict(steps=2, sampler="dpm++", guidance=2.0, negative="", eta=0.0)
 
 
 @pytest.mark.slow
-def test_generate_one_makes_a_long_clip_window_by_window_with_the_parts_in_turn(model):
-    from types import SimpleNamespace
-
-    from maa.infer.timeline import generate_one, steps_of, uses_windows
-
+def test_a_long_clip_goes_window_by_window_with_the_parts_in_turn(model):
     calls = []
-    long = SimpleNamespace(**BASE, duration=12.0)
-    assert uses_windows(long) and not uses_windows(SimpleNamespace(**BASE, duration=10.0))
-    audio, mel, z, extra = generate_one(model, "rain, then wind", 0, long, parts=["rain", "wind"],
-                                        on_step=lambda: calls.append(1))
-    assert len(audio) == (frames_for_duration(12.0) + 1) * 256 and z is None and mel.shape == (80, frames_for_duration(12.0))
-    assert extra["windows"] == 2 and extra["window_prompts"] == ["rain", "wind"]
-    assert len(calls) == steps_of(long, 2)
+    long = GenerateOptions(**BASE, duration=12.0)
+    assert long.mode == "long" and GenerateOptions(**BASE, duration=10.0).mode == "plain"
+    (out,) = model(["rain, then wind"], [0], opts=long, on_step=lambda: calls.append(1))
+    assert len(out.audio) == (frames_for_duration(12.0) + 1) * 256 and out.latent is None
+    assert out.mel.shape == (80, frames_for_duration(12.0))
+    assert out.record["windows"] == 2 and out.record["window_prompts"] == ["rain", "wind"]
+    assert len(calls) == model.request(["rain, then wind"], [0], opts=long).sampler_calls()
 
 
-def test_generate_one_routes_inpaint_and_timeline_and_counts_its_steps(model):
-    from types import SimpleNamespace
-
-    from maa.infer.timeline import check_options, generate_one, steps_of
-
-    base, calls = BASE, []
+def test_the_pipeline_routes_inpaint_and_timeline_and_counts_their_steps(model):
+    calls = []
     tick = lambda: calls.append(1)
-    tl = SimpleNamespace(**base, duration=1.0, timeline=[{"start": 0.2, "end": 1.5, "prompt": "a bell"}], background=None)
-    audio, _, _, extra = generate_one(model, "x", 0, tl, on_step=tick)
-    assert len(audio) >= 1.5 * 16000 and extra["timeline"] == [{"start": 0.2, "end": 1.5, "prompt": "a bell"}]
-    assert len(calls) == steps_of(tl, 2)
-    ip = SimpleNamespace(**{**base, "init_audio": np.zeros(16000, np.float32) + 0.01}, duration=10.0, inpaint=[[0.2, 0.5]])
-    audio, _, z, extra = generate_one(model, "a door", 0, ip)
-    assert len(audio) == 16000 and z is not None and extra == {"inpaint": [[0.2, 0.5]]}
+    tl = GenerateOptions(**BASE, duration=1.0, timeline=[{"start": 0.2, "end": 1.5, "prompt": "a bell"}])
+    assert tl.mode == "timeline"
+    (out,) = model(["x"], [0], opts=tl, on_step=tick)
+    assert len(out.audio) >= 1.5 * 16000 and out.record["timeline"] == [{"start": 0.2, "end": 1.5, "prompt": "a bell"}]
+    assert len(calls) == model.request(["x"], [0], opts=tl).sampler_calls() == 2
+    ip = GenerateOptions(**BASE, init_audio=np.zeros(16000, np.float32) + 0.01, duration=10.0, inpaint=[[0.2, 0.5]])
+    calls.clear()
+    (out,) = model(["a door"], [0], opts=ip, on_step=tick)
+    assert len(out.audio) == 16000 and out.latent is not None and out.record["inpaint"] == [[0.2, 0.5]]
+    assert len(calls) == model.request(["a door"], [0], opts=ip).sampler_calls() == 2  # every step, not a strength share
     for bad, match in [(dict(background="rain"), "only with --timeline"),
-                       (dict(timeline=[{"start": 3, "end": 1, "prompt": "x"}]), "START < END")]:
+                       (dict(timeline=[{"start": 3, "end": 1, "prompt": "x"}]), "START < END"),
+                       (dict(inpaint=[[1, 2]]), "--init-audio FILE")]:
         with pytest.raises(MaaError, match=match):
-            check_options(SimpleNamespace(**base, duration=1.0, **bad))
-    with pytest.raises(MaaError, match="--init-audio FILE"):
-        generate_one(model, "x", 0, SimpleNamespace(**base, duration=1.0, inpaint=[[1, 2]]))
+            GenerateOptions(**BASE, duration=1.0, **bad).check()
 
 
 def _cli(*args):

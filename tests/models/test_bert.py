@@ -13,7 +13,7 @@ TEXTS = ["a dog barks while rain falls", "", "Thunder, then a PIANO plays... (lo
 
 @pytest.fixture(scope="module")
 def folder():
-    from maa.models.text import minilm_dir
+    from maa.parts.text import minilm_dir
 
     try:
         return minilm_dir()
@@ -44,7 +44,7 @@ def test_matches_transformers(folder):
 def test_no_transformers_import(folder):
     import subprocess
 
-    code = ("import sys; from maa.models.bert import load_bert_folder; from maa.models.text import minilm_dir; "
+    code = ("import sys; from maa.models.bert import load_bert_folder; from maa.parts.text import minilm_dir; "
             "tok, m = load_bert_folder(minilm_dir()); m(**tok(['a dog'], return_tensors='pt')); "
             "print('transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

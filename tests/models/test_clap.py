@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from maa.core.errors import MaaError
-from maa.infer.scoring import (
+from maa.parts.scorers import (
+    check_scorer,
     MaaClapScorer,
     load_scorer,
     rank_candidates,
     resolve_maa_clap_dir,
 )
 from maa.models.clap import ClapConfig, MaaClap, fit_mel, info_nce
-from maa.models.text import TextEmbedding
+from maa.parts.text import TextEmbedding
 from tests.conftest import real_ish
 
 TINY = ClapConfig(channels=(8, 16), hidden=32, embed_dim=16, text_dim=384, crop_frames=32)
@@ -183,8 +184,11 @@ def test_scorer_from_folder(tmp_path):
 
 
 def test_load_scorer_errors(tmp_path):
-    with pytest.raises(MaaError, match="want maa-clap:DIR"):
+    with pytest.raises(MaaError, match=r"^--scorer 'nonsense': unknown; use maa-clap:DIR or laion-clap:CKPT$"):
         load_scorer("nonsense")
+    with pytest.raises(MaaError, match=r"^--scorer laion-clap:/no/such.pt: /no/such.pt does not exist; want "):
+        check_scorer("laion-clap:/no/such.pt")
+    assert check_scorer(str(tmp_path)) == str(tmp_path)  # a bare folder: maa-clap
     with pytest.raises(MaaError, match="no such model folder"):
         load_scorer(f"maa-clap:{tmp_path / 'missing'}")
     (tmp_path / "vae").mkdir()
@@ -291,7 +295,7 @@ def test_train_task_learns_toy_classes(tmp_path):
 
 def make_laion_standin(path):
     """A tiny LAION-CLAP-format checkpoint: PANN Cnn6 audio (1 s clips) + a 1-layer CLIP text transformer."""
-    from maa.infer.laion import _import_clap_module
+    from maa.parts.laion import _import_clap_module
 
     cm = _import_clap_module()
     cfg = json.loads(json.dumps(cm.factory._MODEL_CONFIGS["PANN-6"]))

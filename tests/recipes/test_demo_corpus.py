@@ -58,17 +58,20 @@ def parse_midi(data):
     while i < len(trk):
         delta = 0
         while True:
-            b = trk[i]; i += 1
+            b = trk[i]
+            i += 1
             delta = (delta << 7) | (b & 0x7F)
             if b < 0x80:
                 break
         tick += delta
         status = trk[i]
         if status == 0xFF:
-            out.append((tick, 0xFF, trk[i + 1: i + 3])); i += 3
+            out.append((tick, 0xFF, trk[i + 1: i + 3]))
+            i += 3
         else:
             n = 1 if status & 0xF0 == 0xC0 else 2
-            out.append((tick, status, tuple(trk[i + 1: i + 1 + n]))); i += 1 + n
+            out.append((tick, status, tuple(trk[i + 1: i + 1 + n])))
+            i += 1 + n
     return out
 
 

@@ -83,7 +83,7 @@ def test_reprogrammed_items(tmp_path):
 @pytest.mark.slow  # ~6 s
 def test_training_loss_falls(tmp_path, model_dir):
     from maa.models.diffusion import DiffusionConfig
-    from maa.models.text import load_text_encoder
+    from maa.parts.text import load_text_encoder
     from maa.models.unet import preset
     from maa.models.vae import load_vae
     from maa.train.loop import TrainConfig, read_metrics, train
@@ -205,7 +205,7 @@ def test_cli_train_ldm_pool_and_caches(tmp_path, model_dir, monkeypatch):
     assert json.loads((run / "ldm" / "config.json").read_text())["unet"]["channels"] == 16
     assert (run / "cache" / "text.safetensors").exists() and (run / "cache" / "latents.safetensors").exists()
     # resuming needs neither the text encoder nor the clips: both come from RUN/cache
-    from maa.models import text as text_mod
+    from maa.parts import text as text_mod
 
     monkeypatch.setattr(text_mod, "load_text_encoder", lambda *a, **k: pytest.fail("text encoder loaded"))
     for wav in (tmp_path / "clips").rglob("*.wav"):

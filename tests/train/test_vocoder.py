@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from maa.core.audio import save_wav
 from maa.core.errors import MaaError
 from maa.core.mel import mel_spectrogram
-from maa.infer.vocoders import load_neural_vocoder, mel_refine
+from maa.parts.vocoders import load_neural_vocoder, mel_refine
 from maa.models.vocos import VocosGenerator, istft_same, preset, stft_same
 from maa.train.loop import TrainConfig, read_metrics, train
 from maa.train.vocoder import AudioSegments, VocoderTask, log_mel, mr_stft_distance

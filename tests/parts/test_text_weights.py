@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from maa.core.errors import MaaError
-from maa.models.text import load_text_encoder
+from maa.parts.text import load_text_encoder
 
 
 class _Payload:
@@ -19,7 +19,7 @@ def _folder(tmp_path, name, model_cls="BertModel"):
     import transformers
     from transformers import BertConfig, BertTokenizerFast
 
-    from maa.models.text import minilm_dir
+    from maa.parts.text import minilm_dir
 
     d = tmp_path / name
     tok = BertTokenizerFast.from_pretrained(minilm_dir())

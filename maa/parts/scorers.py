@@ -13,7 +13,7 @@ maa-clap is a small contrastive model that trains on CPU in minutes:
   * audio: a CNN over our own log-mel (maa.core.mel, 80 bins, 62.5 frames/s), pooled over
     frequency, then mean + max over time (the max keeps short events such as a bark); it trains
     on fixed-length crops and scores a long clip as the mean of half-overlapping windows;
-  * text: the frozen MiniLM sentence embedding (maa.models.text) through a trainable 2-layer MLP;
+  * text: the frozen MiniLM sentence embedding (maa.parts.text) through a trainable 2-layer MLP;
   * symmetric InfoNCE (CLIP's loss) with a learned temperature. Clips of the same class in
     one batch are positives of each other (soft targets), so the loss does not push apart
     two dog barks only because they are different recordings.
@@ -37,11 +37,15 @@ import torch.nn.functional as F
 
 from maa.core.errors import MaaError
 from maa.core.mel import mel_spectrogram
-from maa.infer.laion import LaionClapScorer
+from maa.parts.laion import LaionClapScorer
+from maa.parts.registry import Registry
 from maa.models.clap import ClapConfig, MaaClap, TextCache, check_pairs, fit_mel
+from maa.core.checkpoint import load_weights, read_config
+from maa.parts.text import load_text_encoder
 
 
 class Scorer(Protocol):
+    """What every scorer offers: L2-normalised audio and text embeddings, and paired similarities."""
     name: str
 
     def embed_audio(self, wavs: Sequence[np.ndarray]) -> torch.Tensor: ...  # 16 kHz mono -> (B, E), L2-normalised
@@ -61,9 +65,6 @@ class MaaClapScorer:
     name = "maa-clap"
 
     def __init__(self, model_dir: str | os.PathLike, device: str = "cpu", batch_size: int = 32, text_encoder=None):
-        from maa.core.checkpoint import load_weights, read_config
-        from maa.models.text import load_text_encoder
-
         self.dir = resolve_maa_clap_dir(model_dir)
         config = read_config(self.dir)
         if config.get("kind") != "maa-clap":
@@ -73,7 +74,7 @@ class MaaClapScorer:
         self.device = torch.device(device)
         self.model = MaaClap(self.cfg).to(self.device).eval()
         load_weights(self.dir, {"model": self.model})
-        # text_encoder: an already loaded maa.models.text encoder (tests pass a small stand-in)
+        # text_encoder: an already loaded maa.parts.text encoder (tests pass a small stand-in)
         self.text_encoder = text_encoder or load_text_encoder(self.cfg.text_encoder, device=str(self.device))
         self.batch_size = batch_size
         self.embed_text = TextCache(self._embed_text)
@@ -126,24 +127,26 @@ def resolve_maa_clap_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+# The kinds of scorer: spec prefix -> loader (maa.parts.registry); a bare folder is taken as
+# maa-clap, a bare file as laion-clap.
+SCORERS = Registry("--scorer")
+SCORERS.register("maa-clap", MaaClapScorer, arg="DIR", claims=lambda t: Path(t).is_dir(),
+                 help="a folder `maa train-clap` wrote")
+SCORERS.register("laion-clap", LaionClapScorer, arg="CKPT", claims=lambda t: Path(t).is_file(),
+                 help="a LAION-CLAP .pt checkpoint")
+
+
 def load_scorer(spec: str, device: str = "cpu") -> Scorer:
-    """"maa-clap:DIR" or "laion-clap:CKPT"; a bare folder means maa-clap, a bare file laion-clap."""
-    spec = str(spec)
-    kind, _, path = spec.partition(":")
-    if kind not in ("maa-clap", "laion-clap"):
-        p = Path(spec)
-        if p.is_dir():
-            kind, path = "maa-clap", spec
-        elif p.is_file():
-            kind, path = "laion-clap", spec
-        else:
-            raise MaaError(f"--scorer {spec!r}: want maa-clap:DIR (a folder `maa train-clap` wrote) "
-                           "or laion-clap:CKPT (a LAION-CLAP .pt checkpoint)")
-    if not path:
-        raise MaaError(f"--scorer {spec!r}: missing the path after '{kind}:'")
-    if kind == "maa-clap":
-        return MaaClapScorer(path, device=device)
-    return LaionClapScorer(path, device=device)
+    """A scorer by spec: `maa-clap:DIR` or `laion-clap:CKPT`; a bare folder means maa-clap, a bare file laion-clap."""
+    return SCORERS.load(str(spec), device=device)
+
+
+def check_scorer(spec: str) -> str:
+    """`spec` checked before anything loads: a known kind whose path exists (the spec is returned as given)."""
+    _, parsed = SCORERS.parse(str(spec))
+    if not Path(parsed.arg).exists():
+        raise MaaError(f"--scorer {spec}: {parsed.arg} does not exist; want {SCORERS.usage()}")
+    return str(spec)
 
 
 def rank_candidates(scorer: Scorer, wavs: Sequence[np.ndarray], text: str,

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from maa.core.errors import MaaError
-from maa.models import text as text_mod
-from maa.models.text import load_laion_clap, load_text_encoder, masked_mean
+from maa.parts import text as text_mod
+from maa.parts.text import load_laion_clap, load_text_encoder, masked_mean
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -70,7 +70,7 @@ def test_unknown_spec_and_missing_paths(tmp_path):
 def test_hf_folder(tmp_path):
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from maa.models.text import minilm_dir
+    from maa.parts.text import minilm_dir
 
     tok = BertTokenizerFast.from_pretrained(minilm_dir())
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -155,7 +155,7 @@ def test_text_cache_round_trip_and_lazy_encoder(minilm, tmp_path, monkeypatch):
 
 
 def test_one_laion_checkpoint_reader_for_the_text_tower_and_the_scorer(tmp_path):
-    from maa.models.text import read_laion_checkpoint
+    from maa.parts.text import read_laion_checkpoint
 
     w = torch.arange(6.0).reshape(2, 3)
     torch.save({"epoch": 3, "state_dict": {"module.text_projection.0.weight": w,

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from maa.core.mel import mel_spectrogram
-from maa.infer.vocoders import GriffinLim, has_neural_vocoder, load_vocoder
+from maa.parts.vocoders import GriffinLim, has_neural_vocoder, load_vocoder
 from tests.conftest import real_ish
 
 pytestmark = pytest.mark.usefixtures("one_thread")

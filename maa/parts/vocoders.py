@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maa.core.checkpoint import load_weights, parse_config, uninitialized
 from maa.core.errors import MaaError, warn
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import LOG_FLOOR, MelConfig, as_mel_batch, mel_basis, mel_to_linear
@@ -30,6 +31,7 @@ from maa.models.bigvgan import (
     is_bigvgan_dir,
     read_bigvgan_config,
 )
+from maa.parts.registry import Registry
 from maa.models.vocos import (
     VOCOS_KIND,
     WEIGHTS,
@@ -38,10 +40,11 @@ from maa.models.vocos import (
     istft_same,
     stft_same,
 )
+from safetensors.torch import load_file
 
 
-def load_bigvgan(path: str | Path, device: str | torch.device = "cpu"):
-    """Build BigVGAN from `path`/args.yml and load `path`/best_netG.pt -> maa.infer.vocoders.NeuralVocoder."""
+def load_bigvgan(path: str | Path, device: str | torch.device = "cpu", refine: int | None = None):
+    """Build BigVGAN from `path`/args.yml and load `path`/best_netG.pt -> a NeuralVocoder (`refine` mel_refine passes)."""
 
     path = Path(path)
     cfg = read_bigvgan_config(path)
@@ -50,8 +53,6 @@ def load_bigvgan(path: str | Path, device: str | torch.device = "cpu"):
         raise MaaError(f"{path}: no generator weights ({' or '.join(WEIGHT_NAMES)})")
     try:
         if weights.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             ckpt = load_file(str(weights))
         else:
             ckpt = torch.load(weights, map_location="cpu", weights_only=True)
@@ -76,7 +77,7 @@ def load_bigvgan(path: str | Path, device: str | torch.device = "cpu"):
     model.load_state_dict({**own, **{k: v.float() for k, v in state.items()}})
     model.to(device)
     return NeuralVocoder(model, "bigvgan", {"kind": "bigvgan", "bigvgan": cfg.to_dict(), "weights": str(weights)},
-                         torch.device(device), hop=256, sample_rate=cfg.sampling_rate)
+                         torch.device(device), hop=256, sample_rate=cfg.sampling_rate, refine=refine or 0)
 
 
 def mel_refine(wav: torch.Tensor, log_mel_target: torch.Tensor, iters: int, cfg: MelConfig = MEL) -> torch.Tensor:
@@ -139,20 +140,20 @@ def load_neural_vocoder(path: str | Path, device: str | torch.device = "cpu", re
     `.kind` ("vocos" or "bigvgan"), `.config`, `.sample_rate`, `.hop` describe it.
     `refine`: mel_refine iterations on the output; None takes the folder's config value.
     """
-    from maa.core.checkpoint import load_weights, parse_config, uninitialized
-
-    device = torch.device(device)
     d = resolve_vocoder_dir(path)
     if not d.is_dir():
         raise MaaError(f"{d}: no such vocoder folder; pass RUN/vocoder (from `maa train-vocoder`) or a BigVGAN folder")
-    if is_bigvgan_dir(d):
-        voc = load_bigvgan(d, device)
-        voc.refine = refine or 0
-        return voc
-    cfg_path = d / "config.json"
-    if not cfg_path.exists():
+    entry = VOCODERS.claimant(str(d))
+    if entry is None:
         raise MaaError(f"{d}: no config.json; pass a folder written by `maa train-vocoder` or a BigVGAN folder "
                        "(best_netG.pt + args.yml)")
+    return entry.load(str(d), device=torch.device(device), refine=refine)
+
+
+def load_vocos(path: str | Path, device: str | torch.device = "cpu", refine: int | None = None) -> NeuralVocoder:
+    """A folder `maa train-vocoder` wrote (config.json of kind vocos + weights); `refine` None: the config's."""
+    device = torch.device(device)
+    cfg_path = Path(path) / "config.json"
     meta = parse_config(cfg_path)
     if meta.get("kind") != VOCOS_KIND:
         raise MaaError(f"{cfg_path}: kind {meta.get('kind')!r} is not a vocoder; pass the vocoder/ folder of a run")
@@ -162,11 +163,13 @@ def load_neural_vocoder(path: str | Path, device: str | torch.device = "cpu", re
         raise MaaError(f"{cfg_path}: trained on a different mel ({mel_cfg}); maa uses {MEL.to_dict()}")
     with uninitialized():  # loaded strictly below: no random init to draw
         gen = VocosGenerator(cfg).to(device)
-    load_weights(d, {WEIGHTS: gen})
+    load_weights(Path(path), {WEIGHTS: gen})
     return NeuralVocoder(gen, VOCOS_KIND, meta, device, cfg.hop, cfg.sample_rate, cfg.refine if refine is None else refine)
 
 
 class GriffinLim:
+    """Callable: log-mel (B, 80, F) -> waveform by fast Griffin-Lim (no weights; the fallback vocoder)."""
+
     kind = "griffin-lim"
 
     def __init__(self, n_iter: int = 32, momentum: float = 0.99, device: str | torch.device = "cpu",
@@ -205,12 +208,22 @@ class GriffinLim:
         return wav[0] if squeeze else wav
 
 
+# The kinds of vocoder: spec prefix -> loader (maa.parts.registry). A folder is claimed by the
+# first kind that recognises it (BigVGAN before vocos: an official BigVGAN folder may hold a config.json).
+VOCODERS = Registry("vocoder")
+VOCODERS.register("bigvgan", load_bigvgan, arg="DIR", claims=lambda t: is_bigvgan_dir(Path(t)),
+                  help="an official BigVGAN folder (best_netG.pt + args.yml / config.json)")
+VOCODERS.register("vocos", load_vocos, arg="DIR", claims=lambda t: (Path(t) / "config.json").exists(),
+                  help="a folder `maa train-vocoder` wrote")
+VOCODERS.register("griffin-lim", lambda device="cpu", refine=None: GriffinLim(device=device), arg=None,
+                  help="fast Griffin-Lim, no weights")
+
+
 def has_neural_vocoder(model_dir: str | Path | None) -> bool:
     """Whether model_dir/vocoder/ is a vocoder folder: `maa train-vocoder`'s or an official BigVGAN's."""
     if model_dir is None:
         return False
-    d = Path(model_dir) / "vocoder"
-    return (d / "config.json").exists() or is_bigvgan_dir(d)
+    return VOCODERS.claimant(str(Path(model_dir) / "vocoder")) is not None
 
 
 def unused_vocoder_reason(model_dir: str | Path | None) -> str | None:

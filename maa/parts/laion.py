@@ -15,7 +15,10 @@ import torch.nn.functional as F
 from maa.core.audio import SAMPLE_RATE
 from maa.core.errors import MaaError
 from maa.models.clap import TextCache, check_pairs
-from maa.models.text import read_laion_checkpoint
+from maa.parts.text import read_laion_checkpoint
+import importlib.util
+import sys
+import soxr
 
 
 def _import_clap_module():
@@ -26,8 +29,6 @@ def _import_clap_module():
     the package's `clap_module` folder, which the package itself puts on sys.path; we do the same
     and import only that.
     """
-    import importlib.util
-    import sys
 
     spec = importlib.util.find_spec("laion_clap")
     if spec is None or not spec.submodule_search_locations:
@@ -36,7 +37,7 @@ def _import_clap_module():
     root = spec.submodule_search_locations[0]
     if root not in sys.path:
         sys.path.append(root)
-    import clap_module  # noqa: E402  (laion_clap/clap_module)
+    import clap_module  # noqa: E402, PLC0415  laion_clap/clap_module: on sys.path only from here
 
     return clap_module
 
@@ -56,7 +57,7 @@ _HF_TOKENIZERS = {"roberta": "roberta-base", "bert": "bert-base-uncased"}
 @contextlib.contextmanager
 def _offline_text_towers(clap_module):
     """Make CLAP's `RobertaModel.from_pretrained('roberta-base')` build the bare architecture."""
-    import transformers
+    import transformers  # noqa: PLC0415  transformers: slow import, kept off this module's import
 
     model_mod = clap_module.model
     saved = {name: getattr(model_mod, name) for name in ("RobertaModel", "BertModel")}
@@ -138,12 +139,12 @@ class LaionClapScorer:
 
     def _load_tokenizer(self, folder: str | None):
         if self.tmodel == "transformer":
-            from clap_module import (
+            from clap_module import (  # noqa: PLC0415  optional dependency, imported where it is used
                 tokenize,  # CLIP's BPE, its vocabulary ships in the package
             )
 
             return lambda texts: tokenize(texts)
-        import transformers
+        import transformers  # noqa: PLC0415  transformers: slow import, kept off this module's import
 
         cls = transformers.RobertaTokenizer if self.tmodel == "roberta" else transformers.BertTokenizer
         src = folder or _HF_TOKENIZERS[self.tmodel]
@@ -155,8 +156,6 @@ class LaionClapScorer:
         return lambda texts: tok(texts, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
 
     def _inputs(self, wav: np.ndarray) -> dict:
-        import soxr
-
         cfg = self.audio_cfg
         x = np.asarray(wav, dtype=np.float32)
         if cfg["sample_rate"] != SAMPLE_RATE:
@@ -214,7 +213,7 @@ class LaionClapScorer:
 
 def _laion_mel(x: torch.Tensor, cfg: dict) -> torch.Tensor:
     """(T, mel_bins) dB power mel, the fusion branch's input (torchaudio, as laion_clap computes it)."""
-    import torchaudio
+    import torchaudio  # noqa: PLC0415  torchaudio: slow import, kept off this module's import
 
     mel = torchaudio.transforms.MelSpectrogram(
         sample_rate=cfg["sample_rate"], n_fft=cfg["window_size"], win_length=cfg["window_size"],

@@ -1,0 +1,167 @@
+"""Generation options, and the one place that decides which mode an output runs.
+
+    opts = GenerateOptions(steps=12, duration=4.0)
+    opts.check(); opts.mode                    # "plain", "inpaint", "timeline" or "long"
+    prompt_parts("a door slams, then a bell rings", opts)   # ["a door slams", "a bell rings"]
+
+Modes: "plain" is one clip per prompt, sampled in batches (maa.infer.pipeline), an "A, then B"
+prompt as one clip per part (maa.infer.temporal joins them; audio-to-audio is a plain clip
+started from the init audio's latent). The others are generated one output at a time by their
+own module, imported only when used: "inpaint" (spans of the init audio, maa.infer.inpaint),
+"timeline" (events in their spans, maa.infer.timeline) and "long" (a clip over one window
+without init audio, maa.infer.longform). The mode modules never import this one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from maa.core.errors import MaaError
+from maa.infer.sampling import WINDOW
+from maa.models.samplers import SAMPLERS
+
+# dpm++: the knee of benchmarks/bench_steps.py's curve (13 prompts, 4 s): CLAP score and class equal
+# from 8 to 50 steps; against the 50-step clip, aisfx KL 0.038 at 12 vs 0.092 at 10 and 0.002 at 25.
+# plms/ddim: not measured, kept at 25.
+DEFAULT_STEPS = {"dpm++": 12, "plms": 25, "ddim": 25}
+MODES = ("plain", "inpaint", "timeline", "long")
+
+
+@dataclass
+class GenerateOptions:
+    """Every setting that changes a generated output (the record keeps them all, `record_settings`)."""
+    steps: int | None = None  # None: DEFAULT_STEPS[sampler]
+    sampler: str = "dpm++"
+    guidance: float = 3.0
+    negative: str = ""  # the unconditional prompt; "" is the paper's
+    duration: float = 10.0
+    batch_size: int = 4
+    eta: float = 0.0  # DDIM only
+    init_audio: np.ndarray | str | Path | None = None  # audio-to-audio (SDEdit): 16 kHz mono samples or a file
+    strength: float = 0.5
+    compose: bool = True  # "A, then B": A over the first half, B over the second (maa.infer.temporal)
+    fast: str = "auto"  # CUDA fast path (maa.infer.accel.FastPath.parse): auto (on for CUDA, off on the CPU), off, ...
+    inpaint: list | None = None  # [(start, end)] s of init_audio to regenerate; the rest is kept
+    timeline: list | None = None  # [{"start", "end", "prompt"}]: each event in its span
+    background: str | None = None  # with a timeline: the prompt under the events
+
+    def __post_init__(self):
+        if self.steps is None:
+            self.steps = DEFAULT_STEPS.get(self.sampler, 25)
+
+    @property
+    def mode(self) -> str:
+        """Which mode an output of these options runs (see the module docstring)."""
+        if self.inpaint:
+            return "inpaint"
+        if self.timeline:
+            return "timeline"
+        if self.init_audio is None and self.duration > WINDOW + 1e-9:
+            return "long"
+        return "plain"
+
+    def check(self) -> GenerateOptions:
+        """One-line errors for settings that cannot run (before anything loads); returns the options."""
+        if self.sampler not in SAMPLERS:
+            raise MaaError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if self.steps < 1:
+            raise MaaError(f"--steps {self.steps}: must be at least 1")
+        if not 0.0 <= self.strength <= 1.0:
+            raise MaaError(f"--strength {self.strength}: must lie in [0, 1]")
+        if self.batch_size < 1:
+            raise MaaError(f"--batch-size {self.batch_size}: must be at least 1")
+        if self.inpaint and self.timeline:
+            raise MaaError("--inpaint and --timeline: choose one")
+        if self.background and not self.timeline:
+            raise MaaError("--background: only with --timeline (the prompt under the events)")
+        if self.timeline:  # the mode modules are imported only where their mode is used
+            from maa.infer.timeline import events_of  # noqa: PLC0415  a mode module only when its mode runs: a plain prompt walks none
+
+            events_of(self)
+            if self.init_audio is not None:
+                raise MaaError("--timeline with --init-audio: not supported; inpaint the events' spans with --inpaint instead")
+        if self.inpaint and self.init_audio is None:
+            raise MaaError("--inpaint: give the clip to inpaint with --init-audio FILE")
+        self.checked = True  # not a field: Pipeline.request does not check these options again
+        return self
+
+    def seconds(self) -> float:
+        """The output's length before rounding: a timeline lasts at least to its last event's end."""
+        if not self.timeline:
+            return self.duration
+        from maa.infer.timeline import events_of, timeline_seconds  # noqa: PLC0415  a mode module only when its mode runs: a plain prompt walks none
+
+        return max(self.duration, timeline_seconds(events_of(self)))
+
+    def steps_per_output(self, timesteps: int, factor: int = 8) -> int:
+        """Sampler steps one output of a windowed mode runs, given one clip's (progress bars, estimates)."""
+        if self.mode == "inpaint":
+            return timesteps
+        if self.mode == "timeline":
+            from maa.infer.timeline import steps_of  # noqa: PLC0415  a mode module only when its mode runs: a plain prompt walks none
+
+            return timesteps * steps_of(self, factor)
+        from maa.infer.longform import windows_for  # noqa: PLC0415  a mode module only when its mode runs: a plain prompt walks none
+
+        return timesteps * windows_for(self.duration, factor)
+
+    def record_settings(self) -> dict:
+        """The options as the record's JSON: every field but the batch size (numerics only) and the
+        init audio (recorded by path and hash). Options added later join by themselves: keep them
+        JSON values, so `--replay` can pass them back (`from_record`)."""
+        out = {}
+        for f in fields(self):
+            if f.name in ("batch_size", "init_audio") or (f.name == "strength" and self.init_audio is None):
+                continue
+            if f.name in ("inpaint", "timeline", "background") and not getattr(self, f.name):
+                continue  # recorded only when used
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def from_record(cls, record: dict) -> GenerateOptions:
+        """The options a record was made with (its init audio by path, when it has one)."""
+        names = {f.name for f in fields(cls)} - {"batch_size", "init_audio"}
+        return cls(**{k: v for k, v in record.items() if k in names}, init_audio=record.get("init_audio"))
+
+
+def mode_module(mode: str):
+    """The module that generates one output of a windowed mode (`generate_one`), imported only then."""
+    if mode == "inpaint":
+        from maa.infer import inpaint as module  # noqa: PLC0415  a mode module only when its mode runs: a plain prompt walks none
+    elif mode == "timeline":
+        from maa.infer import timeline as module  # noqa: PLC0415  a mode module only when its mode runs: a plain prompt walks none
+    elif mode == "long":
+        from maa.infer import longform as module  # noqa: PLC0415  a mode module only when its mode runs: a plain prompt walks none
+    else:
+        raise ValueError(f"mode {mode!r} is sampled in batches, not one output at a time")
+    return module
+
+
+# "A then B", "A, then B", "A and then B", "A before B", "A followed by B"; "while" and "with" mean
+# at the same time and stay inside one part.
+_SEQUENTIAL = re.compile(r"\s*,?\s+(?:and\s+)?then\s+|\s*,?\s+(?:before|followed\s+by)\s+", re.IGNORECASE)
+_AFTER = re.compile(r"\s+after\s+", re.IGNORECASE)
+_FIRST = re.compile(r"^\s*(?:first(?:ly)?|at first)\s*,?\s+", re.IGNORECASE)
+
+
+def _clean(part: str) -> str:
+    return part.strip(" ,.;")
+
+
+def split_sequence(prompt: str, max_parts: int = 4) -> list[str]:
+    """The parts of a prompt in time order (its order words: the composition mode of
+    maa.infer.temporal); [prompt] when it names no order (or a part is empty)."""
+    text = prompt.strip()
+    parts = [_clean(p) for p in _SEQUENTIAL.split(_FIRST.sub("", text))]
+    if len(parts) == 1:
+        after = [_clean(p) for p in _AFTER.split(text)]
+        parts = after[::-1] if len(after) == 2 else [text]  # "B after A": A comes first
+    if len(parts) < 2 or len(parts) > max_parts or any(len(p) < 2 for p in parts):
+        return [prompt]
+    return parts

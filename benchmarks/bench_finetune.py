@@ -56,7 +56,7 @@ def sh(args: list, **kw) -> tuple[float, int]:
 
 
 def maa(*args) -> tuple[float, int]:
-    return sh([*MAA, *args])
+    return sh([*MAA, *args], stdout=subprocess.DEVNULL)  # their JSON lines: stdout is the results
 
 
 def prepare(folder: Path, out: Path) -> Path:

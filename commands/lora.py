@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 from maa.commands.common import emit, friendly, info, warn
-from maa.models.lora import merge_model
 
 HELP = "LoRA adapters made by `maa train-ldm --lora` (see `maa lora merge -h`)."
 
@@ -38,6 +37,8 @@ def merge(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace -o when it exists."),
 ):
     """`maa lora merge`: adapters folded into a copy of their base model."""
+    from maa.models.lora import merge_model  # noqa: PLC0415  loaded by this subcommand only: `maa generate` walks no LoRA code
+
     done = merge_model(model, adapters, out, force=force, overwrite=overwrite, warn=warn)
     info(f"wrote {done}; try: maa generate \"...\" -o out.wav --model {done}")
     emit({"model": str(done), "adapters": adapters})

@@ -30,7 +30,6 @@ from maa.core.threads import apply_threads
 from maa.infer.budget import preflight
 from maa.infer.options import GenerateOptions
 from maa.infer.pipeline import load_pipeline
-from maa.models.lora import AdapterSpec, parse_spec
 from maa.infer.plots import save_png
 from maa.infer.record import read_record, same_settings, save_wav_with_record, wav_bytes
 from maa.infer.sampling import WINDOW
@@ -72,7 +71,11 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
     """Everything `maa generate` does (see the module docstring); returns the manifest rows."""
     log = log or Log()
     opts, record, model_dir, gl_iters, candidates, threads = job.opts, None, job.model_dir, job.gl_iters, job.candidates, job.threads
-    specs = [parse_spec(s) for s in job.lora or []]  # bad --lora values fail before anything loads
+    specs = []
+    if job.lora or (job.replay is not None):
+        from maa.models.lora import AdapterSpec, parse_spec  # noqa: PLC0415  only with adapters: a plain prompt walks fewer files
+
+        specs = [parse_spec(s) for s in job.lora or []]  # bad --lora values fail before anything loads
     if job.replay is not None:
         record = read_record(job.replay)
         if record is None:

@@ -46,7 +46,6 @@ from maa.infer import sampling
 from maa.infer.options import GenerateOptions, mode_module, split_sequence
 from maa.infer.temporal import join, part_span
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
-from maa.models.lora import load_adapters, unet_sha256
 from maa.models.unet import UNet, UNetConfig
 from maa.models.vae import load_vae
 from maa.parts.text import load_text_encoder, resolve_spec
@@ -102,6 +101,8 @@ def load_pipeline(model_dir: str | Path | None = None, device: str = "auto", tex
     pipe = load_model(model_dir, device=str(pick_device(device)), text_encoder=text_encoder, gl_iters=gl_iters)
     pipe.scorer = scorer
     if lora:  # LoRA hook (maa.models.lora): forward hooks on the UNet's layers; its weights stay the base's
+        from maa.models.lora import load_adapters, unet_sha256  # noqa: PLC0415  only with adapters: a plain prompt walks fewer files
+
         pipe._lora, pipe.adapters = load_adapters(pipe.unet, lora, unet_sha256(pipe.root), force, warn, pipe.device)
     return pipe
 

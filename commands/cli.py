@@ -10,6 +10,7 @@ from maa.commands import (
     convert,
     generate,
     info,
+    lora,
     mel,
     pull,
     reprogram,
@@ -61,6 +62,7 @@ app.command("train-vocoder", help=train_vocoder.HELP)(train_vocoder.main)
 app.command("ui", help=ui.HELP)(ui.main)
 app.add_typer(convert.app, name="convert", help=convert.HELP)
 app.command("pull", help=pull.HELP)(pull.main)
+app.add_typer(lora.app, name="lora", help=lora.HELP)
 
 
 # long work: a neighbour may start while it runs, so idle OpenMP threads sleep (maa.core.threads)

@@ -46,6 +46,8 @@ Examples:
 
   maa generate "an engine idles" --duration 8 --loop -o loop.wav               # repeats without a seam
 
+  maa generate "footsteps on gravel" -o steps.wav --lora runs/steps --lora runs/reverb:0.5   # LoRA adapters, stacked
+
 Prompt files: one prompt per line, `name|prompt`, or JSON lines {"id", "prompt" (or "caption"),
 optional "seed"}. Blank lines and lines starting with # are skipped. Each output is written as soon
 as it is done; a rerun skips outputs already made with the same settings (--overwrite redoes them).
@@ -98,6 +100,7 @@ def main(
     timeline: str = typer.Option(None, "--timeline", help="Events in their spans: \"0-3: a dog barks; 2-6: rain falls\" or a JSON file of {start, end, prompt}; overlaps allowed. Replaces the prompt."),
     background: str = typer.Option(None, "--background", help="With --timeline: a prompt that sounds under the events for the whole clip."),
     loop: bool = typer.Option(False, "--loop", help="A seamless loop: the end runs into the start without a click or level step (sampled and decoded on a circle; exactly one period long; up to 10 s)."),
+    lora: list[str] = typer.Option(None, "--lora", help="Switch on a LoRA adapter: DIR[:SCALE] (the -o folder of `maa train-ldm --lora`; scale 1 by default, 0 turns it off). Repeatable: adapters stack. One made for another base model is refused unless --force."),
     fast: str = typer.Option("auto", "--fast", help="CUDA fast path: auto (bf16 + torch.compile + CUDA graphs on CUDA; off on the CPU), off, the parts to use (bf16,compile,graphs,channels-last) or to drop (no-graphs, no-compile ...). The first call of each shape compiles (reported apart; cached in ~/.cache/maa/torchinductor)."),
     image: list[Path] = typer.Option(None, "--image", help="A picture as the prompt (repeatable: one output each). Needs a model with an openclip: condition."),
     video: Path = typer.Option(None, "--video", help="A video as the prompt: --video-frames frames, their embeddings pooled."),
@@ -155,7 +158,8 @@ def main(
                            fast=fast, background=background, loop=loop, **extra)
     run(GenerateJob(opts, prompt=prompt, prompts_file=prompts_file, out=out, out_dir=out_dir, model_dir=model_dir,
                     device=device, seed=seed, candidates=candidates, scorer=scorer, png=png, manifest=manifest,
-                    overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads, visual=visual),
+                    overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads, visual=visual,
+                    lora=lora or []),
         Log(info, warn, lambda total: progress.bar(total, "generate", quiet=quiet, unit="step")))
 
 

@@ -75,6 +75,7 @@ class GenerateJob:
     replay: Path | None = None
     threads: int = 0
     visual: list | None = None  # [maa.infer.visual.VisualSpec]: pictures or videos as prompts, one output each
+    lora: list = field(default_factory=list)  # "DIR[:SCALE]" LoRA adapters (maa.models.lora); a replay takes its record's
 
 
 def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
@@ -85,6 +86,11 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
     if visual and candidates > 1:
         raise MaaError(f"-n {candidates} with --image/--video: candidates are ranked by an audio-text score, and a "
                        "picture gives no text to score against; use -n 1")
+    specs = []
+    if job.lora or (job.replay is not None):
+        from maa.models.lora import AdapterSpec, parse_spec  # noqa: PLC0415  only with adapters: a plain prompt walks fewer files
+
+        specs = [parse_spec(s) for s in job.lora or []]  # bad --lora values fail before anything loads
     if job.replay is not None:
         check_replay_alone(job.replay, job.prompt, job.prompts_file)
         record = read_record(job.replay, strict=True)  # checked field by field, before anything is allocated
@@ -93,6 +99,7 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
         gl_iters = record.get("gl_iters", gl_iters)
         candidates = 1
         threads = threads or record.get("threads", 0)  # bit-exact on a CPU needs the same thread count
+        specs = specs or [AdapterSpec(Path(a["path"]), float(a["scale"])) for a in record.get("lora") or []]
         opts = GenerateOptions.from_record(record)
     elif visual:
         items = [(s.name or Path(s.video or s.images[0]).stem, s.text or "", s.seed) for s in visual]
@@ -128,7 +135,8 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
     log.info(f"generate: {len(items)} output(s) x {candidates} candidate(s), {est}")
 
     apply_threads(threads, "--threads" if not record or threads != record.get("threads") else f"{job.replay}: the record's threads")
-    pipe = load_pipeline(root, dev, text_encoder=record.get("text_encoder") if record else None, gl_iters=gl_iters)
+    pipe = load_pipeline(root, dev, text_encoder=record.get("text_encoder") if record else None, gl_iters=gl_iters,
+                         lora=specs, force=job.force, warn=log.warn)
     if visual:  # each picture's condition registered with the encoder under a key used as its prompt
         from maa.infer.visual import prepare as prepare_visual  # noqa: PLC0415  pictures only: a text prompt walks no visual module
 
@@ -337,5 +345,7 @@ def _warn_replay(record: dict, now: dict, src: Path, log: Log) -> None:
     if record.get("threads", now.get("threads")) != now.get("threads"):
         log.warn(f"{src} was made with {record['threads']} CPU threads, this run has {now.get('threads')}: "
                  "close, but not bit-exact")
+    if [a.get("sha256") for a in record.get("lora") or []] != [a.get("sha256") for a in now.get("lora") or []]:
+        log.warn(f"{src} was made with other LoRA adapters ({record.get('lora')}); the audio will differ")
     if record.get("maa") != now["maa"]:
         log.warn(f"{src} was made by maa {record.get('maa')}, this is {now['maa']}: the audio may differ")

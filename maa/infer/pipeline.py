@@ -101,10 +101,18 @@ def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder
 
 
 def load_pipeline(model_dir: str | Path | None = None, device: str = "auto", text_encoder: str | None = None,
-                  gl_iters: int = 32, scorer=None) -> Pipeline:
-    """The Pipeline of a model folder (None: the bundled model) on `device` (auto: CUDA when available)."""
+                  gl_iters: int = 32, scorer=None, lora: list | None = None, force: bool = False,
+                  warn: Callable[[str], None] | None = None) -> Pipeline:
+    """The Pipeline of a model folder (None: the bundled model) on `device` (auto: CUDA when available).
+
+    `lora`: adapters to switch on, each "DIR[:SCALE]" or a maa.models.lora.AdapterSpec (they stack);
+    one made for another base model is refused unless `force` (then `warn` is told)."""
     pipe = load_model(model_dir, device=str(pick_device(device)), text_encoder=text_encoder, gl_iters=gl_iters)
     pipe.scorer = scorer
+    if lora:  # LoRA hook (maa.models.lora): forward hooks on the UNet's layers; its weights stay the base's
+        from maa.models.lora import load_adapters, unet_sha256  # noqa: PLC0415  only with adapters: a plain prompt walks fewer files
+
+        pipe._lora, pipe.adapters = load_adapters(pipe.unet, lora, unet_sha256(pipe.root), force, warn, pipe.device)
     return pipe
 
 
@@ -274,6 +282,7 @@ class Pipeline:
     root: Path
     device: torch.device
     scorer: object | None = None  # for best-of-K; None: the folder's clap/ when there is one
+    adapters: list = field(default_factory=list)  # LoRA adapters attached to the UNet: {path, sha256, scale} each
 
     def __call__(self, prompts: str | list[str], seeds: list[int | None] | None = None, seed: int = 0,
                  candidates: int = 1, scorer=None, init_audio=None, on_step: Callable[[], None] | None = None,
@@ -466,6 +475,8 @@ class Pipeline:
                "vocoder": self.vocoder.kind}
         if self.vocoder.kind == "griffin-lim":
             out["gl_iters"] = self.vocoder.n_iter
+        if self.adapters:  # LoRA (maa.models.lora): the hash and scale make the audio; the path finds it again
+            out["lora"] = [dict(a) for a in self.adapters]
         if self.device.type == "cpu":  # a CPU matmul's sums (so the last bits) depend on the thread count
             out["threads"] = torch.get_num_threads()
         return {**out, "device": self.device.type, "maa": __version__}

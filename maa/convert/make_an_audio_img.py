@@ -206,7 +206,9 @@ def convert_make_an_audio_image(ckpt: str | Path, out: str | Path, vocoder: str 
         write_json_atomic(tmp / "ldm" / "config.json", {
             "kind": LDM_KIND, "unet": ucfg.to_dict(), "diffusion": dcfg.to_dict(), "text_encoder": "openclip:clip",
             "max_length": 77, "latent_channels": ucfg.in_channels, "mel": MEL.to_dict(), "weights": "unet.safetensors",
-            "mel_domain": "norm-db [-1, 1] (log10 = 2.5 x - 1.5)"})
+            # its VAE's output layer takes in the official normalised-dB range (log10 = 2.5 x - 1.5), so
+            # the model speaks log10 like maa's own; its vocoder config feeds BigVGAN the official input
+            "mel_domain": "log10", "official_mel": "norm-db [-1, 1], folded into the VAE (log10 = 2.5 x - 1.5)"})
         _save(tmp / "vae" / "vae.safetensors", vae, half)
         write_json_atomic(tmp / "vae" / "config.json", {
             "kind": "maa-vae", "vae": vcfg.to_dict(), "mel": MEL.to_dict(),

@@ -460,6 +460,20 @@ the VAE decoder 393 GFLOP, BigVGAN 1,144 GFLOP. On a 2-core AVX2 CPU (AMD EPYC, 
 """
 
 
+def staging_dir(out: Path) -> Path:
+    """An empty folder next to `out` to build a conversion in (renamed onto `out` when whole), with
+    the permissions a plain mkdir would give; an unwritable place names -o, not the temporary folder."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise MaaError(f"-o {out}: cannot write in {out.parent} ({e.strerror}); choose a folder you can write to") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would otherwise stay on the finished folder
+    return tmp
+
+
 def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path | None = None,
                           config: str | Path | None = None, bert_config: str | Path | None = None,
                           half: bool = False, progress: Progress = None, state: dict | None = None,
@@ -494,14 +508,7 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
     except MaaError as e:
         raise MaaError(f"{ckpt}: {e}") from None
 
-    try:  # the folder is built next to -o: name -o, not the temporary folder, when that fails
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as e:
-        raise MaaError(f"-o {out}: cannot write in {out.parent} ({e.strerror}); choose a folder you can write to") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would otherwise stay on the finished folder
+    tmp = staging_dir(out)
     try:
         _save(tmp / "ldm" / "unet.safetensors", unet, half)
         del unet

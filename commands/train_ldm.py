@@ -31,6 +31,9 @@ Examples:
   # fine-tune the bundled model on your own captioned clips (its VAE, its text encoder)
   maa train-ldm my_mels.jsonl --vae maa/assets/model/vae --init maa/assets/model -o runs/mine --steps 2000
 
+  # a LoRA adapter instead (base frozen and read-only; a few MB): use it with generate --lora runs/mine
+  maa train-ldm my_mels.jsonl --init maa/assets/model -o runs/mine --lora 8 --lr 1e-3 --ema 0 --steps 300
+
   torchrun --nproc-per-node 8 .venv/bin/maa train-ldm mels.jsonl --vae runs/vae/vae -o runs/ldm --preset base --device cuda
 """
 
@@ -38,7 +41,7 @@ Examples:
 @friendly
 def main(
     manifest: str = typer.Argument(..., help="Manifest with captions/labels and `mel` (from `maa mel`) or `audio` paths."),
-    vae_dir: Path = typer.Option(..., "--vae", help="VAE folder written by `maa train-vae` (RUN/vae)."),
+    vae_dir: Path = typer.Option(None, "--vae", help="VAE folder written by `maa train-vae` (RUN/vae). Default with --init: that model's vae/."),
     out_dir: opt.RunDir = ...,
     preset: str = typer.Option("small", "--preset", "-p", help="UNet size: tiny (tests), small (CPU, ~15 M), base (the paper's, 320 channels)."),
     channels: int = typer.Option(0, "--channels", min=0, help="Base width of the UNet, overriding the preset's (0: the preset's)."),
@@ -67,14 +70,27 @@ def main(
     device: opt.Device = "auto",
     bf16: opt.Bf16 = True,
     grad_checkpoint: bool = typer.Option(False, "--grad-checkpoint", help="Recompute activations in backward (less GPU memory)."),
+    lora: int = typer.Option(None, "--lora", help="Train only a LoRA adapter of this rank (e.g. 8) on the frozen --init model; writes RUN/lora/ (lora.safetensors + lora.json)."),
+    lora_alpha: float = typer.Option(None, "--lora-alpha", help="LoRA alpha: the adapter's output is scaled by alpha / rank (default: the rank)."),
+    lora_targets: str = typer.Option(None, "--lora-targets", help="Layers the adapter changes: a comma list of attn (attention q/k/v/out), ff (feed-forward), conv (residual 3x3 convs). Default: attn,ff."),
     workers: opt.Workers = 0,
     threads: opt.Threads = 0,
     quiet: opt.Quiet = False,
 ):
     """`maa train-ldm`: train the text-conditioned latent diffusion UNet."""
     options = dict(locals())  # the parameter names are the option fields
+    from maa.core.errors import MaaError
+
+    if lora is not None:  # an adapter on the frozen --init model (maa.train.lora)
+        from maa.train.lora import LoRATrainOptions, train_lora
+
+        return emit(train_lora(LoRATrainOptions(**options), reporter(quiet)))
+    if lora_alpha is not None or lora_targets is not None:
+        raise MaaError("--lora-alpha/--lora-targets: only with --lora RANK (e.g. --lora 8)")
     from maa.train.ldm import LDMTrainOptions, train_ldm
 
+    for k in ("lora", "lora_alpha", "lora_targets"):
+        del options[k]
     if text_encoder.startswith("openclip:"):  # local paths absolute: the model folder works from anywhere
         from maa.parts.openclip import absolute_spec
 

@@ -52,6 +52,9 @@ VAE_ARGS  ?=
 CLAP_ARGS ?=
 LDM_ARGS_EXTRA ?=
 VOC_ARGS  ?=
+
+# make splits file names at spaces: a RUN or ROOT with one would fail later as a bare "Error 2"
+$(foreach v,RUN ROOT MOCK_ROOT,$(if $(filter-out 1,$(words $($(v)))),$(error $(v)='$($(v))': make cannot use a path with spaces (or an empty one); choose one without, e.g. $(v)=runs/paper)))
 GEN_ARGS  ?= --sampler plms
 EVAL_ARGS ?=
 

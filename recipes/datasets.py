@@ -23,12 +23,21 @@ from pathlib import Path
 from maa.core.errors import MaaError
 from maa.core.manifest import write_manifest
 from maa.data.formats import read_manifest
-from maa.data.importers import IMPORTERS, combine, expand_captions, import_set
+from maa.data.importers import IMPORTERS, check_out_dir, combine, expand_captions, import_set
 
 
 def cmd_import(a) -> None:
     """`import`: the named data sets -> one combined training manifest."""
+    check_out_dir(a.out)  # before the (long) import
     sets = [import_set(name, a.root) for name in a.names]
+    for s in sets:  # rows left out are named, never dropped without a word
+        if s.skipped:
+            more = f" (and {len(s.skipped) - 3} more)" if len(s.skipped) > 3 else ""
+            print(f"warning: {s.name}: {len(s.skipped)} row(s) left out: {'; '.join(s.skipped[:3])}{more}", file=sys.stderr)
+    if not any(s.rows for s in sets):
+        raise MaaError(f"{a.root}: no clip imported from {', '.join(a.names)} ("
+                       + "; ".join(f"{s.name}: {len(s.missing)} without audio, {len(s.skipped)} rows left out" for s in sets)
+                       + "); check the CSVs and that the audio lies where the README's layouts say")
     s = combine(sets, a.out, hash_check=not a.no_hash)
     for name, c in s["sets"].items():
         print(f"import: {name}: " + ", ".join(f"{k} {v}" for k, v in c.items()), file=sys.stderr)

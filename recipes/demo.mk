@@ -12,6 +12,8 @@ demo: $(STAMP)
 	    -o $(DEMO_OUT)/timeline.wav --seed 0 --png -q >> $(DEMO_OUT)/generated.jsonl
 	$(MAA) generate "heavy rain is falling" --duration 60 --steps 10 -o $(DEMO_OUT)/rain_60s.wav --seed 0 --png -q \
 	    >> $(DEMO_OUT)/generated.jsonl
+	$(MAA) generate "an engine idles" --duration 8 --loop -o $(DEMO_OUT)/engine_loop.wav --seed 0 --png -q \
+	    >> $(DEMO_OUT)/generated.jsonl
 	@echo ""
 	@echo "demo: wrote $$(ls $(DEMO_OUT)/*.wav | wc -l) clips with spectrogram PNGs to $(DEMO_OUT)/ (list: $(DEMO_OUT)/generated.jsonl)"
 	@echo "      try: $(MAA) generate \"a dog barks while rain falls\" -o out.wav"

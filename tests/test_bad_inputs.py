@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class Case:
     kind: str = "error"  # or "warning": exit 0 with a warning line
     out: str | None = None  # the case's own output folder/file, exempt from the "nothing changed" check
     needs_ro: bool = False
+    slow: bool = False  # runs a whole generation or training: CI's slow run has it
 
 
 def _wav(path: Path, seconds: float = 1.0, scale: float = 0.3, subtype: str = "PCM_16", fmt: str | None = None,
@@ -166,7 +168,44 @@ def ws(tmp_path_factory):
     }
     for name, edit in edits.items():
         _model_variant(ws, model, name, edit)
+    _records(ws)
     return ws
+
+
+def _set_record(src: Path, dst: Path, edit=None, raw: bytes | None = None) -> None:
+    """dst: src's audio with its record edited (`edit(record)`) or replaced by the bytes `raw`."""
+    from maa.infer.record import read_record, wav_bytes
+
+    audio, _ = sf.read(str(src), dtype="float32")
+    rec = read_record(src)
+    if edit is not None:
+        edit(rec)
+    data = wav_bytes(audio, rec if raw is None else None)
+    if raw is not None:
+        text = raw + b"\0" * (1 + (len(raw) + 1) % 2)
+        info = b"INFO" + b"ICMT" + struct.pack("<I", len(text)) + text
+        data += b"LIST" + struct.pack("<I", len(info)) + info
+        data = data[:4] + struct.pack("<I", len(data) - 8) + data[8:]
+    dst.write_bytes(data)
+
+
+def _records(ws: Path) -> None:
+    """rec.wav: a real generation of the tiny model; rec_*.wav: its record tampered with, one field each."""
+    import torch
+
+    n = torch.get_num_threads()
+    result = CliRunner().invoke(app, ["generate", "a dog", "--model", str(ws / "model"), "-o", str(ws / "rec.wav"),
+                                      "--steps", "1", "-d", "0.3", "-q", "--threads", "1"])
+    torch.set_num_threads(n)
+    assert result.exit_code == 0, result.output
+    edits = {"seed_str": ("seed", "7"), "seed_2e70": ("seed", 2**70), "seed_neg": ("seed", -1), "seed_half": ("seed", 1.5),
+             "steps_str": ("steps", "12"), "eta_nan": ("eta", float("nan")), "guidance_nan": ("guidance", float("nan")),
+             "dur_huge": ("duration", 1e9), "threads_1e5": ("threads", 100000)}
+    for name, (k, v) in edits.items():
+        _set_record(ws / "rec.wav", ws / f"rec_{name}.wav", lambda r, k=k, v=v: r.update({k: v}))
+    _set_record(ws / "rec.wav", ws / "rec_deep.wav", raw=b"[" * 100_000 + b"]" * 100_000)
+    (ws / "tl_inf.json").write_text('[{"start": 0, "end": Infinity, "prompt": "rain falls"}]')
+    shutil.copy(ws / "good.wav", ws / "foreign.wav")
 
 
 @pytest.fixture(scope="module")
@@ -194,13 +233,46 @@ def hf_models(ws):
     return ws
 
 
+@pytest.fixture(scope="module")
+def convert_inputs(ws):
+    """The tiny official checkpoint damaged: a NaN weight, a tensor of the wrong shape; a BERT config with 0 heads."""
+    import torch
+    from maa.core.safe_pickle import load_pickle_checkpoint
+
+    sd = load_pickle_checkpoint(GOLDEN / "tiny_maa1_full.ckpt")["state_dict"]
+    key = "model.diffusion_model.out.2.weight"
+    nan = sd[key].clone()
+    nan.view(-1)[0] = float("nan")
+    torch.save({"state_dict": {**sd, key: nan}}, ws / "nan.ckpt")
+    torch.save({"state_dict": {**sd, key: torch.zeros(3, 3)}}, ws / "shape.ckpt")
+    _edit_config_to(GOLDEN / "tiny_bert_config.json", ws / "bert0.json", lambda c: c.update(num_attention_heads=0))
+    return ws
+
+
+def _edit_config_to(src: Path, dst: Path, fn) -> None:
+    cfg = json.loads(src.read_text())
+    fn(cfg)
+    dst.write_text(json.dumps(cfg))
+
+
+GOLDEN = Path(__file__).resolve().parent / "fixtures" / "official-golden"
+
+
+def _convert(name: str, ckpt: str, names: str, *extra: str, bert: str | None = None, out: str | None = None,
+             **kw) -> Case:
+    out = out or f"o_{name}"
+    kw.setdefault("slow", True)  # each reads the 9 MB checkpoint through the allow-list unpickler
+    return Case(name, ["convert", "make-an-audio", ckpt, "--config", str(GOLDEN / "tiny_maa1.yaml"), "--bert-config",
+                       bert or str(GOLDEN / "tiny_bert_config.json"), "-o", out, "-q", *extra], names, out=out, **kw)
+
+
 GEN = ["--steps", "1", "-d", "1", "-q"]
 
 
 def _gen(name: str, model: str, names: str, *extra: str, **kw) -> Case:
     """`maa generate "a dog"` with model folder `model`, writing its own o_NAME.wav."""
     out = f"o_{name}.wav"
-    return Case(name, ["generate", "a dog", "--model", model, "-o", out, *extra, *GEN], names, out=out, **kw)
+    return Case(name, ["generate", "a dog", "--model", model, "-o", out, *GEN, *extra], names, out=out, **kw)
 
 
 def _vis(name: str, flag: str, path: str, names: str, model: str = "m_visual") -> Case:
@@ -278,6 +350,77 @@ def cases() -> list[Case]:
              kind="warning", out="o_w3"),
         _gen("vocoder_args_only", "m_vocargs", "vocoder", code=0, kind="warning"),
         _gen("guidance_below_1", "model", "--guidance", "-g", "0.5", code=0, kind="warning"),
+        *issue23_cases(),
+    ]
+
+
+def _tl(name: str, spec: str, names: str = "--timeline", *extra: str, **kw) -> Case:
+    out = f"o_{name}.wav"
+    return Case(name, ["generate", "--timeline", spec, "--model", "model", "-o", out, "--steps", "1", "-q", *extra],
+                names, out=out, **kw)
+
+
+def _replay(name: str, src: str, names: str, *extra: str, cmd: str = "generate", **kw) -> Case:
+    if cmd == "info":
+        return Case(name, ["info", src], names)
+    out = f"o_{name}.wav"
+    return Case(name, ["generate", "--replay", src, "-o", out, "-q", *extra], names, out=out, **kw)
+
+
+def issue23_cases() -> list[Case]:
+    """Issue 23: sizes bounded whatever their source, records checked as flags are, no silent replacement."""
+    train_vae = ["train-vae", "mels/manifest.jsonl", "-p", "tiny", "--steps", "1", "--frames", "16", "-q"]
+    return [
+        # 1. bounded before anything is allocated
+        _gen("duration_1e9", "model", "--duration", "-d", "1e9"),
+        _gen("duration_inf", "model", "--duration", "-d", "inf"),
+        _gen("duration_1e308", "model", "--duration", "-d", "1e308"),
+        _gen("steps_2e6", "model", "--steps", "--steps", "2000000"),
+        _gen("candidates_1e6", "model", "-n", "-n", "1000000"),
+        _gen("eta_nan", "model", "--eta", "--eta", "nan"),
+        _gen("guidance_nan", "model", "--guidance", "-g", "nan"),
+        _tl("timeline_json_infinity", "tl_inf.json", "--timeline"),
+        _replay("replay_huge_duration", "rec_dur_huge.wav", "duration"),
+        _replay("replay_threads_1e5", "rec_threads_1e5.wav", "threads", code=0, kind="warning", slow=True),
+        Case("train_vae_threads_1e5", [*train_vae, "-o", "o_tvt", "--threads", "100000"], "--threads", code=0,
+             kind="warning", out="o_tvt", slow=True),
+        # 2. never overwrite what maa did not write, never write onto an input
+        _gen("overwrite_foreign_wav", "model", "foreign.wav", "-o", "foreign.wav"),
+        Case("out_is_init_audio", ["generate", "a dog", "--model", "model", "--init-audio", "good.wav", "--inpaint",
+                                   "0.2-0.5", "-o", "good.wav", *GEN], "good.wav"),
+        Case("out_is_replayed", ["generate", "--replay", "rec.wav", "-o", "rec.wav", "-q"], "rec.wav"),
+        # 3. records are input too
+        *[_replay(f"replay_{n}", f"rec_{n}.wav", field) for n, field in (
+            ("seed_str", "seed"), ("seed_2e70", "seed"), ("seed_neg", "seed"), ("seed_half", "seed"),
+            ("steps_str", "steps"), ("eta_nan", "eta"), ("guidance_nan", "guidance"), ("deep", "rec_deep.wav"))],
+        *[_replay(f"info_{n}", f"rec_{n}.wav", field, cmd="info") for n, field in (
+            ("seed_str", "seed"), ("seed_2e70", "seed"), ("steps_str", "steps"), ("deep", "rec_deep.wav"),
+            ("dur_huge", "duration"))],
+        _replay("info_not_a_record", "good.wav", "good.wav", cmd="info"),
+        Case("replay_with_a_prompt", ["generate", "rain", "--replay", "rec.wav", "-o", "o_rp.wav", "-q"], "--replay",
+             out="o_rp.wav"),
+        # 4. training runs
+        Case("train_vae_resume_nothing", [*train_vae, "-o", "o_trn", "--resume"], "--resume", out="o_trn"),
+        Case("train_vae_val_is_train", [*train_vae, "-o", "o_tvv", "--val", "mels/manifest.jsonl"], "--val",
+             code=0, kind="warning", out="o_tvv", slow=True),
+        # 5. messages that name the right flag
+        *[_tl(f"timeline_span_{i}", f"{span}: a dog barks") for i, span in
+          enumerate(("5-2", "-1-3", "2-2", "nan-3", "0-1e9"))],
+        _convert("convert_bert_heads_0", str(GOLDEN / "tiny_maa1_full.ckpt"), "bert0.json", bert="bert0.json"),
+        _convert("convert_nan_tensor", "nan.ckpt", "nan.ckpt"),
+        _convert("convert_wrong_shape", "shape.ckpt", "shape.ckpt"),
+        _convert("convert_out_unwritable", str(GOLDEN / "tiny_maa1_full.ckpt"), f"-o {RO / 'cv'}", out=str(RO / "cv"),
+                 needs_ro=True),
+        # 7. nothing clipped or ignored silently
+        Case("inpaint_beyond_input", ["generate", "a dog", "--model", "model", "--init-audio", "good.wav",
+                                      "--inpaint", "0.5-3", "-o", "o_ib.wav", *GEN], "--inpaint", out="o_ib.wav"),
+        Case("duration_with_inpaint", ["generate", "a dog", "--model", "model", "--init-audio", "good.wav",
+                                       "--inpaint", "0.2-0.5", "-o", "o_di.wav", "--steps", "1", "-q", "-d", "5"],
+             "--duration", code=0, kind="warning", out="o_di.wav", slow=True),
+        Case("init_audio_truncated", ["generate", "a dog", "--model", "model", "--init-audio", "short.wav", "-o",
+                                      "o_it.wav", *GEN], "short.wav", code=0, kind="warning", out="o_it.wav", slow=True),
+        _tl("timeline_past_duration", "0-0.3: a dog; 0.6-0.9: rain", "--duration", "-d", "0.5", code=0,
+            kind="warning", slow=True),
     ]
 
 
@@ -298,7 +441,7 @@ def _snapshot(root: Path, skip: str | None) -> dict[str, tuple]:
 
 def _params():
     # eval's cases load the aisfx extractor (~15 s on a shared CPU): CI's slow run has them
-    return [pytest.param(c, marks=pytest.mark.slow) if c.argv[0] == "eval" else c for c in cases()]
+    return [pytest.param(c, marks=pytest.mark.slow) if c.argv[0] == "eval" or c.slow else c for c in cases()]
 
 
 @pytest.mark.parametrize("case", _params(), ids=lambda c: c.name)
@@ -309,6 +452,8 @@ def test_bad_input(case: Case, ws: Path, monkeypatch, one_thread, request):
         request.getfixturevalue("hf_models")
     if case.name.startswith(("image_", "video_")):
         request.getfixturevalue("visual")
+    if case.name.startswith("convert_"):
+        request.getfixturevalue("convert_inputs")
     monkeypatch.chdir(ws)
     before = _snapshot(ws, case.out)
     outside = _snapshot(ws.parent, ws.name)
@@ -350,3 +495,73 @@ def test_same_stem_in_one_folder_keeps_all(ws: Path, monkeypatch):
     rows = [json.loads(line) for line in (ws / "o_stems" / "manifest.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and len({r["id"] for r in rows}) == 3
     assert sorted(Path(r["audio"]).name for r in rows) == ["clip.flac", "clip.ogg", "clip.wav"]
+
+
+# -- issue 23, item 6: the importers of the paper-scale chain (`python -m recipes.datasets import ...`)
+
+HEADER = "file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n"
+
+
+@pytest.fixture(scope="module")
+def sets(ws):
+    """One data root per case under ws/sets_<case>/, each with a Clotho or WavCaps folder."""
+    def clotho(name: str, rows: str, clips=("a.wav",)):
+        d = ws / f"sets_{name}" / "clotho"
+        (d / "development").mkdir(parents=True)
+        for c in clips:
+            shutil.copy(ws / "good.wav", d / "development" / c)
+        (d / "clotho_captions_development.csv").write_text(HEADER + rows)
+
+    clotho("empty_caption", "a.wav,a bell rings,,,,\nb.wav,,,,,\n", clips=("a.wav", "b.wav"))
+    clotho("absolute", f"{ws / 'good.wav'},a bell rings,x,x,x,x\n")
+    clotho("dotdot", "../../good.wav,a bell rings,x,x,x,x\n")
+    clotho("ragged", "a.wav,a bell rings\nb.wav,x,x,x,x,x,x,x\n")
+    clotho("ragged_one", "a.wav,a bell rings,x,x,x,x\nb.wav,x\n")
+    for name, data in (("wc_types", {"data": [1, "x", {"id": 5, "caption": 3}]}), ("wc_data", {"data": "nope"})):
+        d = ws / f"sets_{name}" / "wavcaps"
+        (d / "json_files" / "FreeSound").mkdir(parents=True)
+        (d / "audio" / "FreeSound").mkdir(parents=True)
+        (d / "json_files" / "FreeSound" / "fsd.json").write_text(json.dumps(data))
+    return ws
+
+
+def import_cases() -> list[Case]:
+    def imp(name: str, what: str, names: str, *extra: str, out: str | None = None, **kw) -> Case:
+        out = out or f"o_imp_{name}"
+        return Case(f"import_{name}", ["import", what, "--root", f"sets_{name.split('-')[0]}", "-o", out,
+                                       "--no-hash", *extra], names, out=out, **kw)
+
+    csv = "clotho_captions_development.csv"
+    return [
+        imp("empty_caption", "clotho", csv, code=0, kind="warning"),
+        imp("absolute", "clotho", csv),
+        imp("dotdot", "clotho", csv),
+        imp("ragged", "clotho", "sets_ragged"),  # nothing left: one error; the warning names the lines
+        imp("ragged_one", "clotho", csv, code=0, kind="warning"),
+        imp("wc_types", "wavcaps", "sets_wc_types"),
+        imp("wc_data", "wavcaps", "fsd.json"),
+        imp("empty_caption-out_is_file", "clotho", "good.wav", out="good.wav"),
+    ]
+
+
+@pytest.mark.parametrize("case", import_cases(), ids=lambda c: c.name)
+def test_bad_import(case: Case, sets: Path, monkeypatch, capsys):
+    from recipes.datasets import main
+
+    monkeypatch.chdir(sets)
+    before, outside = _snapshot(sets, case.out), _snapshot(sets.parent, sets.name)
+    try:
+        main(case.argv)
+        code = 0
+    except SystemExit as e:  # main exits with the one error line as its message (Python prints it)
+        code, message = 1, str(e.code)
+        print(message, file=sys.stderr)
+    text = capsys.readouterr().err
+    assert code == case.code, text
+    if case.kind == "error":
+        errors = [line for line in text.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and case.names in errors[0], text
+    else:
+        assert any(case.names in w for w in text.splitlines() if w.startswith("warning:")), text
+    assert _snapshot(sets, case.out) == before and _snapshot(sets.parent, sets.name) == outside
+    assert not (sets.parent / "good.wav").exists()  # nothing pulled from outside the data root

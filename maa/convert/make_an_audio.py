@@ -107,12 +107,14 @@ def _prefixes(state: dict) -> str:
     return ", ".join(f"{p} ({n})" for p, n in list(counts.items())[:8])
 
 
-def split_parts(state: dict[str, torch.Tensor], path: str | Path = "checkpoint") -> dict[str, dict[str, torch.Tensor]]:
-    """{"unet", "vae", "text", "buffers"}: the state dict by part, prefixes stripped; a checkpoint
-    that is not Make-An-Audio v1 gets one line saying what it holds."""
-    parts = {"unet": {}, "vae": {}, "text": {}, "buffers": {}}
+def split_parts(state: dict[str, torch.Tensor], path: str | Path = "checkpoint", cond: str = "text",
+                cond_prefix: str = TEXT, what: str = "v1") -> dict[str, dict[str, torch.Tensor]]:
+    """{"unet", "vae", cond, "buffers"}: the state dict by part, prefixes stripped (the condition's
+    tower under `cond_prefix`: v1's msCLAP text tower, or the image model's OpenCLIP); a checkpoint
+    that is not Make-An-Audio `what` gets one line saying what it holds."""
+    parts = {"unet": {}, "vae": {}, cond: {}, "buffers": {}}
     for k, v in state.items():
-        for name, prefix in (("unet", UNET), ("text", TEXT), ("vae", VAE)):
+        for name, prefix in (("unet", UNET), (cond, cond_prefix), ("vae", VAE)):
             if k.startswith(prefix) and not k.startswith(IGNORED):
                 parts[name][k[len(prefix):]] = v
                 break
@@ -120,7 +122,7 @@ def split_parts(state: dict[str, torch.Tensor], path: str | Path = "checkpoint")
             if k in BUFFERS:
                 parts["buffers"][k] = v
     missing = [p for p, n in (("model.diffusion_model.*", "unet"), ("first_stage_model.*", "vae"),
-                              ("cond_stage_model.caption_encoder.*", "text")) if not parts[n]]
+                              (f"{cond_prefix}*", cond)) if not parts[n]]
     if "scale_factor" not in parts["buffers"] or "alphas_cumprod" not in parts["buffers"]:
         missing.append("scale_factor/alphas_cumprod")
     w = state.get(UNET + "input_blocks.0.0.weight")
@@ -128,7 +130,7 @@ def split_parts(state: dict[str, torch.Tensor], path: str | Path = "checkpoint")
         raise MaaError(f"{path}: the Make-An-Audio inpainting checkpoint (9-channel UNet, no text); convert it with "
                        "`maa convert make-an-audio` (maa.convert.official.convert_official)")
     if missing:
-        raise MaaError(f"{path}: not a Make-An-Audio v1 checkpoint (no {', '.join(missing)}); it holds "
+        raise MaaError(f"{path}: not a Make-An-Audio {what} checkpoint (no {', '.join(missing)}); it holds "
                        f"{_prefixes(state) or 'no tensors'}")
     return parts
 
@@ -350,7 +352,10 @@ def yaml_num_heads(path: str | Path | None) -> int:
         raise MaaError(f"{path}: not a Make-An-Audio LDM config (want model.params.unet_config.params; {str(e)[:80]})") from None
     if params.get("num_head_channels", -1) not in (-1, None):
         raise MaaError(f"{path}: num_head_channels is set; maa's UNet takes a head count (num_heads)")
-    return int(params.get("num_heads", 8))
+    heads = params.get("num_heads", 8)
+    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
+        raise MaaError(f"{path}: num_heads {heads!r}; want a whole number from 1 (the official config has 8)")
+    return heads
 
 
 def read_json(path: str | Path | None) -> dict | None:
@@ -377,6 +382,25 @@ def _save(path: Path, tensors: dict[str, torch.Tensor], half: bool) -> None:
 
     with atomic_path(path) as tmp:
         save_file({k: cast(v) for k, v in sorted(tensors.items())}, str(tmp))
+
+
+def check_finite(parts: dict[str, dict[str, torch.Tensor]], path) -> None:
+    """Every floating tensor finite: a NaN or inf weight would only show up as silence or noise later."""
+    for part, sd in parts.items():
+        for k, v in sd.items():
+            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                raise MaaError(f"{path}: tensor {k} ({part}) holds NaN or inf values; the checkpoint is damaged, "
+                               "download it again")
+
+
+def _check_bert(bert: dict | None, path) -> dict | None:
+    """--bert-config's sizes: whole numbers >= 1 (0 heads would divide by zero deep inside BERT)."""
+    for k in ("num_attention_heads", "hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size",
+              "max_position_embeddings", "type_vocab_size"):
+        v = (bert or {}).get(k, 1)
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 1 << 20:
+            raise MaaError(f"--bert-config {path}: {k} {v!r}; want a whole number from 1")
+    return bert
 
 
 def _check_fits(name: str, module_state: dict, mapped: dict) -> None:
@@ -426,7 +450,30 @@ redistributing.
 
 Generate with: `maa generate "a dog barks while rain falls" -o out.wav --model <this folder>`
 (the paper's sampler: `--sampler ddim --steps 100`).
+
+## What to expect on a CPU
+
+A 10 s clip at the default 12 DPM-Solver++ steps is ~3.8 TFLOP: 12 guided UNet calls of 187 GFLOP,
+the VAE decoder 393 GFLOP, BigVGAN 1,144 GFLOP. On a 2-core AVX2 CPU (AMD EPYC, no AVX-512) that is
+~140 CPU-seconds (sampling 73, vocoder 49, VAE 12, the rest 6), so at least ~30 s of wall time on
+2 quiet cores; loading takes under a second (the weights are memory-mapped) and the peak memory is
+~3 GB. Fewer `--steps` shorten the sampling share. Measured by `python benchmarks/bench_paper_cpu.py
+--threads 1` of the maa repository (random weights of this structure); on a GPU see `--fast`.
 """
+
+
+def staging_dir(out: Path) -> Path:
+    """An empty folder next to `out` to build a conversion in (renamed onto `out` when whole), with
+    the permissions a plain mkdir would give; an unwritable place names -o, not the temporary folder."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise MaaError(f"-o {out}: cannot write in {out.parent} ({e.strerror}); choose a folder you can write to") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would otherwise stay on the finished folder
+    return tmp
 
 
 def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path | None = None,
@@ -443,6 +490,7 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
     ckpt, out = Path(ckpt), Path(out)
     if out.exists() and not (out / CONVERTED_MARK).exists() and (not out.is_dir() or any(out.iterdir())):
         raise MaaError(f"{out}: exists and is not a folder `maa convert` wrote; choose another -o or remove it")
+    num_heads, bert = yaml_num_heads(config), _check_bert(read_json(bert_config), bert_config)
     voc_dir = Path(vocoder) if vocoder is not None else None
     if voc_dir is not None:  # fail early, before the long read
         if not voc_dir.is_dir():
@@ -450,20 +498,19 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
         voc_cfg = read_bigvgan_config(voc_dir)
     if state is None:  # else read already (maa.convert.official.convert_official)
         state, digest = read_state_dict(ckpt, progress)
-    num_heads, bert = yaml_num_heads(config), read_json(bert_config)
     parts = split_parts(state, ckpt)
     del state
 
-    ucfg, vcfg = unet_config(parts["unet"], num_heads), vae_config(parts["vae"])
-    tcfg, dcfg = text_config(parts["text"], bert), diffusion_config(parts["buffers"])
-    unet, vae, text = map_unet(parts["unet"]), map_vae(parts["vae"], vcfg), map_text(parts["text"])
-    check_against_modules(ucfg, unet, vcfg, vae, tcfg, text)
+    check_finite(parts, ckpt)
+    try:  # a damaged checkpoint (a tensor of the wrong shape, a missing one) is named in the line
+        ucfg, vcfg = unet_config(parts["unet"], num_heads), vae_config(parts["vae"])
+        tcfg, dcfg = text_config(parts["text"], bert), diffusion_config(parts["buffers"])
+        unet, vae, text = map_unet(parts["unet"]), map_vae(parts["vae"], vcfg), map_text(parts["text"])
+        check_against_modules(ucfg, unet, vcfg, vae, tcfg, text)
+    except MaaError as e:
+        raise MaaError(f"{ckpt}: {e}") from None
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would otherwise stay on the finished folder
+    tmp = staging_dir(out)
     try:
         _save(tmp / "ldm" / "unet.safetensors", unet, half)
         del unet

@@ -20,23 +20,18 @@ What differs from v1 (maa.convert.make_an_audio), as measured on the official-go
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from maa.convert.make_an_audio import (
-    BUFFERS,
+    split_parts,
+    staging_dir,
     CONVERTED_MARK,
-    IGNORED,
-    UNET,
-    VAE,
     Progress,
     _check_fits,
     _convert_bigvgan,
-    _prefixes,
     _replace_dir,
     _save,
     diffusion_config,
@@ -72,23 +67,7 @@ def is_image_checkpoint(state: dict) -> bool:
 
 def split_image_parts(state: dict[str, torch.Tensor], path="checkpoint") -> dict[str, dict[str, torch.Tensor]]:
     """The image-to-audio state dict by part: unet, vae, clip (the OpenCLIP towers) and buffers."""
-    parts = {"unet": {}, "vae": {}, "clip": {}, "buffers": {}}
-    for k, v in state.items():
-        for name, prefix in (("unet", UNET), ("clip", CLIP), ("vae", VAE)):
-            if k.startswith(prefix) and not k.startswith(IGNORED):
-                parts[name][k[len(prefix):]] = v
-                break
-        else:
-            if k in BUFFERS:
-                parts["buffers"][k] = v
-    missing = [p for p, n in (("model.diffusion_model.*", "unet"), ("first_stage_model.*", "vae"),
-                              ("cond_stage_model.model.*", "clip")) if not parts[n]]
-    if "scale_factor" not in parts["buffers"] or "alphas_cumprod" not in parts["buffers"]:
-        missing.append("scale_factor/alphas_cumprod")
-    if missing:
-        raise MaaError(f"{path}: not a Make-An-Audio image-to-audio checkpoint (no {', '.join(missing)}); it holds "
-                       f"{_prefixes(state) or 'no tensors'}")
-    return parts
+    return split_parts(state, path, "clip", CLIP, "image-to-audio")
 
 
 def yaml_head_channels(path: str | Path | None) -> int:
@@ -196,17 +175,15 @@ def convert_make_an_audio_image(ckpt: str | Path, out: str | Path, vocoder: str 
         _check_fits("UNet", UNet(ucfg).state_dict(), unet)
         _check_fits("VAE", SpecVAE(vcfg).state_dict(), vae)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
+    tmp = staging_dir(out)
     try:
         _save(tmp / "ldm" / "unet.safetensors", unet, half)
         write_json_atomic(tmp / "ldm" / "config.json", {
             "kind": LDM_KIND, "unet": ucfg.to_dict(), "diffusion": dcfg.to_dict(), "text_encoder": "openclip:clip",
             "max_length": 77, "latent_channels": ucfg.in_channels, "mel": MEL.to_dict(), "weights": "unet.safetensors",
-            "mel_domain": "norm-db [-1, 1] (log10 = 2.5 x - 1.5)"})
+            # its VAE's output layer takes in the official normalised-dB range (log10 = 2.5 x - 1.5), so
+            # the model speaks log10 like maa's own; its vocoder config feeds BigVGAN the official input
+            "mel_domain": "log10", "official_mel": "norm-db [-1, 1], folded into the VAE (log10 = 2.5 x - 1.5)"})
         _save(tmp / "vae" / "vae.safetensors", vae, half)
         write_json_atomic(tmp / "vae" / "config.json", {
             "kind": "maa-vae", "vae": vcfg.to_dict(), "mel": MEL.to_dict(),

@@ -15,14 +15,13 @@ maa.models.inpaint_unet), vae/ (mapped as for v1), [vocoder/], README.md, and th
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from maa.convert.make_an_audio import (
+    staging_dir,
     CONVERTED_MARK,
     VAE,
     Progress,
@@ -128,11 +127,7 @@ def convert_inpaint(ckpt: str | Path, out: str | Path, vocoder: str | Path | Non
         _check_fits("inpainting UNet", InpaintUNet(ucfg).state_dict(), unet_sd)
         _check_fits("VAE", SpecVAE(vcfg).state_dict(), vae)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
+    tmp = staging_dir(out)
     try:
         _save(tmp / "ldm" / "unet.safetensors", unet_sd, half)
         write_json_atomic(tmp / "ldm" / "config.json", {

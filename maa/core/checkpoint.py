@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
+import mmap
 import os
 from pathlib import Path
 
@@ -107,8 +109,12 @@ def uninitialized():
             setattr(nn.init, n, f)
 
 
-def load_weights(dir: str | os.PathLike, modules: dict[str, nn.Module], strict: bool = True) -> dict:
-    """Load <key>.safetensors into each module; returns config.json (or {} if absent)."""
+def load_weights(dir: str | os.PathLike, modules: dict[str, nn.Module], strict: bool = True, mmap: bool = False) -> dict:
+    """Load <key>.safetensors into each module; returns config.json (or {} if absent).
+
+    `mmap`: the module's tensors become views of the file's memory map (assign_weights), so the
+    weights are neither read twice nor held twice; for modules built under `uninitialized`,
+    whose own tensors are then never touched."""
     dir = Path(dir)
     if not dir.is_dir():
         raise MaaError(f"{dir}: no such model folder; pass the folder a train command wrote (e.g. RUN/vae)")
@@ -117,9 +123,11 @@ def load_weights(dir: str | os.PathLike, modules: dict[str, nn.Module], strict: 
         if not path.exists():
             raise MaaError(f"{path}: missing weights file; is {dir} a complete model folder?")
         device = next(iter(m.parameters()), torch.empty(0)).device
-        state = load_safetensors(path, device=str(device))
         try:
-            m.load_state_dict(state, strict=strict)
+            if mmap:
+                assign_weights(m, mmap_safetensors(path), strict=strict)
+            else:
+                m.load_state_dict(load_safetensors(path, device=str(device)), strict=strict)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0]
             raise MaaError(f"{path}: weights do not fit the model in config.json ({first})") from None
@@ -141,6 +149,57 @@ def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, 
         what = ("a pickle (torch.save) renamed .safetensors" if head[:1] == b"\x80" or head == b"PK"
                 else f"damaged or truncated ({str(e).strip().splitlines()[0][:120]})")
         raise MaaError(f"{path}: not a readable safetensors file: {what}; re-export or re-download it") from None
+
+
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+              "BOOL": torch.bool}
+
+
+def mmap_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file as views of a private (copy-on-write) memory map of it.
+
+    Nothing is read until a tensor is used, and then from the page cache, with no copy: loading a
+    1.7 GB model this way holds the weights once, where load_safetensors + load_state_dict held
+    them twice per file for a moment (and read them into fresh memory). Writing to a tensor copies
+    only the pages written; the file never changes. A file the header check refuses goes to
+    load_safetensors, which names what is wrong with it."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n > size - 8:
+                raise ValueError("header length")
+            header = json.loads(f.read(n))
+            base = 8 + n
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size > base else None
+        out = {}
+        for key, e in header.items():
+            if key == "__metadata__":
+                continue
+            dtype, shape = _ST_DTYPES[e["dtype"]], [int(s) for s in e["shape"]]
+            begin, end = (int(o) for o in e["data_offsets"])
+            count = math.prod(shape)
+            if min(shape, default=0) < 0 or not 0 <= begin <= end <= size - base or \
+                    end - begin != count * torch.empty((), dtype=dtype).element_size():
+                raise ValueError(f"{key}: offsets")
+            out[key] = (torch.frombuffer(mm, dtype=dtype, count=count, offset=base + begin).view(shape) if count
+                        else torch.empty(shape, dtype=dtype))
+        return out
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        return load_safetensors(path)
+
+
+def assign_weights(module: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> nn.Module:
+    """Make `state`'s tensors the module's own (load_state_dict with assign): no copy, except where
+    a tensor has another dtype or device than the module's (float16 files, CUDA modules), which is
+    converted. Shapes and keys are checked as load_state_dict checks them (RuntimeError)."""
+    own = module.state_dict(keep_vars=True)
+    state = {k: (v.to(device=own[k].device, dtype=own[k].dtype)
+                 if k in own and (v.dtype != own[k].dtype or v.device != own[k].device) else v)
+             for k, v in state.items()}
+    module.load_state_dict(state, strict=strict, assign=True)
+    return module
 
 
 def read_config(dir: str | os.PathLike) -> dict:

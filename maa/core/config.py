@@ -214,6 +214,9 @@ class ConfigMixin:
     """to_dict / from_dict and field checks for a config dataclass (see the module docstring)."""
 
     limits: ClassVar[dict[str, Range | OneOf]] = {}
+    # Fields added after models were published: written only when not at their default, so a folder
+    # (and so its content hash, which records and --replay compare) stays byte for byte what it was.
+    optional: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self):
         self.check()
@@ -237,7 +240,9 @@ class ConfigMixin:
         raise ConfigError(type(self).__name__, field, problem)
 
     def to_dict(self) -> dict:
-        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """The config as JSON values (fields in `optional` only when they differ from their default)."""
+        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.name not in self.optional or getattr(self, f.name) != f.default}
 
     @classmethod
     def from_dict(cls, d: dict, *, file: str | os.PathLike | None = None, key: str | None = None,

@@ -104,7 +104,7 @@ def free_cores(sample_s: float = SAMPLE_SECONDS) -> int:
 def choose_threads(requested: int = 0, env: dict | None = None) -> int:
     """`requested` if > 0, else the free cores, shared among torchrun's processes on this node."""
     if requested > 0:
-        return requested
+        return min(requested, usable_cores())  # the warning comes once, from apply_threads
     env = os.environ if env is None else env
     per_node = max(1, int(env.get("LOCAL_WORLD_SIZE", "1") or 1))
     return max(1, free_cores() // per_node)
@@ -151,13 +151,24 @@ def configure_process(requested: int = 0, env: dict | None = None, long_running:
     return n
 
 
-def apply_threads(threads: int) -> int:
-    """For a command body (torch imported): `--threads N` sets N; 0 keeps what configure_process chose
-    (or, outside the `maa` entry point, the policy's choice). Returns the count in use."""
+def cap_threads(threads: int, what: str = "--threads") -> int:
+    """`threads` bounded by the usable cores, with one warning line when it asked for more: 100,000
+    threads would start as many OS threads (load in the hundreds, or a hang)."""
+    cores = usable_cores()
+    if threads > cores:
+        print(f"warning: {what} {threads}: only {cores} cores are usable here; using {cores}", file=sys.stderr)
+        return cores
+    return threads
+
+
+def apply_threads(threads: int, what: str = "--threads") -> int:
+    """For a command body (torch imported): `--threads N` sets N (at most the usable cores; `what`
+    names the source in the warning); 0 keeps what configure_process chose (or, outside the `maa`
+    entry point, the policy's choice). Returns the count in use."""
     import torch  # noqa: PLC0415  torch: slow import, kept off this module's import
 
     if threads > 0:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(cap_threads(threads, what))
     elif "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(choose_threads(0))
     return torch.get_num_threads()

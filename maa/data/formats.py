@@ -39,8 +39,10 @@ AUDIOCAPS_COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
 CLOTHO_COLUMNS = ("file_name", "caption_1")
 
 
-def read_csv_table(path: Path, need: tuple[str, ...], **kw) -> list[dict]:
-    """Rows of a CSV (or TSV with delimiter='\\t') as stripped dicts; a missing column is a MaaError."""
+def read_csv_table(path: Path, need: tuple[str, ...], skipped: list[str] | None = None, **kw) -> list[dict]:
+    """Rows of a CSV (or TSV with delimiter='\\t') as stripped dicts, each with its "_line"; a missing
+    column is a MaaError. A row with another number of fields than the header is left out and named in
+    `skipped` ("FILE line N: ..."); without `skipped` it is an error."""
     text = read_text(path)
     reader = csv.DictReader(io.StringIO(text), **kw)
     cols = [c.strip() for c in reader.fieldnames or []]
@@ -48,7 +50,35 @@ def read_csv_table(path: Path, need: tuple[str, ...], **kw) -> list[dict]:
     if lost:
         raise MaaError(f"{path}: no column {', '.join(lost)} (found: {', '.join(cols) or 'none'}); "
                        "is this the data set's original CSV?")
-    return [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    rows = []
+    for r in reader:
+        extra, short = len(r.get(None) or []), sum(v is None for k, v in r.items() if k is not None)
+        if extra or short:  # DictReader puts surplus fields under None and fills missing ones with None
+            why = (f"{path} line {reader.line_num}: {len(cols) + extra - short} fields, the header has {len(cols)} "
+                   "(a broken or ragged row)")
+            if skipped is None:
+                raise MaaError(f"{why}; fix the CSV")
+            skipped.append(why)
+            continue
+        rows.append({**{(k or "").strip(): (v or "").strip() for k, v in r.items() if k is not None},
+                     "_line": reader.line_num})
+    return rows
+
+
+def _leave_out(why: str, skipped: list[str] | None) -> None:
+    """A row that cannot be a clip: named in `skipped` (the importers report them), else an error."""
+    if skipped is None:
+        raise MaaError(f"{why}; fix or remove that row")
+    skipped.append(why)
+
+
+def inside(name: str, where: str) -> str:
+    """A file name from a data set's CSV/JSON, refused when it leaves the data folder (absolute, ..)."""
+    p = Path(name)
+    if p.is_absolute() or ".." in p.parts or not name:
+        raise MaaError(f"{where}: file name {name!r} points outside the data folder; the data set's files are "
+                       "named relative to it (fix or remove that row)")
+    return name
 
 
 def audio_index(root: Path) -> dict[str, Path]:
@@ -88,10 +118,15 @@ class YouTubeClips:
         return self.by_stem.get(other) if other else None
 
 
-def read_audiocaps_csv(path: Path, clips: YouTubeClips, missing: list[dict] | None = None) -> list[dict]:
-    """An AudioCaps CSV -> one row per YouTube clip (id ac_<ytid>), its audio found in `clips`."""
+def read_audiocaps_csv(path: Path, clips: YouTubeClips, missing: list[dict] | None = None,
+                       skipped: list[str] | None = None) -> list[dict]:
+    """An AudioCaps CSV -> one row per YouTube clip (id ac_<ytid>), its audio found in `clips`. Rows
+    without a caption or YouTube id, and ragged rows, are named in `skipped` (without it: an error)."""
     grouped: dict[str, dict] = {}
-    for r in read_csv_table(path, AUDIOCAPS_COLUMNS):
+    for r in read_csv_table(path, AUDIOCAPS_COLUMNS, skipped):
+        if not r["caption"] or not r["youtube_id"]:
+            _leave_out(f"{path} line {r['_line']}: no {'caption' if r['youtube_id'] else 'youtube_id'}", skipped)
+            continue
         g = grouped.setdefault(r["youtube_id"], {"start": r["start_time"], "ac": r["audiocap_id"], "caps": []})
         g["caps"].append(r["caption"])
     rows = []
@@ -109,22 +144,27 @@ def read_audiocaps_csv(path: Path, clips: YouTubeClips, missing: list[dict] | No
 
 
 def read_clotho_csv(path: Path, audio_dir: Path, missing: list[dict] | None = None,
-                    sound_ids: dict[str, str] | None = None) -> list[dict]:
+                    sound_ids: dict[str, str] | None = None, skipped: list[str] | None = None) -> list[dict]:
     """A Clotho captions CSV -> one row per clip (id clotho_<stem>), audio `audio_dir`/<file_name>.
 
     `sound_ids` (file_name -> Freesound id, from clotho_metadata_<split>.csv) sets the
-    de-duplication key to freesound:<id>; otherwise it is clotho:<file_name>."""
+    de-duplication key to freesound:<id>; otherwise it is clotho:<file_name>. Rows without a caption,
+    and ragged rows, are named in `skipped` (without it: an error); a file name that leaves the audio
+    folder is refused."""
     rows = []
-    for r in read_csv_table(path, CLOTHO_COLUMNS):
+    for r in read_csv_table(path, CLOTHO_COLUMNS, skipped):
         caps = [r[f"caption_{k}"] for k in range(1, 6) if r.get(f"caption_{k}")]
+        if not caps:
+            _leave_out(f"{path} line {r['_line']}: {r['file_name']} has no caption", skipped)
+            continue
         cid = clip_id(f"clotho_{Path(r['file_name']).stem}")
-        p = (Path(audio_dir) / r["file_name"]).resolve()
+        p = (Path(audio_dir) / inside(r["file_name"], f"{path} line {r['_line']}")).resolve()
         if not p.exists() and missing is not None:
             missing.append({"id": cid, "expected": str(Path(audio_dir) / r["file_name"])})
             continue
         key = f"freesound:{sound_ids[r['file_name']]}" if sound_ids and r["file_name"] in sound_ids \
             else f"clotho:{r['file_name']}"
-        rows.append({"id": cid, "audio": str(p), "caption": caps[0] if caps else "", "captions": caps,
+        rows.append({"id": cid, "audio": str(p), "caption": caps[0], "captions": caps,
                      "source": "clotho", "key": key})
     return rows
 

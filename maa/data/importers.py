@@ -55,10 +55,12 @@ class Imported:
     name: str
     rows: list[dict] = field(default_factory=list)
     missing: list[dict] = field(default_factory=list)   # {"set", "id", "expected", "split"}
+    skipped: list[str] = field(default_factory=list)    # rows left out, each "FILE line N: why"
 
     def counts(self) -> dict:
         by = {s: sum(1 for r in self.rows if r["split"] == s) for s in SPLITS}
-        return {"clips": len(self.rows), **{k: v for k, v in by.items() if v}, "missing": len(self.missing)}
+        return {"clips": len(self.rows), **{k: v for k, v in by.items() if v}, "missing": len(self.missing),
+                **({"skipped": len(self.skipped)} if self.skipped else {})}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,7 +93,7 @@ def import_audiocaps(root: str | os.PathLike) -> Imported:
             continue
         found = True
         lost: list[dict] = []
-        out.rows += [{**r, "split": split} for r in read_audiocaps_csv(path, clips, missing=lost)]
+        out.rows += [{**r, "split": split} for r in read_audiocaps_csv(path, clips, missing=lost, skipped=out.skipped)]
         out.missing += [_missing("audiocaps", m["id"], m["expected"], split) for m in lost]
     if not found:
         raise MaaError(f"{root}: no train.csv, val.csv or test.csv; the AudioCaps folder holds the three "
@@ -117,7 +119,8 @@ def import_clotho(root: str | os.PathLike) -> Imported:
         if meta.exists():
             sound_ids = {r["file_name"]: r["sound_id"] for r in _read_csv(meta, ("file_name",)) if r.get("sound_id")}
         lost: list[dict] = []
-        out.rows += [{**r, "split": split} for r in read_clotho_csv(path, root / folder, missing=lost, sound_ids=sound_ids)]
+        out.rows += [{**r, "split": split} for r in read_clotho_csv(path, root / folder, missing=lost, sound_ids=sound_ids,
+                                                                 skipped=out.skipped)]
         out.missing += [_missing("clotho", m["id"], m["expected"], split) for m in lost]
     if not found:
         raise MaaError(f"{root}: no clotho_captions_development/validation/evaluation.csv; the Clotho folder holds "
@@ -147,7 +150,13 @@ def import_wavcaps(root: str | os.PathLike) -> Imported:
             except ValueError as e:
                 raise MaaError(f"{f}: not JSON ({e}); use the file WavCaps ships") from None
             items = data.get("data", []) if isinstance(data, dict) else data
-            for item in items:
+            if not isinstance(items, list):
+                raise MaaError(f"{f}: 'data' is {type(items).__name__}, not a list of {{id, caption}}; "
+                               "use the file WavCaps ships")
+            for n, item in enumerate(items):
+                if not isinstance(item, dict) or not isinstance(item.get("caption", ""), str):
+                    out.skipped.append(f"{f} entry {n}: {str(item)[:40]!r} is not an object with an id and a text caption")
+                    continue
                 raw = str(item.get("id", "")).strip()
                 stem = Path(raw).stem if Path(raw).suffix.lower() in AUDIO_EXTS else raw
                 cid = clip_id(f"wc_{short}_{stem}")
@@ -164,7 +173,7 @@ def import_wavcaps(root: str | os.PathLike) -> Imported:
                 row = {"id": cid, "audio": str(p), "caption": str(item.get("caption", "")).strip(),
                        "split": "train", "source": f"wavcaps/{subset}", "key": key}
                 row["captions"] = [row["caption"]]
-                if item.get("duration"):
+                if isinstance(item.get("duration"), (int, float)) and not isinstance(item["duration"], bool):
                     row["duration"] = float(item["duration"])
                 out.rows.append(row)
     if not out.rows and not out.missing:
@@ -305,13 +314,22 @@ def expand_captions(rows: list[dict]) -> list[dict]:
     return out
 
 
+def check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """-o of an import: a folder (made if needed), not an existing file."""
+    out_dir = Path(out_dir)
+    hit = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
+    if hit is not None and not hit.is_dir():
+        raise MaaError(f"-o {out_dir}: {hit} is a file; give a folder for the manifests")
+    return out_dir
+
+
 def combine(sets: list[Imported], out_dir: str | os.PathLike, hash_check: bool = True) -> dict:
     """Write OUT/{train,val}.jsonl, OUT/test-<set>.jsonl, OUT/missing.jsonl and OUT/summary.json.
 
     A clip is dropped from train/val when its key or content hash equals that of an AudioCaps or
     Clotho test clip, or of a clip kept earlier (sets are taken in the order given). The summary
     states the check: no remaining training clip shares a key or hash with a test clip."""
-    out_dir = Path(out_dir)
+    out_dir = check_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     all_rows = [r for s in sets for r in s.rows]
     hashes = content_hashes(sorted({r["audio"] for r in all_rows})) if hash_check else {}

@@ -162,7 +162,9 @@ def compute_mels(rows: list[dict], job: MelJob, progress: Callable[[int], None] 
         p = mel_path(job.out_dir, row["id"])
         if p.exists():
             try:
-                frames = int(np.load(p, mmap_mode="r").shape[-1])
+                m = np.load(p, mmap_mode="r")
+                # a leftover with a valid header can still hold NaN (a damaged disk, another tool): redo it
+                frames = int(m.shape[-1]) if m.ndim == 2 and np.isfinite(m).all() else None
             except (ValueError, OSError):
                 frames = None  # unreadable leftover: recompute
             if frames is not None:

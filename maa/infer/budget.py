@@ -61,7 +61,11 @@ def estimate(root: Path, duration: float, steps: int, samples: int, batch_size: 
     params = sum(4 * u.channels ** 2 * m * m * 30 for m in u.channel_mult)  # rough weight count
     mem = 4 * params + b * (act + scores) + b * v.n_mels * frames * v.ch * 4 * 3  # + the VAE decoder's widest map
     rate = 20e12 if str(device).startswith("cuda") else _cpu_flops()
-    return Estimate(steps * samples * 2 * flops / rate, mem, (c0, h, w))
+    # per sample (window) once, whatever the steps: the VAE decoder and, for held-known windows, its
+    # encoder (at few steps they outweigh the UNet: -d 60 --steps 2 ran 1.7x its UNet-only estimate)
+    vae = 2 * sum((v.num_res_blocks + 1) * 36 * (v.ch * m) ** 2 * v.n_mels * frames / 4 ** lvl
+                  for lvl, m in enumerate(v.ch_mult))
+    return Estimate((steps * 2 * flops + vae) * samples / rate, mem, (c0, h, w))
 
 
 @functools.cache  # once per process: estimates then compare exactly

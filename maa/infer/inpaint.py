@@ -44,6 +44,7 @@ from maa.core.mel import frames_for_duration, samples_for_frames
 from maa.infer import sampling
 from maa.infer.mel_domain import NORMDB, log10_to_normdb, normdb_to_log10
 from maa.parts.scorers import MaaClapScorer
+from maa.infer.limits import check_span_seconds
 
 # Scene captions the context is chosen from when --context is not given: backgrounds the demo
 # corpus and its "A while B" compositions cover, phrased as its template captions are.
@@ -58,14 +59,15 @@ LATENT_FADE = 0.25  # s: about two latent frames of 128 ms
 AUDIO_FADE = 0.05  # s
 
 Span = tuple[float, float]
+SPAN_SLACK = 0.0005  # s: a span may end half a millisecond past the input (rounding of a typed length)
 
 
-def parse_span(text: str) -> Span:
-    """"2.0-3.5" (seconds) -> (2.0, 3.5)."""
+def parse_span(text: str, what: str = "--inpaint") -> Span:
+    """"2.0-3.5" (seconds) -> (2.0, 3.5); `what` is the flag named when it is not a span."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*[-:]\s*(\d+(?:\.\d*)?|\.\d+)\s*", str(text))
     if not m or not float(m.group(1)) < float(m.group(2)):
-        raise MaaError(f"--inpaint {text!r}: want START-END in seconds with START < END, e.g. 2.0-3.5")
-    return float(m.group(1)), float(m.group(2))
+        raise MaaError(f"{what} {str(text).strip()!r}: want START-END in seconds with START < END, e.g. 2.0-3.5")
+    return check_span_seconds(float(m.group(1)), float(m.group(2)), what)
 
 
 def check_spans(spans: list[Span], seconds: float, what: str = "--inpaint") -> list[Span]:
@@ -73,7 +75,8 @@ def check_spans(spans: list[Span], seconds: float, what: str = "--inpaint") -> l
     if not spans:
         raise MaaError(f"{what}: give at least one span START-END")
     for s, e in spans:
-        if not 0 <= s < e or s >= seconds:
+        # one rule for every span that leaves the input (4-9 on a 5 s clip as 7-9): refused, never clipped
+        if not 0 <= s < e or e > seconds + SPAN_SLACK:
             raise MaaError(f"{what} {s:g}-{e:g}: outside the {seconds:.2f} s input; give spans within 0-{seconds:.2f}")
     return sorted((s, min(e, seconds)) for s, e in spans)
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from maa.core.audio import audio_info
 from maa.core.errors import MaaError
@@ -28,6 +30,14 @@ from maa.core.io import write_text_atomic
 from maa.core.manifest import clip_id, safe_stem
 from maa.core.threads import apply_threads
 from maa.infer.budget import preflight
+from maa.infer.limits import (
+    MAX_CANDIDATES,
+    check_count,
+    check_not_input,
+    check_replaceable,
+    check_replay_alone,
+    check_same_record,
+)
 from maa.infer.options import GenerateOptions
 from maa.infer.pipeline import load_pipeline
 from maa.infer.plots import save_png
@@ -65,6 +75,7 @@ class GenerateJob:
     replay: Path | None = None
     threads: int = 0
     visual: list | None = None  # [maa.infer.visual.VisualSpec]: pictures or videos as prompts, one output each
+    lora: list = field(default_factory=list)  # "DIR[:SCALE]" LoRA adapters (maa.models.lora); a replay takes its record's
 
 
 def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
@@ -75,23 +86,41 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
     if visual and candidates > 1:
         raise MaaError(f"-n {candidates} with --image/--video: candidates are ranked by an audio-text score, and a "
                        "picture gives no text to score against; use -n 1")
+    specs = []
+    if job.lora or (job.replay is not None):
+        from maa.models.lora import AdapterSpec, parse_spec  # noqa: PLC0415  only with adapters: a plain prompt walks fewer files
+
+        specs = [parse_spec(s) for s in job.lora or []]  # bad --lora values fail before anything loads
     if job.replay is not None:
-        record = read_record(job.replay)
-        if record is None:
-            raise MaaError(f"{job.replay}: holds no generation record (not written by maa generate, or its metadata was stripped)")
+        check_replay_alone(job.replay, job.prompt, job.prompts_file)
+        record = read_record(job.replay, strict=True)  # checked field by field, before anything is allocated
         items = [("", record["prompt"], record["seed"])]
         model_dir = model_dir or record["model"]
         gl_iters = record.get("gl_iters", gl_iters)
         candidates = 1
         threads = threads or record.get("threads", 0)  # bit-exact on a CPU needs the same thread count
+        specs = specs or [AdapterSpec(Path(a["path"]), float(a["scale"])) for a in record.get("lora") or []]
         opts = GenerateOptions.from_record(record)
     elif visual:
         items = [(s.name or Path(s.video or s.images[0]).stem, s.text or "", s.seed) for s in visual]
     else:
         items = _read_items(job.prompt, job.prompts_file)
+        check_count(candidates, "-n", MAX_CANDIDATES)
     paths = _check_outputs(items, job.out, job.out_dir, job.manifest)
+    what = "-o" if job.out else "output"
+    init_file = opts.init_audio if isinstance(opts.init_audio, (str, os.PathLike)) else None
+    inputs = {"--init-audio": init_file, "--replay": job.replay, "--prompts": job.prompts_file}
+    for p, name in [(p, what) for p in paths] + [(job.manifest, "--manifest")]:
+        check_not_input(p if p not in (None, "-") else None, inputs, name)
+        check_replaceable(p if name != "--manifest" else None, lambda q: read_record(q) is not None, job.overwrite, name)
     if opts.init_audio is not None and record is None:
-        audio_info(opts.init_audio)
+        info = audio_info(opts.init_audio)
+        if opts.inpaint:  # spans and the estimate at the input's length, before the model loads
+            from maa.infer.inpaint import check_spans  # noqa: PLC0415  a mode module only when its mode runs: a plain prompt walks none
+
+            seconds = info.frames / info.samplerate
+            check_spans(opts.inpaint, seconds)
+            opts = replace(opts, duration=seconds)  # what Pipeline.request does too: inpainting keeps the input's length
     elif opts.strength != 0.5 and record is None:
         log.warn("--strength has no effect without --init-audio")
     if opts.guidance < 1:
@@ -105,8 +134,9 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
     spec = _check_scorer(job.scorer, root, candidates, log)
     log.info(f"generate: {len(items)} output(s) x {candidates} candidate(s), {est}")
 
-    apply_threads(threads)
-    pipe = load_pipeline(root, dev, text_encoder=record.get("text_encoder") if record else None, gl_iters=gl_iters)
+    apply_threads(threads, "--threads" if not record or threads != record.get("threads") else f"{job.replay}: the record's threads")
+    pipe = load_pipeline(root, dev, text_encoder=record.get("text_encoder") if record else None, gl_iters=gl_iters,
+                         lora=specs, force=job.force, warn=log.warn)
     if visual:  # each picture's condition registered with the encoder under a key used as its prompt
         from maa.infer.visual import prepare as prepare_visual  # noqa: PLC0415  pictures only: a text prompt walks no visual module
 
@@ -133,7 +163,7 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
         if pipe.text.is_truncated(text):
             log.warn(f"prompt {i + 1} is longer than {pipe.text.max_length} tokens; the rest is ignored: {text[:60]}...")
 
-    rows = _skip_made(paths, req.records, job.png, job.overwrite)
+    rows = _skip_made(paths, req.records, job.png, job.overwrite, what)
     todo = set(range(len(paths))) - set(rows)
     if rows:
         log.info(f"generate: {len(rows)} output(s) already made with these settings, skipped (--overwrite to redo)")
@@ -149,7 +179,9 @@ def run(job: GenerateJob, log: Log | None = None) -> list[dict]:
         else:
             save_wav_with_record(p, o.audio, o.record)
             if job.png:
-                save_png(p.with_suffix(".png"), o.mel, o.record["prompt"])
+                loop = bool(o.record.get("loop"))  # a loop is drawn twice: the wrap shows in the middle
+                save_png(p.with_suffix(".png"), np.concatenate([o.mel, o.mel], axis=-1) if loop else o.mel,
+                         o.record["prompt"] + (" (loop, twice)" if loop else ""))
         rows[o.index] = _row(p, o.record, job.png)
         _emit(sink, rows[o.index])
         if job.manifest not in (None, "-"):  # one line per finished output, in prompt order, at every moment
@@ -261,13 +293,16 @@ def _check_outputs(items: list, out: str | None, out_dir: Path | None, manifest:
     return paths
 
 
-def _skip_made(paths: list[Path | None], records: list[dict], png: bool, overwrite: bool) -> dict[int, dict]:
-    """The manifest rows of outputs a rerun keeps: their wav holds a record of the same settings."""
+def _skip_made(paths: list[Path | None], records: list[dict], png: bool, overwrite: bool,
+               what: str = "-o") -> dict[int, dict]:
+    """The manifest rows of outputs a rerun keeps: their wav holds a record of the same settings. A wav
+    that holds another generation's record is refused unless `overwrite` (maa.infer.limits)."""
     rows = {}
     for i, p in enumerate(paths):
-        if p is not None and not overwrite and p.exists() and (not png or p.with_suffix(".png").exists()):
+        if p is not None and not overwrite and p.exists():
             old = read_record(p)
-            if same_settings(old, records[i]):
+            check_same_record(p, not same_settings(old, records[i]), overwrite, what)
+            if not png or p.with_suffix(".png").exists():
                 rows[i] = _row(p, old, png)
     return rows
 
@@ -296,7 +331,7 @@ def _check_scorer(spec: str | None, root: Path, candidates: int, log: Log) -> st
             return f"maa-clap:{root / 'clap'}"
         log.warn("-n: no audio-text scorer (no clap/ in the model folder and no --scorer); keeping the first candidate")
         return None
-    from maa.parts.scorers import check_scorer  # noqa: PLC0415  only for -n K > 1: a plain prompt never enters the scorers (nor LAION, maa-clap)
+    from maa.parts.scorers import check_scorer  # noqa: PLC0415  only for -n K with --scorer: a plain prompt never enters the scorers
 
     return check_scorer(spec)
 
@@ -310,5 +345,7 @@ def _warn_replay(record: dict, now: dict, src: Path, log: Log) -> None:
     if record.get("threads", now.get("threads")) != now.get("threads"):
         log.warn(f"{src} was made with {record['threads']} CPU threads, this run has {now.get('threads')}: "
                  "close, but not bit-exact")
+    if [a.get("sha256") for a in record.get("lora") or []] != [a.get("sha256") for a in now.get("lora") or []]:
+        log.warn(f"{src} was made with other LoRA adapters ({record.get('lora')}); the audio will differ")
     if record.get("maa") != now["maa"]:
         log.warn(f"{src} was made by maa {record.get('maa')}, this is {now['maa']}: the audio may differ")

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import torch
 
+from maa.core.errors import MaaError
+
 LOG10, NORMDB = "log10", "normdb"
+
+
+def _check(domain: str | None) -> None:
+    if domain not in (None, LOG10, NORMDB):
+        raise MaaError(f"ldm/config.json: mel_domain {domain!r} is unknown; want {LOG10!r} or {NORMDB!r}")
 
 
 def normdb_to_log10(x: torch.Tensor) -> torch.Tensor:
@@ -50,9 +57,11 @@ class DomainVocoder:
 
 def for_domain(vocoder, domain: str | None):
     """The vocoder as a model of `domain` needs it (unchanged for log10)."""
+    _check(domain)
     return vocoder if domain in (None, LOG10) else DomainVocoder(vocoder, domain)
 
 
 def to_model_domain(log10_mel: torch.Tensor, domain: str | None) -> torch.Tensor:
     """maa's log10 mel of an input clip (audio-to-audio, inpainting) in the domain the model's VAE takes."""
+    _check(domain)
     return log10_mel if domain in (None, LOG10) else log10_to_normdb(log10_mel)

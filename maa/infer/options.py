@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from maa.core.errors import MaaError
+from maa.infer.limits import check_settings
 from maa.infer.sampling import WINDOW
 from maa.models.samplers import SAMPLERS
 
@@ -53,6 +54,7 @@ class GenerateOptions:
     context: str | None = None  # keep-scene: the scene's caption (None: the model's clap/ picks one)
     timeline: list | None = None  # [{"start", "end", "prompt"}]: each event in its span
     background: str | None = None  # with a timeline: the prompt under the events
+    loop: bool = False  # a seamless loop: sampled and decoded on a circle (maa.infer.loop)
 
     def __post_init__(self):
         if self.steps is None:
@@ -71,6 +73,7 @@ class GenerateOptions:
 
     def check(self) -> GenerateOptions:
         """One-line errors for settings that cannot run (before anything loads); returns the options."""
+        check_settings({k: v for k, v in vars(self).items() if k != "init_audio"})  # maa.infer.limits: the bounds
         if self.sampler not in SAMPLERS:
             raise MaaError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if self.steps < 1:
@@ -95,6 +98,11 @@ class GenerateOptions:
             raise MaaError("--inpaint-mode/--context: only with --inpaint START-END (the spans to regenerate)")
         if self.context is not None and self.inpaint_mode != "keep-scene":
             raise MaaError("--context: only with --inpaint-mode keep-scene (replace samples the prompt alone)")
+        if self.loop and (self.inpaint or self.timeline):
+            raise MaaError("--loop with --inpaint or --timeline: not supported; make the loop from a prompt (or --init-audio)")
+        if self.loop and self.duration > WINDOW + 1e-9:
+            raise MaaError(f"--loop with --duration {self.duration:g}: a loop is one window, at most {WINDOW:g} s; "
+                           "repeat it to fill longer")
         if self.inpaint and self.init_audio is None:
             raise MaaError("--inpaint: give the clip to inpaint with --init-audio FILE")
         self.checked = True  # not a field: Pipeline.request does not check these options again
@@ -128,7 +136,7 @@ class GenerateOptions:
         for f in fields(self):
             if f.name in ("batch_size", "init_audio") or (f.name == "strength" and self.init_audio is None):
                 continue
-            if f.name in ("inpaint", "timeline", "background", "context") and not getattr(self, f.name):
+            if f.name in ("inpaint", "timeline", "background", "loop", "context") and not getattr(self, f.name):
                 continue  # recorded only when used
             if f.name == "inpaint_mode" and not self.inpaint:
                 continue

@@ -43,6 +43,8 @@ from maa.core.hub import resolve_model
 from maa.core.version import __version__
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import frames_for_duration, samples_for_frames, seconds_for_frames
+from maa.infer import loop as looping
+from maa.core.profile import staged
 from maa.infer import sampling
 from maa.infer.mel_domain import for_domain
 from maa.infer.options import GenerateOptions, mode_module, split_sequence
@@ -73,6 +75,7 @@ def resolve_model_dir(path: str | Path | None) -> Path:
     return p
 
 
+@staged("load")
 def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder: str | None = None,
                gl_iters: int = 32) -> Pipeline:
     """The Pipeline of a model folder on `device` as given (load_pipeline picks the device)."""
@@ -87,7 +90,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder
         raise MaaError(f"{root / 'ldm' / 'config.json'}: kind {cfg.get('kind')!r} is not an LDM config")
     with uninitialized():  # loaded strictly below: no random init to draw
         unet = UNet(UNetConfig.from_dict(cfg["unet"])).to(dev)
-    load_weights(root / "ldm", {"unet": unet})
+    load_weights(root / "ldm", {"unet": unet}, mmap=True)
     text = load_text_encoder(resolve_spec(text_encoder or cfg["text_encoder"], root), device=device, max_length=cfg.get("max_length", 77))
     if text.dim != unet.cfg.context_dim:
         raise MaaError(f"text encoder {text.name}: width {text.dim}, but the UNet was trained with {unet.cfg.context_dim}")
@@ -98,10 +101,18 @@ def load_model(path: str | Path | None = None, device: str = "cpu", text_encoder
 
 
 def load_pipeline(model_dir: str | Path | None = None, device: str = "auto", text_encoder: str | None = None,
-                  gl_iters: int = 32, scorer=None) -> Pipeline:
-    """The Pipeline of a model folder (None: the bundled model) on `device` (auto: CUDA when available)."""
+                  gl_iters: int = 32, scorer=None, lora: list | None = None, force: bool = False,
+                  warn: Callable[[str], None] | None = None) -> Pipeline:
+    """The Pipeline of a model folder (None: the bundled model) on `device` (auto: CUDA when available).
+
+    `lora`: adapters to switch on, each "DIR[:SCALE]" or a maa.models.lora.AdapterSpec (they stack);
+    one made for another base model is refused unless `force` (then `warn` is told)."""
     pipe = load_model(model_dir, device=str(pick_device(device)), text_encoder=text_encoder, gl_iters=gl_iters)
     pipe.scorer = scorer
+    if lora:  # LoRA hook (maa.models.lora): forward hooks on the UNet's layers; its weights stay the base's
+        from maa.models.lora import load_adapters, unet_sha256  # noqa: PLC0415  only with adapters: a plain prompt walks fewer files
+
+        pipe._lora, pipe.adapters = load_adapters(pipe.unet, lora, unet_sha256(pipe.root), force, warn, pipe.device)
     return pipe
 
 
@@ -149,7 +160,7 @@ def _layout(prompts: list[str], seeds: list[int], opts: GenerateOptions, factor:
     frames = frames_for_duration(opts.duration, factor)
     length = samples_for_frames(frames)
     init = None if opts.init_audio is None else np.asarray(opts.init_audio, np.float32)
-    parts = [split_sequence(p) if opts.compose else [p] for p in prompts]
+    parts = [split_sequence(p) if opts.compose and not opts.loop else [p] for p in prompts]  # a loop is one part
     clips, overlaps = [], []
     for i, (q, seed) in enumerate(zip(parts, seeds)):
         n = len(q)
@@ -271,6 +282,7 @@ class Pipeline:
     root: Path
     device: torch.device
     scorer: object | None = None  # for best-of-K; None: the folder's clap/ when there is one
+    adapters: list = field(default_factory=list)  # LoRA adapters attached to the UNet: {path, sha256, scale} each
 
     def __call__(self, prompts: str | list[str], seeds: list[int | None] | None = None, seed: int = 0,
                  candidates: int = 1, scorer=None, init_audio=None, on_step: Callable[[], None] | None = None,
@@ -331,7 +343,9 @@ class Pipeline:
             batches, overlaps = [], [0] * len(prompts_k)
         ts = sampling.timesteps(self, opts, mode == "plain" and opts.init_audio is not None)
         req = Request(prompts_k, seeds_k, opts, parts, batches, overlaps, frames, ts, k, self._scorer(scorer, k))
-        common = {**opts.record_settings(), "duration": round(seconds_for_frames(frames), 4), "frames": frames}
+        # a loop is exactly one period, frames * hop samples (maa.infer.loop.decode)
+        seconds = frames * MEL.hop_length / SAMPLE_RATE if opts.loop else seconds_for_frames(frames)
+        common = {**opts.record_settings(), "duration": round(seconds, 4), "frames": frames}
         common.update(init)
         common.update(self.identity())
         for text, base in zip(texts, bases):
@@ -425,7 +439,8 @@ class Pipeline:
         noise = torch.stack([sampling.seeded_noise(self.vae.latent_shape(frames), j.seed) for j in clips]).to(self.device)
         known = None if opts.init_audio is None else sampling.Known(sampling.encode(self, [j.init for j in clips], frames))
         x = sampling.sample(self, [j.text for j in clips], noise, opts, known, on_step, seed=clips[0].seed)
-        mels, wavs = sampling.decode(self, x, frames)
+        # a loop: decoded with wrap context and cut to one period (maa.infer.loop)
+        mels, wavs = looping.decode(self, x, frames) if opts.loop else sampling.decode(self, x, frames)
         return wavs, mels, x.cpu()
 
     def replay(self, record: dict) -> Request:
@@ -460,6 +475,8 @@ class Pipeline:
                "vocoder": self.vocoder.kind}
         if self.vocoder.kind == "griffin-lim":
             out["gl_iters"] = self.vocoder.n_iter
+        if self.adapters:  # LoRA (maa.models.lora): the hash and scale make the audio; the path finds it again
+            out["lora"] = [dict(a) for a in self.adapters]
         if self.device.type == "cpu":  # a CPU matmul's sums (so the last bits) depend on the thread count
             out["threads"] = torch.get_num_threads()
         return {**out, "device": self.device.type, "maa": __version__}

@@ -29,6 +29,7 @@ from maa.core.audio import fit_length
 from maa.core.mel import mel_spectrogram, samples_for_frames
 from maa.infer.accel import FastPath, ensure
 from maa.infer.mel_domain import to_model_domain
+from maa.infer.loop import circular
 from maa.models.samplers import (
     SAMPLERS,
     end_alpha,
@@ -104,7 +105,10 @@ def sample(model, conditions: Sequence[str] | Regions, noise: torch.Tensor, opts
     run = SAMPLERS[opts.sampler]
     if known is not None and not sdedit:
         run = hold_known(run, known.latent, known.keep.to(noise.device, noise.dtype), noise, model.ac)
-    return run(denoiser(model, conditions, opts), x, ts, model.ac, eta=opts.eta,
+    eps = denoiser(model, conditions, opts)
+    if getattr(opts, "loop", False):  # the latent on a circle: its end denoised next to its start (maa.infer.loop)
+        eps = circular(eps, noise.shape[-1])
+    return run(eps, x, ts, model.ac, eta=opts.eta,
                generator=torch.Generator().manual_seed(int(seed)),
                callback=(lambda i, _x: on_step()) if on_step else None,
                final_alpha=end_alpha(model.ac, getattr(model.dcfg, "timestep_grid", "maa")))

@@ -33,6 +33,7 @@ from maa.core.errors import MaaError
 from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
 from maa.infer import sampling
 from maa.infer.inpaint import LATENT_FADE, latent_times, parse_span, sample_times, span_weight
+from maa.infer.limits import check_timeline
 from maa.infer.longform import generate_long, windows_for
 from maa.infer.sampling import WINDOW
 
@@ -89,7 +90,7 @@ def parse_timeline(spec: str) -> list[Event]:
             span, sep, prompt = item.partition(":")
             if not sep or not prompt.strip():
                 raise MaaError(f"--timeline {item!r}: want START-END: PROMPT, e.g. \"0-3: a dog barks; 2-6: rain falls\"")
-            s, e = parse_span(span)
+            s, e = parse_span(span, "--timeline")
             events.append(Event(s, e, prompt.strip()))
     return check_events(events)
 
@@ -98,6 +99,7 @@ def check_events(events: list[Event]) -> list[Event]:
     """The events checked (at least one, each span inside the bounds), in start order."""
     if not events:
         raise MaaError("--timeline: no events; give e.g. \"0-3: a dog barks; 2-6: rain falls\"")
+    check_timeline(events)  # maa.infer.limits: finite, bounded spans, at most MAX_EVENTS
     for ev in events:
         if not 0 <= ev.start < ev.end:
             raise MaaError(f"--timeline {ev.start:g}-{ev.end:g}: want 0 <= START < END seconds")

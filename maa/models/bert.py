@@ -131,8 +131,10 @@ class FastTokenizer:
         self.tok.no_truncation()
         self.pad_id = self.tok.token_to_id("[PAD]") or 0
 
-    def __call__(self, texts, padding: bool = False, truncation: bool = False, max_length: int | None = None,
+    def __call__(self, texts, padding: bool | str = False, truncation: bool = False, max_length: int | None = None,
                  return_tensors: str | None = None):
+        """Token ids of `texts` (a list of lists, or one list for one string); with return_tensors="pt",
+        padded to the longest, or to max_length with padding="max_length", plus the mask."""
         single = isinstance(texts, str)
         if truncation and max_length:
             self.tok.enable_truncation(max_length)
@@ -143,6 +145,8 @@ class FastTokenizer:
         if return_tensors != "pt":
             return {"input_ids": ids[0] if single else ids}
         n = max(len(i) for i in ids)
+        if padding == "max_length" and max_length:
+            n = max(n, max_length)
         input_ids = torch.full((len(ids), n), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(ids), n), dtype=torch.long)
         for r, i in enumerate(ids):

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from maa.core.errors import MaaError
+from maa.core.profile import staged
 from maa.models.diffusion import eps_from_v
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
@@ -108,6 +109,7 @@ def _pairs(ts: list[int]):
     return zip(ts, ts[1:] + [None])
 
 
+@staged("sampling")
 def ddim(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, eta: float = 0.0,
          generator: torch.Generator | None = None, callback: Callback = None, final_alpha: float = 1.0) -> torch.Tensor:
     """DDIM (eta = 0: deterministic) over the timesteps `ts`."""
@@ -118,6 +120,7 @@ def ddim(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, eta: f
     return x
 
 
+@staged("sampling")
 def plms(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, callback: Callback = None,
          final_alpha: float = 1.0, **_) -> torch.Tensor:
     """PLMS (pseudo linear multistep, as in latent diffusion's reference sampler)."""
@@ -143,6 +146,7 @@ def plms(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, callba
     return x
 
 
+@staged("sampling")
 def dpmpp_2m(eps_fn: EpsFn, x: torch.Tensor, ts: list[int], ac: torch.Tensor, callback: Callback = None,
              final_alpha: float = 1.0, **_) -> torch.Tensor:
     """DPM-Solver++(2M): second-order multistep on x0 predictions."""

@@ -63,6 +63,7 @@ class UNetConfig(ConfigMixin):
     # Checked before anything is built (a config asking for 2048 channels took 9.4 GB before
     # failing). The ranges hold the paper's `base` and the official Make-An-Audio v1 UNet (320
     # channels, mult up to 1-2-4-4, 8 heads, depth 1, context 1024) with room to spare.
+    optional: ClassVar[tuple[str, ...]] = ("head_channels", "context_in_time")  # the image-to-audio UNet's
     limits: ClassVar[dict] = {
         "in_channels": Range(1, 64), "out_channels": Range(1, 64), "channels": Range(8, 1024),
         "channel_mult": Range(1, 8, count=(1, 6)), "num_res_blocks": Range(1, 8),

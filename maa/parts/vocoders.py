@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maa.core.checkpoint import load_weights, parse_config, uninitialized
+from maa.core.checkpoint import load_weights, mmap_safetensors, parse_config, uninitialized
 from maa.core.errors import MaaError, warn
 from maa.core.mel import DEFAULT as MEL
 from maa.core.mel import LOG_FLOOR, MelConfig, as_mel_batch, mel_basis, mel_to_linear
+from maa.core.profile import staged
 from maa.parts.registry import Registry
 from maa.models.vocos import (
     VOCOS_KIND,
@@ -33,13 +34,11 @@ from maa.models.vocos import (
     istft_same,
     stft_same,
 )
-from safetensors.torch import load_file
 
 
 def load_bigvgan(path: str | Path, device: str | torch.device = "cpu", refine: int | None = None):
     """Build BigVGAN from `path`/args.yml and load `path`/best_netG.pt -> a NeuralVocoder (`refine` mel_refine passes)."""
-    from maa.models.bigvgan import WEIGHT_NAMES, BigVGAN, fold_weight_norm, read_bigvgan_config  # noqa: PLC0415  BigVGAN's module only for BigVGAN folders: a Vocos or Griffin-Lim model never enters it
-
+    from maa.models.bigvgan import WEIGHT_NAMES, bigvgan_from_state, read_bigvgan_config  # noqa: PLC0415  BigVGAN's module only for BigVGAN folders: a Vocos or Griffin-Lim model never enters it
 
     path = Path(path)
     cfg = read_bigvgan_config(path)
@@ -48,7 +47,7 @@ def load_bigvgan(path: str | Path, device: str | torch.device = "cpu", refine: i
         raise MaaError(f"{path}: no generator weights ({' or '.join(WEIGHT_NAMES)})")
     try:
         if weights.suffix == ".safetensors":
-            ckpt = load_file(str(weights))
+            ckpt = mmap_safetensors(weights)
         else:
             ckpt = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -57,20 +56,7 @@ def load_bigvgan(path: str | Path, device: str | torch.device = "cpu", refine: i
     state = ckpt.get("generator", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise MaaError(f"{weights}: no generator state dict (expected a dict with key 'generator')")
-    model = BigVGAN(cfg)
-    state = fold_weight_norm(state)
-    own = model.state_dict()
-    # the anti-aliasing filters are fixed buffers: recomputed when a checkpoint leaves them out
-    missing = [k for k in own if k not in state and not k.endswith(".filter")]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        raise MaaError(f"{weights}: does not match the BigVGAN in its config "
-                       f"({len(missing)} missing, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
-    for k, v in state.items():
-        if v.shape != own[k].shape:
-            raise MaaError(f"{weights}: {k} has shape {tuple(v.shape)}, the config wants {tuple(own[k].shape)}")
-    model.load_state_dict({**own, **{k: v.float() for k, v in state.items()}})
-    model.to(device)
+    model = bigvgan_from_state(cfg, state, weights).to(device)
     return NeuralVocoder(model, "bigvgan", {"kind": "bigvgan", "bigvgan": cfg.to_dict(), "weights": str(weights)},
                          torch.device(device), hop=256, sample_rate=cfg.sampling_rate, refine=refine or 0)
 
@@ -109,6 +95,7 @@ class NeuralVocoder:
         self.model, self.kind, self.config, self.device = model.eval(), kind, config, device
         self.hop, self.sample_rate, self.refine = hop, sample_rate, refine
 
+    @staged("vocoder")
     @torch.inference_mode()
     def __call__(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
         mel, squeeze = as_mel_batch(mel, self.device)
@@ -158,7 +145,7 @@ def load_vocos(path: str | Path, device: str | torch.device = "cpu", refine: int
         raise MaaError(f"{cfg_path}: trained on a different mel ({mel_cfg}); maa uses {MEL.to_dict()}")
     with uninitialized():  # loaded strictly below: no random init to draw
         gen = VocosGenerator(cfg).to(device)
-    load_weights(Path(path), {WEIGHTS: gen})
+    load_weights(Path(path), {WEIGHTS: gen}, mmap=True)
     return NeuralVocoder(gen, VOCOS_KIND, meta, device, cfg.hop, cfg.sample_rate, cfg.refine if refine is None else refine)
 
 
@@ -181,6 +168,7 @@ class GriffinLim:
         c = self.cfg
         return torch.istft(spec, c.n_fft, c.hop_length, c.win_length, window, center=True, length=length)
 
+    @staged("vocoder")
     @torch.inference_mode()
     def __call__(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
         mel, squeeze = as_mel_batch(mel, self.device)

@@ -14,6 +14,7 @@ InfoNCE targets; clips without labels are grouped by caption.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,6 +267,18 @@ def _texted(src: str) -> list[dict]:
     return [r for r in read_manifest(src) if r.get("caption") or r.get("labels")]
 
 
+def _warn_new_horizon(out_dir: Path, steps: int, ui: Reporter) -> None:
+    """The cosine schedule spans --steps: resuming with another count bends the curve from here on, so the
+    result is not the run a single --steps would have made (with the same count, resuming is exact)."""
+    try:
+        before = int(json.loads((out_dir / "train_config.json").read_text())["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if before != steps:
+        ui.warn(f"--steps {steps}: the run's cosine learning-rate schedule spanned {before} steps; it now spans "
+                f"{steps}, so the result differs from one run of {steps} steps (--constant-lr has no schedule)")
+
+
 def train_clap(o: ClapTrainOptions, ui: Reporter | None = None) -> dict:
     """`maa train-clap`: the run-folder rule, --init / the run's own architecture, clips and texts
     embedded once, the loop, then held-out zero-shot and retrieval figures. Returns the final metrics."""
@@ -282,6 +295,8 @@ def train_clap(o: ClapTrainOptions, ui: Reporter | None = None) -> dict:
         raise MaaError(f"--batch-size {o.batch_size}: maa-clap needs at least 2 (the in-batch negatives)")
     run = begin(o, ui, seed=False)
     out_dir, init = Path(o.out_dir), None
+    if run.start.resume and o.cosine and run.main:
+        _warn_new_horizon(out_dir, o.steps, ui)
     cfg = ClapConfig(channels=widths, embed_dim=o.embed_dim, text_encoder=o.text_encoder, crop_frames=o.frames)
     if run.start.resume and (out_dir / "clap" / "config.json").exists():
         cfg = _clap_config(out_dir / "clap", str(out_dir / "clap"))  # the run's own architecture wins

@@ -375,7 +375,7 @@ class LDMTrainOptions(RunOptions):
     """Everything `maa train-ldm` takes; the defaults are the command's."""
 
     manifest: str
-    vae_dir: Path
+    vae_dir: Path | None = None  # None: --init's vae/ (a model folder has one)
     preset: str = "small"
     channels: int = 0  # 0: the preset's
     text_encoder: str = "minilm"
@@ -408,6 +408,11 @@ def train_ldm(o: LDMTrainOptions, ui: Reporter | None = None) -> dict:
     reprogramming, the scale factor, then the loop. Returns the final metrics."""
 
     ui = ui or Reporter()
+    if o.vae_dir is None:
+        vae = ldm_dir_of(o.init).parent / "vae" if o.init is not None else None
+        if vae is None or not (vae / "config.json").exists():
+            raise MaaError("--vae: pass the VAE folder (`maa train-vae` RUN/vae), or --init a model folder that has vae/")
+        o.vae_dir = vae
     if not 0.0 <= o.reprogram_prob <= 1.0:
         raise MaaError(f"--reprogram-prob {o.reprogram_prob}: must lie in [0, 1]")
     if o.reprogram_pool and o.reprogram_prob <= 0:

@@ -8,9 +8,10 @@ flag never destroys a long run:
   --fresh           start at step 0; an info line says what it replaces (checkpoint, metrics.jsonl rows)
   --resume --fresh  MaaError
 
-A folder without a checkpoint starts at step 0 (with --resume too: there is nothing to continue
-yet); metrics.jsonl rows left there by a run that never reached a checkpoint are named before
-they are replaced. `begin` applies the rule first, then the cheap settings (threads, device,
+A folder without a checkpoint starts at step 0; --resume there is refused (a mistyped -o would
+otherwise train from scratch without a word); metrics.jsonl rows left there by a run that never
+reached a checkpoint are named before they are replaced. --resume with --init: the checkpoint
+holds the weights, so a line says --init is not used (recipes pass both when they continue). `begin` applies the rule first, then the cheap settings (threads, device,
 seed), so a wrong flag fails before any data set is built.
 """
 
@@ -113,10 +114,11 @@ def prepare_run(out_dir: str | Path, resume: bool = False, fresh: bool = False) 
     rows = _metrics_rows(out_dir)
     if step is None:
         note = None
+        if resume:
+            raise MaaError(f"--resume: {out_dir} holds no checkpoint ({STATE_FILE}) to continue; check -o, "
+                           "or drop --resume to start a new run there")
         if rows:
             note = f"{out_dir}: no checkpoint yet; its {METRICS_FILE} ({rows} rows) is replaced by this run's"
-        elif resume:
-            note = f"{out_dir / STATE_FILE}: no checkpoint yet; starting from step 0"
         return RunStart(out_dir, resume=False, note=note)
     held = "an unreadable checkpoint" if unreadable else f"the checkpoint at step {step}"
     if fresh:
@@ -149,14 +151,30 @@ class Begun:
 def begin(opts: RunOptions, ui: Reporter | None = None, seed: bool = True) -> Begun:
     """The run-folder rule, then threads (maa.core.threads), device (`auto`: CUDA when available) and the seed."""
     start = prepare_run(opts.out_dir, opts.resume, opts.fresh)
+    ui = ui or Reporter()
     apply_threads(opts.threads)
     d = dist_info()
     dev = resolve_device(opts.device, d)
     if seed:
         seed_everything(opts.seed)
     if start.note and d.main:
-        (ui or Reporter()).info(start.note)
+        ui.info(start.note)
+    if d.main and start.resume and opts.init is not None:
+        ui.info(f"--init {opts.init}: not used; --resume continues the weights of the checkpoint at step {start.step}")
+    if d.main and same_file(opts.val, getattr(opts, "manifest", None)):
+        ui.warn(f"--val {opts.val}: the training manifest itself; the held-out figures will measure training "
+                "clips (pass a manifest of other clips, or leave --val out to hold some out)")
     return Begun(start, dev, d)
+
+
+def same_file(a, b) -> bool:
+    """Whether two manifest arguments name the same file (`-` and missing files never do)."""
+    if not a or not b or "-" in (str(a), str(b)):
+        return False
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return False
 
 
 def read_part_config(folder: Path, what: str, kind: str, key: str, cls, part: str):

@@ -66,7 +66,9 @@ class CachedTextEncoder:
     def add(self, texts: list[str]) -> int:
         """Encode the captions the table lacks and keep them; returns how many were added."""
         todo = list(dict.fromkeys(str(t) for t in texts if str(t) not in self.table))
-        self.table.update(self._states(todo))
+        # kept at the precision the cache file holds, so a resumed run (which reads the file) sees the
+        # same numbers as the run that wrote it: resuming stays bit-exact (issue 23)
+        self.table.update({t: s.half().float() for t, s in self._states(todo).items()})
         return len(todo)
 
     def encode(self, texts: list[str]) -> TextEmbedding:

@@ -98,5 +98,5 @@ def test_cli_order_words_give_parts_in_the_record(tmp_path, model_dir):
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["parts"] == ["a bell rings", "a dog barks"]
     r = _run("a bell rings, then a dog barks", "-o", tmp_path / "s.wav", "--model", model_dir, "-d", 1, "--steps", 2,
-             "-q", "--no-compose")
+             "-q", "--no-compose", "--overwrite")
     assert r.exit_code == 0 and "parts" not in json.loads(r.stdout)

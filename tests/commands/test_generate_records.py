@@ -130,11 +130,13 @@ def test_rerun_skips_what_is_made_and_redoes_what_changed(tmp_path, model_dir):
     assert r.exit_code == 0 and "2 output(s) already made with these settings, skipped" in r.stderr
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o").iterdir()} == stamp
     assert (tmp_path / "m.jsonl").read_text() == first  # the manifest still lists both
+    # other settings: an output that holds another generation is not replaced without --overwrite (issue 23)
     r = _run(*args, "--steps", 3)
-    assert r.exit_code == 0 and "skipped" not in r.stderr
-    assert json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])["steps"] == 3
+    assert r.exit_code == 1 and r.stderr.count("error:") == 1 and "holds another generation" in r.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o").iterdir()} == stamp
     r = _run(*args, "--steps", 3, "--overwrite")
     assert r.exit_code == 0 and "skipped" not in r.stderr
+    assert json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])["steps"] == 3
 
 
 def test_interrupted_run_continues_to_the_same_bytes(tmp_path, model_dir, monkeypatch):
@@ -218,7 +220,8 @@ def test_bad_outputs_and_inputs_are_refused_before_the_load(tmp_path, model_dir,
         (["--prompts", tmp_path / "p.txt", "--out-dir", tmp_path / "o"], "line 2: empty prompt"),
         (["a dog", "-o", tmp_path / "x.wav", "--manifest", tmp_path / "adir"], "--manifest"),
         (["a dog", "-o", tmp_path / "x.wav", "--sampler", "euler"], "--sampler"),
-        (["a dog", "-o", tmp_path / "x.wav", "-d", 10, "--steps", 2_000_000], "pass --force"),
+        (["a dog", "-o", tmp_path / "x.wav", "-d", 100_000, "--steps", 1000], "pass --force"),
+        (["a dog", "-o", tmp_path / "x.wav", "-d", 10, "--steps", 2_000_000], "--steps 2000000: want a whole number"),
     ]
     for args, message in cases:
         r = _run("generate", *args, "--model", model_dir)
@@ -230,7 +233,7 @@ def test_bad_outputs_and_inputs_are_refused_before_the_load(tmp_path, model_dir,
 def test_long_duration_states_its_cost_and_guidance_below_one_warns(tmp_path, model_dir):
     # over 10 s, generation goes window by window (maa.infer.longform): memory stays one window's,
     # so what is refused is the time of very many steps
-    r = _run("generate", "a dog", "-o", tmp_path / "x.wav", "--model", model_dir, "-d", 10, "--steps", 2_000_000)
+    r = _run("generate", "a dog", "-o", tmp_path / "x.wav", "--model", model_dir, "-d", 100_000, "--steps", 1000)
     line = next(s for s in r.output.splitlines() if s.startswith("error:"))
     assert r.exit_code == 1 and "GB and" in line and "(latent 4x10x78)" in line and "--force" in line
     r = _run("generate", "a dog", "-o", tmp_path / "x.wav", "--model", model_dir, "-d", 0.3, "--steps", 1, "-g", 0.5, "-q")

@@ -156,3 +156,86 @@ def test_init_starts_from_the_given_weights(kind, folder, weights, data, tmp_pat
     assert any(v.numel() > 1 and v.std() > 1e-3 for v in a.values())  # not a trivially equal all-zero model
     r = _maa(*_args(kind, data, tmp_path / "c"), "--steps", 1, "--init", data["voc"])
     assert r.exit_code == 1 and "--init" in r.stderr and "Traceback" not in r.output
+
+
+def _weights(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {str(p.relative_to(run)): load_file(p) for p in sorted(run.rglob("*.safetensors")) if "cache" not in p.parts}
+
+
+@pytest.mark.parametrize("kind", [pytest.param("train-vae", marks=pytest.mark.slow), "train-ldm", "train-clap",
+                                  pytest.param("train-vocoder", marks=pytest.mark.slow)])
+def test_resume_is_bitwise_exact(kind, data, tmp_path):
+    """Issue 23: 4 steps in one run and 2 steps then --resume to 4 give the same weights, bit for bit."""
+    import torch
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    fixed = ["--constant-lr"] if kind == "train-clap" else []  # its cosine schedule spans --steps by design
+    assert _maa(*_args(kind, data, one), *fixed, "--steps", 4).exit_code == 0
+    assert _maa(*_args(kind, data, two), *fixed, "--steps", 2).exit_code == 0
+    init = ["--init", data["model"]] if kind == "train-ldm" else []  # not used on --resume, and said so
+    r = _maa(*_args(kind, data, two), *fixed, "--steps", 4, "--resume", *init)
+    assert r.exit_code == 0, r.output
+    if init:
+        assert f"--init {data['model']}: not used; --resume continues the weights of the checkpoint at step 2" in r.stderr
+    a, b = _weights(one), _weights(two)
+    assert a.keys() == b.keys() and a
+    for f in a:
+        assert a[f].keys() == b[f].keys()
+        diff = {k: float((a[f][k].double() - b[f][k].double()).abs().max()) for k in a[f] if not torch.equal(a[f][k], b[f][k])}
+        assert not diff, (f, sorted(diff.items(), key=lambda kv: -kv[1])[:3])
+
+
+@pytest.mark.parametrize("kind", ["train-vae", "train-ldm", "train-clap", "train-vocoder"])
+def test_resume_without_a_checkpoint_is_refused(kind, data, tmp_path):
+    """Issue 23: a mistyped -o with --resume used to train from scratch without a word."""
+    r = _maa(*_args(kind, data, tmp_path / "typo"), "--steps", 2, "--resume")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    errors = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: --resume: ") and "typo holds no checkpoint" in errors[0]
+    assert not (tmp_path / "typo").exists()
+
+
+def test_val_equal_to_the_training_manifest_warns(data, tmp_path):
+    r = _maa(*_args("train-clap", data, tmp_path / "run"), "--steps", 1, "--val", data["manifest"])
+    assert r.exit_code == 0, r.output
+    warn = [l for l in r.stderr.splitlines() if l.startswith("warning:")]
+    assert len(warn) == 1 and f"--val {data['manifest']}: the training manifest itself" in warn[0]
+
+
+def test_clap_resume_with_a_new_step_count_says_the_schedule_changed(data, tmp_path):
+    run = tmp_path / "run"
+    assert _maa(*_args("train-clap", data, run), "--steps", 2).exit_code == 0
+    r = _maa(*_args("train-clap", data, run), "--steps", 4, "--resume")
+    assert r.exit_code == 0, r.output
+    assert "warning: --steps 4: the run's cosine learning-rate schedule spanned 2 steps" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, module, cls", [("train-ldm", "maa.train.ldm", "LDMTask"),
+                                               ("train-clap", "maa.train.clap", "ClapTask")])
+def test_killed_and_resumed_is_bitwise_exact(kind, module, cls, data, tmp_path, monkeypatch):
+    """The issue's kill test: a run stopped after its step-2 checkpoint and resumed to step 4 ends with the weights
+    of an uninterrupted 4-step run (train-clap with its cosine schedule: the same --steps, the same curve)."""
+    import importlib
+
+    import torch
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _maa(*_args(kind, data, one), "--steps", 4).exit_code == 0
+    task = getattr(importlib.import_module(module), cls)
+    step_fn = task.train_step
+
+    def killed(self, batch, step, cfg):
+        if step == 2:
+            raise KeyboardInterrupt
+        return step_fn(self, batch, step, cfg)
+
+    monkeypatch.setattr(task, "train_step", killed)
+    assert _maa(*_args(kind, data, two), "--steps", 4).exit_code != 0
+    monkeypatch.setattr(task, "train_step", step_fn)
+    r = _maa(*_args(kind, data, two), "--steps", 4, "--resume")
+    assert r.exit_code == 0 and "from step 2" in r.stderr, r.output
+    a, b = _weights(one), _weights(two)
+    assert a.keys() == b.keys() and all(torch.equal(a[f][k], b[f][k]) for f in a for k in a[f])

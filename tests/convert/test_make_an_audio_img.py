@@ -112,6 +112,8 @@ def test_ddim_golden(img_model):
     _close("mel [-1, 1]", (log10 + 1.5) / 2.5, io["mel"], 1e-4)
     _close("vocoder input", ((log10 + 4) / 5).clamp(0, 1), io["mel01"], 1e-4)
     assert m.vocoder.model.cfg.input_domain == "norm-db01"
+    # the VAE speaks log10, so nothing maps the mel a second time on its way to that vocoder
+    assert type(m.vocoder).__name__ == "NeuralVocoder", type(m.vocoder)
 
 
 @pytest.mark.slow  # the default suite keeps the golden numbers; this runs in CI's slow run

@@ -89,6 +89,7 @@ def test_unet_matches_official(model):
         _close("eps_small", model.unet(small, io["timesteps"]), io["eps_small"], 1e-5)
 
 
+@pytest.mark.slow  # 10-25 s: CI runs it with the slow tests
 def test_ddim_inpainting_matches_official(model):
     from maa.infer.native_inpaint import ddim_grid, sample
 
@@ -109,6 +110,7 @@ def test_ddim_inpainting_matches_official(model):
     _close("inpainted01", inpainted, io["inpainted01"], 1e-4)
 
 
+@pytest.mark.slow  # 10-25 s: CI runs it with the slow tests
 def test_inpaint_audio_keeps_the_input_outside_the_spans(model):
     from maa.infer.native_inpaint import inpaint_audio
 

@@ -66,6 +66,7 @@ def test_threads_from_argv():
 
 def test_choose_threads_splits_among_torchrun_processes(monkeypatch):
     monkeypatch.setattr(th, "free_cores", lambda sample_s=0: 8)
+    monkeypatch.setattr(th, "usable_cores", lambda: 8)
     assert th.choose_threads(0, {"LOCAL_WORLD_SIZE": "4"}) == 2
     assert th.choose_threads(0, {"LOCAL_WORLD_SIZE": "16"}) == 1
     assert th.choose_threads(5, {"LOCAL_WORLD_SIZE": "4"}) == 5
@@ -97,3 +98,22 @@ def test_torch_starts_with_the_policy():
             "print(n, torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1", "PASSIVE"]
+
+
+def test_threads_are_capped_at_the_usable_cores(monkeypatch, capsys):
+    """Issue 23: `--threads 100000` (or a record's "threads") started that many threads; now the usable cores, one line."""
+    import torch
+
+    monkeypatch.setattr(th, "usable_cores", lambda: 2)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    env = {}
+    assert th.configure_process(100000, env) == 2 and env["OMP_NUM_THREADS"] == "2"
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    before = torch.get_num_threads()
+    try:
+        assert th.apply_threads(100000, "rec.wav: threads") == 2 == torch.get_num_threads()
+        assert th.apply_threads(1) == 1
+    finally:
+        torch.set_num_threads(before)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["warning: rec.wav: threads 100000: only 2 cores are usable here; using 2"]

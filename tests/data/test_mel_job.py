@@ -179,3 +179,17 @@ def test_decoder_warnings_reach_stderr_from_workers(tmp_path):
     assert r.exit_code == 0, r.output
     lines = [l for l in r.output.splitlines() if l.startswith("warning:") and "clipped to +-1" in l]
     assert sorted(l.split("/")[-1].split(":")[0] for l in lines) == ["loud0.wav", "loud1.wav", "loud2.wav"]
+
+
+def test_a_leftover_with_nan_inside_is_redone(tmp_path):
+    """Issue 23: a .npy with a valid header but NaN inside was reused by a rerun; now it is computed again."""
+    sf.write(tmp_path / "a.wav", real_ish(1.0), 16000)
+    out = tmp_path / "out"
+    assert run("mel", tmp_path / "a.wav", "-o", out, "-d", "1", "-q").exit_code == 0
+    good = np.load(out / "mels" / "a.npy")
+    bad = good.copy()
+    bad[3, 5] = np.nan
+    np.save(out / "mels" / "a.npy", bad)
+    r = run("mel", tmp_path / "a.wav", "-o", out, "-d", "1", "-q")
+    assert r.exit_code == 0 and "done 1, skipped 0" in r.output, r.output
+    assert np.array_equal(np.load(out / "mels" / "a.npy"), good)

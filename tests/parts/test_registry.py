@@ -61,7 +61,7 @@ def test_a_new_text_encoder_kind_is_one_entry(monkeypatch, tmp_path):
 
 
 def test_unknown_text_encoder_lists_the_kinds():
-    with pytest.raises(MaaError, match=r"^text encoder 'bert': unknown; use minilm, laion-clap:CKPT, hf:PATH or msclap:DIR$"):
+    with pytest.raises(MaaError, match=r"^text encoder 'bert': unknown; use minilm, laion-clap:CKPT, hf:PATH, msclap:DIR or openclip:MODEL\[/PRETRAINED or PATH\]$"):
         load_text_encoder("bert")
 
 
@@ -75,7 +75,7 @@ def test_vocoder_kinds_claim_their_folders(tmp_path):
     assert VOCODERS.claimant(str(tmp_path / "voc")).kind == "vocos"  # sniffed; its loader then checks the kind
     with pytest.raises(MaaError, match="kind 'vae' is not a vocoder"):
         VOCODERS.load(f"vocos:{tmp_path / 'voc'}")
-    with pytest.raises(MaaError, match=r"^vocoder 'wavenet:x': unknown; use bigvgan:DIR, vocos:DIR or griffin-lim$"):
+    with pytest.raises(MaaError, match=r"^vocoder 'wavenet:x': unknown; use vocos:DIR, bigvgan:DIR or griffin-lim$"):
         VOCODERS.parse("wavenet:x")
 
 

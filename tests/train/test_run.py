@@ -17,10 +17,12 @@ def _checkpoint(run, step=7, rows=3):
 
 
 def test_empty_or_missing_folder_starts_at_zero(tmp_path):
-    for flags in ({}, {"resume": True}, {"fresh": True}):
+    for flags in ({}, {"fresh": True}):
         start = prepare_run(tmp_path / "new", **flags)
         assert not start.resume and start.step == 0
-    assert "no checkpoint yet" in prepare_run(tmp_path / "new", resume=True).note
+    # issue 23: --resume with nothing to continue is refused, not a silent run from scratch
+    with pytest.raises(MaaError, match=r"--resume: .*new holds no checkpoint \(trainer_state.pt\).*drop --resume"):
+        prepare_run(tmp_path / "new", resume=True)
     assert prepare_run(tmp_path / "new").note is None
     assert not (tmp_path / "new").exists()  # deciding writes nothing
 

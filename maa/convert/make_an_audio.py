@@ -339,17 +339,33 @@ def diffusion_config(buffers: dict[str, torch.Tensor]) -> DiffusionConfig:
     return cfg
 
 
+def yaml_unet_params(path: str | Path) -> dict:
+    """model.params.unet_config.params of an official LDM yaml; a file that has none is one line naming it."""
+    import yaml  # noqa: PLC0415  PyYAML: only for the official yaml configs
+
+    try:
+        params = yaml.safe_load(Path(path).read_text())["model"]["params"]["unet_config"]["params"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+        raise MaaError(f"{path}: not a Make-An-Audio LDM config (want model.params.unet_config.params; {str(e)[:80]})") from None
+    if not isinstance(params, dict):
+        raise MaaError(f"{path}: model.params.unet_config.params is not a mapping")
+    return params
+
+
+def check_target(out: Path, vocoder: str | Path | None) -> Path | None:
+    """Before the long read: `out` is free or a folder `maa convert` wrote, and --vocoder is a folder (returned)."""
+    if out.exists() and not (out / CONVERTED_MARK).exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MaaError(f"{out}: exists and is not a folder `maa convert` wrote; choose another -o or remove it")
+    if vocoder is not None and not Path(vocoder).is_dir():
+        raise MaaError(f"--vocoder {vocoder}: not a folder; pass the BigVGAN folder (best_netG.pt + args.yml)")
+    return Path(vocoder) if vocoder is not None else None
+
+
 def yaml_num_heads(path: str | Path | None) -> int:
     """The UNet's num_heads from the official LDM yaml (txt2audio_args.yaml); 8 without one."""
     if path is None:
         return 8
-    import yaml  # noqa: PLC0415  PyYAML: optional, only for the official yaml configs
-
-    try:
-        d = yaml.safe_load(Path(path).read_text())
-        params = d["model"]["params"]["unet_config"]["params"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
-        raise MaaError(f"{path}: not a Make-An-Audio LDM config (want model.params.unet_config.params; {str(e)[:80]})") from None
+    params = yaml_unet_params(path)
     if params.get("num_head_channels", -1) not in (-1, None):
         raise MaaError(f"{path}: num_head_channels is set; maa's UNet takes a head count (num_heads)")
     heads = params.get("num_heads", 8)
@@ -488,14 +504,9 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
     """
 
     ckpt, out = Path(ckpt), Path(out)
-    if out.exists() and not (out / CONVERTED_MARK).exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MaaError(f"{out}: exists and is not a folder `maa convert` wrote; choose another -o or remove it")
+    voc_dir = check_target(out, vocoder)
     num_heads, bert = yaml_num_heads(config), _check_bert(read_json(bert_config), bert_config)
-    voc_dir = Path(vocoder) if vocoder is not None else None
-    if voc_dir is not None:  # fail early, before the long read
-        if not voc_dir.is_dir():
-            raise MaaError(f"--vocoder {voc_dir}: not a folder; pass the BigVGAN folder (best_netG.pt + args.yml)")
-        voc_cfg = read_bigvgan_config(voc_dir)
+    voc_cfg = read_bigvgan_config(voc_dir) if voc_dir is not None else None
     if state is None:  # else read already (maa.convert.official.convert_official)
         state, digest = read_state_dict(ckpt, progress)
     parts = split_parts(state, ckpt)

@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 
 from maa.convert.make_an_audio import (
+    check_target,
+    yaml_unet_params,
     split_parts,
     staging_dir,
     CONVERTED_MARK,
@@ -48,7 +50,6 @@ from maa.models.bigvgan import read_bigvgan_config
 from maa.models.diffusion import LDM_KIND
 from maa.parts.openclip import KIND as OPENCLIP_KIND
 from maa.parts.openclip import OPENAI_MEAN, OPENAI_STD, WEIGHTS as CLIP_WEIGHTS
-import yaml
 from maa.parts.openclip import _open_clip, _read_json, build_model
 from maa.parts.vocoders import load_bigvgan
 from maa.models.unet import UNet
@@ -75,12 +76,7 @@ def yaml_head_channels(path: str | Path | None) -> int:
     32, the release's, without a yaml. A yaml giving num_heads instead is refused (not this UNet)."""
     if path is None:
         return 32
-
-    try:
-        d = yaml.safe_load(Path(path).read_text())
-        params = d["model"]["params"]["unet_config"]["params"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
-        raise MaaError(f"{path}: not a Make-An-Audio LDM config (want model.params.unet_config.params; {str(e)[:80]})") from None
+    params = yaml_unet_params(path)
     hc = params.get("num_head_channels", -1)
     if hc in (-1, None):
         raise MaaError(f"{path}: gives no num_head_channels; the image-to-audio UNet has 32 per head "
@@ -153,15 +149,9 @@ def convert_make_an_audio_image(ckpt: str | Path, out: str | Path, vocoder: str 
     checkpoint; whole or not at all, like convert_make_an_audio."""
 
     ckpt, out = Path(ckpt), Path(out)
-    if out.exists() and not (out / CONVERTED_MARK).exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MaaError(f"{out}: exists and is not a folder `maa convert` wrote; choose another -o or remove it")
+    voc_dir = check_target(out, vocoder)
     head_channels = yaml_head_channels(config)
-    voc_dir = Path(vocoder) if vocoder is not None else None
-    if voc_dir is not None:
-        if not voc_dir.is_dir():
-            raise MaaError(f"--vocoder {voc_dir}: not a folder; pass the BigVGAN folder (best_netG.pt + args.yml)")
-        voc_cfg = read_bigvgan_config(voc_dir)
-        voc_cfg = dataclasses.replace(voc_cfg, input_domain="norm-db01")
+    voc_cfg = None if voc_dir is None else dataclasses.replace(read_bigvgan_config(voc_dir), input_domain="norm-db01")
     if state is None:
         state, digest = read_state_dict(ckpt, progress)
     parts = split_image_parts(state, ckpt)

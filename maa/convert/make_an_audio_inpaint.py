@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from maa.convert.make_an_audio import (
+    check_target,
     staging_dir,
     CONVERTED_MARK,
     VAE,
@@ -107,14 +108,9 @@ def convert_inpaint(ckpt: str | Path, out: str | Path, vocoder: str | Path | Non
                     state: dict | None = None, digest: str | None = None) -> Path:
     """Write the inpainting model folder (ldm/, vae/, [vocoder/], README.md); whole or not at all."""
     ckpt, out = Path(ckpt), Path(out)
-    if out.exists() and not (out / CONVERTED_MARK).exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MaaError(f"{out}: exists and is not a folder `maa convert` wrote; choose another -o or remove it")
+    voc_dir = check_target(out, vocoder)
     num_heads = yaml_num_heads(config)
-    voc_dir = Path(vocoder) if vocoder is not None else None
-    if voc_dir is not None:
-        if not voc_dir.is_dir():
-            raise MaaError(f"--vocoder {voc_dir}: not a folder; pass the BigVGAN folder (best_netG.pt + args.yml)")
-        voc_cfg = read_bigvgan_config(voc_dir)
+    voc_cfg = read_bigvgan_config(voc_dir) if voc_dir is not None else None
     if state is None:
         state, digest = read_state_dict(ckpt, progress)
     if not is_inpaint_state(state):

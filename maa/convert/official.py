@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maa.convert.make_an_audio import CONVERTED_MARK, Progress, convert_make_an_audio, read_state_dict
+from maa.convert.make_an_audio import Progress, check_target, convert_make_an_audio, read_state_dict
 from maa.convert.make_an_audio_img import convert_make_an_audio_image, is_image_checkpoint
 from maa.convert.make_an_audio_inpaint import convert_inpaint, is_inpaint_state
-from maa.core.errors import MaaError
 
 
 def checkpoint_kind(state: dict) -> str:
@@ -23,10 +22,7 @@ def convert_official(ckpt: str | Path, out: str | Path, vocoder=None, config=Non
                      half: bool = False, progress: Progress = None) -> Path:
     """Convert any official Make-An-Audio checkpoint to a maa model folder at `out`; returns it."""
     ckpt, out = Path(ckpt), Path(out)
-    if out.exists() and not (out / CONVERTED_MARK).exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MaaError(f"{out}: exists and is not a folder `maa convert` wrote; choose another -o or remove it")
-    if vocoder is not None and not Path(vocoder).is_dir():  # fail early, before the long read
-        raise MaaError(f"--vocoder {vocoder}: not a folder; pass the BigVGAN folder (best_netG.pt + args.yml)")
+    check_target(out, vocoder)  # before the long read
     state, digest = read_state_dict(ckpt, progress)
     kind = checkpoint_kind(state)
     if kind == "inpaint":

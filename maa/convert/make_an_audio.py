@@ -545,7 +545,7 @@ def convert_make_an_audio(ckpt: str | Path, out: str | Path, vocoder: str | Path
                   "vocoder_sha256": voc_digest}
         write_json_atomic(tmp / CONVERTED_MARK, source)
         write_text_atomic(tmp / "README.md", _readme(ckpt, digest, voc_dir, voc_digest, half))
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -566,7 +566,7 @@ def _convert_bigvgan(src: Path, cfg, dst: Path, half: bool) -> str:
     return sha256_file(weights)
 
 
-def _replace_dir(new: Path, out: Path) -> None:
+def replace_dir(new: Path, out: Path) -> None:
     """Rename `new` onto `out`; a previous conversion there is moved aside first, then removed."""
     old = None
     if out.exists():

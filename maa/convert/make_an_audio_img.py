@@ -34,7 +34,7 @@ from maa.convert.make_an_audio import (
     Progress,
     _check_fits,
     _convert_bigvgan,
-    _replace_dir,
+    replace_dir,
     _save,
     diffusion_config,
     map_unet,
@@ -191,7 +191,7 @@ def convert_make_an_audio_image(ckpt: str | Path, out: str | Path, vocoder: str 
             "format": "make-an-audio-image", "checkpoint": ckpt.name, "sha256": digest, "half": half,
             "unet_head_channels": head_channels, "vocoder_sha256": voc_digest})
         write_text_atomic(tmp / "README.md", _readme(ckpt, digest, voc_digest, half))
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -28,7 +28,7 @@ from maa.convert.make_an_audio import (
     Progress,
     _check_fits,
     _convert_bigvgan,
-    _replace_dir,
+    replace_dir,
     _save,
     map_vae,
     read_state_dict,
@@ -141,7 +141,7 @@ def convert_inpaint(ckpt: str | Path, out: str | Path, vocoder: str | Path | Non
                                                  "sha256": digest, "half": half, "unet_num_heads": num_heads,
                                                  "vocoder_sha256": voc_digest})
         write_text_atomic(tmp / "README.md", _readme(ckpt, digest, voc_digest, half))
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -35,7 +35,7 @@ from maa.core.hub import (
 )
 from maa.core.io import write_json_atomic, write_text_atomic
 from maa.convert.official import convert_official
-from maa.convert.make_an_audio import convert_vocoder_folder
+from maa.convert.make_an_audio import convert_vocoder_folder, replace_dir
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip format; the official checkpoints are zip files
 
@@ -155,17 +155,9 @@ def _stage(target: Path) -> Path:
 
 def _publish(staging: Path, target: Path) -> None:
     """Rename the finished folder onto its place (a previous pull there is moved aside first)."""
-    old = None
-    if target.exists():
-        if not (target / PULL_RECORD).exists() and any(target.iterdir()):
-            raise MaaError(f"{target}: exists and is not a folder `maa pull` wrote; move it away and run again")
-        old = target.with_name(f".{target.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        target.rename(old)
-    staging.rename(target)
-    if old is not None:
-        shutil.rmtree(old)
+    if target.exists() and not (target / PULL_RECORD).exists() and any(target.iterdir()):
+        raise MaaError(f"{target}: exists and is not a folder `maa pull` wrote; move it away and run again")
+    replace_dir(staging, target)
 
 
 def _record(staging: Path, name: str, entry: dict, sources: dict[str, dict], options: dict) -> dict:

@@ -266,25 +266,24 @@ def build_app(studio: Studio):
     def fail(e: MaaError):
         return gr.Error(str(e).removeprefix("error: "))
 
-    def run(prompt, negative, duration, seed, steps, guidance, candidates, init_audio, strength, inpaint, timeline,
-            loop, model, progress=gr.Progress()):
+    def generate(progress, *fields):
+        """studio.generate with the page's fields, its steps shown on `progress`; a MaaError as the page's message."""
         try:
-            res = studio.generate(prompt, negative, duration, seed, steps, guidance, candidates, init_audio, strength,
-                                  inpaint, timeline, loop, model,
-                                  on_step=lambda i, n: progress((i, n), desc="sampling", unit="steps"))
+            return studio.generate(*fields, on_step=lambda i, n: progress((i, n), desc="sampling", unit="steps"))
         except MaaError as e:
             raise fail(e) from None
+
+    def run(prompt, negative, duration, seed, steps, guidance, candidates, init_audio, strength, inpaint, timeline,
+            loop, model, progress=gr.Progress()):
+        res = generate(progress, prompt, negative, duration, seed, steps, guidance, candidates, init_audio, strength,
+                       inpaint, timeline, loop, model)
         return _slots(res) + [_history(studio)]
 
     def api_generate(prompt, negative, duration, seed, steps, guidance, candidates, init_audio, strength, inpaint,
                      timeline, loop, model, progress=gr.Progress()):
         """The HTTP API's /generate: the candidates' wavs (best first) and their records."""
-        try:
-            res = studio.generate(prompt, negative, duration, seed, steps, guidance, candidates, init_audio, strength,
-                                  inpaint, timeline, loop, model,
-                                  on_step=lambda i, n: progress((i, n), desc="sampling", unit="steps"))
-        except MaaError as e:
-            raise fail(e) from None
+        res = generate(progress, prompt, negative, duration, seed, steps, guidance, candidates, init_audio, strength,
+                       inpaint, timeline, loop, model)
         return [str(r.wav) for r in res], [r.record for r in res]
 
     def api_replay(file, progress=gr.Progress()):

@@ -27,7 +27,7 @@ from maa.models.unet import preset as get_unet_preset
 from maa.models.vae import SpecVAE
 from maa.models.vae import preset as vpreset
 from maa.train.ldm import LDMSetup, LDMTask
-from maa.core.mel import frames_for_duration, seconds_for_frames
+from maa.core.audio import frames_for_duration, seconds_for_frames
 from maa.infer.pipeline import GenerateOptions
 from maa.models.samplers import SAMPLERS
 from maa.core.checkpoint import num_params

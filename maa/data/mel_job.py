@@ -22,7 +22,7 @@ from maa.core.audio import SAMPLE_RATE, audio_info, fit_length, load_audio
 from maa.core.errors import MaaError, MaaWarning
 from maa.core.io import save_npy_atomic, write_json_atomic
 from maa.core.manifest import safe_stem
-from maa.core.mel import DEFAULT, mel_spectrogram, num_frames, samples_for_frames
+from maa.core.audio import DEFAULT, mel_spectrogram, num_frames, samples_for_frames
 
 
 @dataclass

@@ -33,7 +33,7 @@ from maa.eval import metrics
 from maa.core.io import atomic_path
 import soxr
 import torch
-from maa.core.mel import DEFAULT, mel_spectrogram
+from maa.core.audio import DEFAULT, mel_spectrogram
 from maa.eval.extractors import load_extractor
 
 VGGISH_FAD = "fad"  # FD on VGGish frames is called FAD in the literature

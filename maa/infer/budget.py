@@ -13,7 +13,7 @@ import torch
 from maa.core.checkpoint import read_config
 from maa.core.device import pick_device
 from maa.core.errors import MaaError
-from maa.core.mel import frames_for_duration
+from maa.core.audio import frames_for_duration
 from maa.infer.accel import FastPath
 from maa.infer.options import GenerateOptions
 from maa.infer.pipeline import resolve_model_dir

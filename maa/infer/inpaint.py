@@ -39,8 +39,8 @@ import torch
 
 from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
-from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import frames_for_duration, samples_for_frames
+from maa.core.audio import DEFAULT as MEL
+from maa.core.audio import frames_for_duration, samples_for_frames
 from maa.infer import sampling
 from maa.infer.mel_domain import NORMDB, log10_to_normdb, normdb_to_log10
 from maa.parts.scorers import MaaClapScorer

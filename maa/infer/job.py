@@ -28,7 +28,7 @@ from maa.core.audio import audio_info
 from maa.core.errors import MaaError
 from maa.core.io import write_text_atomic
 from maa.core.manifest import clip_id, safe_stem
-from maa.core.threads import apply_threads
+from maa.core.device import apply_threads
 from maa.infer.budget import preflight
 from maa.infer.limits import (
     MAX_CANDIDATES,

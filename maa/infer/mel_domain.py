@@ -1,6 +1,6 @@
 """Mel domains of model folders, and the vocoder each one needs.
 
-maa's own models and the official v1 release decode to log10 mels (maa.core.mel). AudioGPT's
+maa's own models and the official v1 release decode to log10 mels (maa.core.audio). AudioGPT's
 Make-An-Audio models (ta40multi text-to-audio, image-to-audio, inpaint7) decode to the
 normalised-dB mel mapped to [-1, 1]: mel01 = clip((20 log10(max(mag, 1e-5)) - 20 + 100) / 100, 0, 1),
 x = 2 mel01 - 1 (AudioGPT's TRANSFORMS_16000), and hand the vocoder clamp((x + 1) / 2, 0, 1).

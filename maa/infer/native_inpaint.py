@@ -34,7 +34,7 @@ from maa.models.inpaint_unet import INPAINT_KIND, InpaintUNet, InpaintUNetConfig
 from maa.core.checkpoint import load_weights, read_config, uninitialized
 from maa.parts.vocoders import load_vocoder
 from maa.models.vae import load_vae
-from maa.core.mel import MelConfig, mel_basis
+from maa.core.audio import MelConfig, mel_basis
 from maa.core.audio import load_audio
 from maa.core.checkpoint import sha256_file
 from maa.core.device import pick_device

@@ -41,10 +41,10 @@ from maa.core.device import pick_device
 from maa.core.errors import MaaError
 from maa.core.hub import resolve_model
 from maa.core.version import __version__
-from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import frames_for_duration, samples_for_frames, seconds_for_frames
+from maa.core.audio import DEFAULT as MEL
+from maa.core.audio import frames_for_duration, samples_for_frames, seconds_for_frames
 from maa.infer import loop as looping
-from maa.core.profile import staged
+from maa.core.progress import staged
 from maa.infer import sampling
 from maa.infer.mel_domain import for_domain
 from maa.infer.options import GenerateOptions, mode_module, split_sequence

@@ -26,7 +26,7 @@ from maa.core.audio import SAMPLE_RATE
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path
 from maa.infer.limits import MAX_RECORD_BYTES, record_from_text
-from maa.core.profile import staged
+from maa.core.progress import staged
 
 # Fields of a record that describe an outcome or a place, not a setting: a rerun compares the rest.
 OUTCOME = {"seed", "score", "candidate_scores", "parts", "batch", "model", "device", "threads", "maa", "id", "path",

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from maa.core.audio import fit_length
-from maa.core.mel import mel_spectrogram, samples_for_frames
+from maa.core.audio import mel_spectrogram, samples_for_frames
 from maa.infer.accel import FastPath, ensure
 from maa.infer.mel_domain import to_model_domain
 from maa.infer.loop import circular

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from maa.core.errors import MaaError
-from maa.core.profile import staged
+from maa.core.progress import staged
 from maa.models.diffusion import eps_from_v
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]

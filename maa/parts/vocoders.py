@@ -4,8 +4,8 @@
     wav = voc(mel)                          # (B, 80, F) log10-mels -> (B, F * 256) samples at 16 kHz
 
 Griffin-Lim (fast variant, Perraudin et al. 2013, momentum 0.99) in torch, so it runs batched
-on the GPU: the magnitude comes from the mel's least-squares inverse (maa.core.mel.mel_to_linear),
-the phase from alternating projections. Framing matches maa.core.mel: mel frame i is the window
+on the GPU: the magnitude comes from the mel's least-squares inverse (maa.core.audio.mel_to_linear),
+the phase from alternating projections. Framing matches maa.core.audio: mel frame i is the window
 [i*256 - 384, i*256 + 640), centred on sample i*256 + 128, and F frames give F * 256 samples
 (like the neural vocoder in maa.models.vocos, so the two are interchangeable).
 """
@@ -22,9 +22,9 @@ from torch import nn
 
 from maa.core.checkpoint import load_weights, mmap_safetensors, parse_config, uninitialized
 from maa.core.errors import MaaError, warn
-from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import LOG_FLOOR, MelConfig, as_mel_batch, mel_basis, mel_to_linear
-from maa.core.profile import staged
+from maa.core.audio import DEFAULT as MEL
+from maa.core.audio import LOG_FLOOR, MelConfig, as_mel_batch, mel_basis, mel_to_linear
+from maa.core.progress import staged
 from maa.parts.registry import Registry
 from maa.models.vocos import (
     VOCOS_KIND,
@@ -64,7 +64,7 @@ def load_bigvgan(path: str | Path, device: str | torch.device = "cpu", refine: i
 def mel_refine(wav: torch.Tensor, log_mel_target: torch.Tensor, iters: int, cfg: MelConfig = MEL) -> torch.Tensor:
     """Pull a waveform's mel onto the target mel, keeping its phase and fine spectral structure.
 
-    Each iteration measures the mel of `wav` in maa.core.mel's framing, turns the per-band ratio
+    Each iteration measures the mel of `wav` in maa.core.audio's framing, turns the per-band ratio
     target / measured into per-bin gains (the filterbank-weighted mean of the band ratios),
     scales the STFT and inverts it. A Griffin-Lim-like projection, but started from the
     neural vocoder's coherent phase and harmonic detail rather than from noise and the
@@ -185,7 +185,7 @@ class GriffinLim:
             angles = t / t.abs().clamp(min=1e-16)
             prev = rebuilt
         wav = self._istft(mag * angles, window, length)
-        # centre of frame i: i*hop here, i*hop + (win - 2*pad)/2 = i*hop + 128 in maa.core.mel's framing
+        # centre of frame i: i*hop here, i*hop + (win - 2*pad)/2 = i*hop + 128 in maa.core.audio's framing
         shift = c.win_length // 2 - c.pad
         wav = F.pad(wav, (shift, 0))[..., :length].clamp(-1.0, 1.0)
         return wav[0] if squeeze else wav

@@ -20,8 +20,8 @@ import torch
 
 from maa.core.audio import fit_length
 from maa.core.errors import MaaError
-from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import mel_spectrogram, samples_for_frames
+from maa.core.audio import DEFAULT as MEL
+from maa.core.audio import mel_spectrogram, samples_for_frames
 from maa.models.diffusion import (
     LDM_KIND,
     DiffusionConfig,
@@ -46,7 +46,7 @@ from maa.core.manifest import caption_of
 from maa.data.formats import read_manifest
 from maa.core.checkpoint import num_params, read_config, sha256_file
 from maa.core.manifest import split_holdout
-from maa.core.mel import frames_for_duration, seconds_for_frames
+from maa.core.audio import frames_for_duration, seconds_for_frames
 from maa.models.unet import preset as unet_preset
 from maa.models.vae import load_vae
 from maa.train.loop import train

@@ -39,7 +39,7 @@ from collections import Counter
 from maa.core.manifest import caption_of
 from maa.core.checkpoint import num_params, sha256_file
 from maa.core.manifest import split_holdout
-from maa.core.mel import frames_for_duration, seconds_for_frames
+from maa.core.audio import frames_for_duration, seconds_for_frames
 from maa.models.vae import load_vae
 from maa.train.loop import train
 from maa.train.run import begin

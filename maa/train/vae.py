@@ -25,8 +25,8 @@ from maa.core.config import ConfigMixin, Range
 from maa.core.device import describe
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path
-from maa.core.mel import DEFAULT as MEL_DEFAULT
-from maa.core.mel import MEL_MIN
+from maa.core.audio import DEFAULT as MEL_DEFAULT
+from maa.core.audio import MEL_MIN
 from maa.models.vae import SpecVAE
 from maa.train.discriminators import (
     MultiWindowDiscriminator,

@@ -10,7 +10,7 @@ from maa.commands.cli import app
 from typer.testing import CliRunner
 
 from maa.core.audio import load_audio
-from maa.core.mel import mel_spectrogram
+from maa.core.audio import mel_spectrogram
 from tests.conftest import real_ish
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ import torch
 
 from maa.core.audio import load_audio
 from maa.core.errors import MaaError
-from maa.core.mel import mel_spectrogram
+from maa.core.audio import mel_spectrogram
 from maa.data.mels import MelCrops, RowMels, random_crop, row_mel
 from tests.conftest import real_ish
 

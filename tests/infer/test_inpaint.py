@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from maa.core.errors import MaaError
-from maa.core.mel import mel_spectrogram
+from maa.core.audio import mel_spectrogram
 from maa.core.audio import fit_length
 from maa.infer import sampling
 from maa.infer.inpaint import (

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from maa.core.mel import frames_for_duration, samples_for_frames, seconds_for_frames
+from maa.core.audio import frames_for_duration, samples_for_frames, seconds_for_frames
 from maa.core.errors import MaaError
 from maa.infer.pipeline import (
     GenerateOptions,

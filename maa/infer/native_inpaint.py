@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from maa.core.errors import MaaError
-from maa.core.hub import resolve_model
+from maa.core.checkpoint import resolve_model
 from maa.infer.mel_domain import for_domain
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
 from maa.models.inpaint_unet import INPAINT_KIND, InpaintUNet, InpaintUNetConfig

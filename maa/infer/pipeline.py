@@ -39,7 +39,7 @@ from maa.core.audio import SAMPLE_RATE, fit_length, load_audio
 from maa.core.checkpoint import folder_sha256, load_weights, read_config, uninitialized
 from maa.core.device import pick_device
 from maa.core.errors import MaaError
-from maa.core.hub import resolve_model
+from maa.core.checkpoint import resolve_model
 from maa.core.version import __version__
 from maa.core.audio import DEFAULT as MEL
 from maa.core.audio import frames_for_duration, samples_for_frames, seconds_for_frames

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from maa.core.errors import MaaError
-from maa.core.hub import resolve_model
+from maa.core.checkpoint import resolve_model
 from maa.core.audio import mel_spectrogram
 from maa.parts.laion import LaionClapScorer
 from maa.parts.registry import Registry

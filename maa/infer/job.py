@@ -8,7 +8,7 @@
   2. check the options; estimate memory and time from the model's configs, refuse what will not
      fit unless `force` (maa.infer.budget.preflight), all before the model is loaded;
   3. load the model (maa.infer.pipeline); lay out all outputs once (`Pipeline.request`); skip
-     those already made with these settings (maa.infer.record.same_settings);
+     those already made with these settings (maa.infer.options.same_settings);
   4. write each output (wav with its record, PNG, manifest line) atomically as soon as it is done
      (`Pipeline.stream`), so an interrupted run continues and gives the same bytes.
 """
@@ -38,10 +38,9 @@ from maa.infer.limits import (
     check_replay_alone,
     check_same_record,
 )
-from maa.infer.options import GenerateOptions
+from maa.infer.options import GenerateOptions, read_record, same_settings, save_wav_with_record, wav_bytes
 from maa.infer.pipeline import load_pipeline
 from maa.infer.plots import save_png
-from maa.infer.record import read_record, same_settings, save_wav_with_record, wav_bytes
 from maa.infer.sampling import WINDOW
 
 
@@ -296,7 +295,7 @@ def _check_outputs(items: list, out: str | None, out_dir: Path | None, manifest:
 def _skip_made(paths: list[Path | None], records: list[dict], png: bool, overwrite: bool,
                what: str = "-o") -> dict[int, dict]:
     """The manifest rows of outputs a rerun keeps: their wav holds a record of the same settings. A wav
-    that holds another generation's record is refused unless `overwrite` (maa.infer.limits)."""
+    that holds another generation's record is refused unless `overwrite` (maa.infer.options)."""
     rows = {}
     for i, p in enumerate(paths):
         if p is not None and not overwrite and p.exists():

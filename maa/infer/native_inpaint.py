@@ -38,7 +38,7 @@ from maa.core.audio import MelConfig, mel_basis
 from maa.core.audio import load_audio
 from maa.core.checkpoint import sha256_file
 from maa.core.device import pick_device
-from maa.infer.record import read_record, save_wav_with_record
+from maa.infer.options import read_record, save_wav_with_record
 from maa.core.version import __version__
 
 OFFICIAL_FRAMES = 848  # AudioGPT pads/crops the input to 848 mel frames (10.85 s)

@@ -21,7 +21,7 @@ A `Pipeline` is its parts (UNet, VAE, text encoder, vocoder, schedule), passed i
   3. best-of-K: ranks a prompt's candidates by audio-text score (maa.parts.scorers, imported
      only for K > 1) and keeps the best;
   4. the record: every setting that made the output, enough to make it again bit-exactly
-     (maa.infer.record keeps it inside the wav; `replay` makes the Request again).
+     (maa.infer.options keeps it inside the wav; `replay` makes the Request again).
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ def test_generate_with_the_inpainting_model(model, tmp_path):
 
     import soundfile as sf
 
-    from maa.infer.record import read_record
+    from maa.infer.options import read_record
 
     sr = 16000
     src, out = tmp_path / "scene.wav", tmp_path / "filled.wav"

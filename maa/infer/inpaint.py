@@ -42,7 +42,7 @@ from maa.core.errors import MaaError
 from maa.core.audio import DEFAULT as MEL
 from maa.core.audio import frames_for_duration, samples_for_frames
 from maa.infer import sampling
-from maa.infer.mel_domain import NORMDB, log10_to_normdb, normdb_to_log10
+from maa.parts.vocoders import NORMDB, log10_to_normdb, normdb_to_log10
 from maa.parts.scorers import MaaClapScorer
 from maa.infer.limits import check_span_seconds
 

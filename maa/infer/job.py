@@ -33,7 +33,7 @@ from maa.core.device import apply_threads, pick_device
 from maa.core.errors import MaaError
 from maa.core.io import write_text_atomic
 from maa.core.manifest import clip_id, safe_stem
-from maa.infer.accel import FastPath
+from maa.infer.sampling import FastPath
 from maa.infer.limits import (
     MAX_CANDIDATES,
     check_count,

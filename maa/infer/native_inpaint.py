@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from maa.core.errors import MaaError
 from maa.core.checkpoint import resolve_model
-from maa.infer.mel_domain import for_domain
+from maa.parts.vocoders import for_domain
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
 from maa.models.inpaint_unet import INPAINT_KIND, InpaintUNet, InpaintUNetConfig
 from maa.core.checkpoint import load_weights, read_config, uninitialized

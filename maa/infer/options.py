@@ -59,7 +59,7 @@ class GenerateOptions:
     init_audio: np.ndarray | str | Path | None = None  # audio-to-audio (SDEdit): 16 kHz mono samples or a file
     strength: float = 0.5
     compose: bool = True  # "A, then B": A over the first half, B over the second (maa.infer.temporal)
-    fast: str = "auto"  # CUDA fast path (maa.infer.accel.FastPath.parse): auto (on for CUDA, off on the CPU), off, ...
+    fast: str = "auto"  # CUDA fast path (maa.infer.sampling.FastPath.parse): auto (on for CUDA, off on the CPU), off, ...
     inpaint: list | None = None  # [(start, end)] s of init_audio to regenerate; the rest is kept
     inpaint_mode: str = "keep-scene"  # INPAINT_MODES
     context: str | None = None  # keep-scene: the scene's caption (None: the model's clap/ picks one)

@@ -46,7 +46,7 @@ from maa.core.audio import frames_for_duration, samples_for_frames, seconds_for_
 from maa.infer import loop as looping
 from maa.core.progress import staged
 from maa.infer import sampling
-from maa.infer.mel_domain import for_domain
+from maa.parts.vocoders import for_domain
 from maa.infer.options import GenerateOptions, mode_module, split_sequence
 from maa.infer.temporal import join, part_span
 from maa.models.diffusion import INPAINT_KIND, LDM_KIND, DiffusionConfig, alphas_cumprod

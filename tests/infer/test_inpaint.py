@@ -21,7 +21,7 @@ from maa.infer.inpaint import (
     span_weight,
     spans_mel_error,
 )
-from maa.infer.mel_domain import NORMDB, log10_to_normdb
+from maa.parts.vocoders import NORMDB, log10_to_normdb
 from maa.infer.pipeline import GenerateOptions, load_model
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
 from maa.models.samplers import SAMPLERS, SPACING, hold_known, regional, timesteps

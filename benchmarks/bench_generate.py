@@ -29,7 +29,7 @@ from maa.models.vae import preset as vpreset
 from maa.train.ldm import LDMSetup, LDMTask
 from maa.core.audio import frames_for_duration, seconds_for_frames
 from maa.infer.pipeline import GenerateOptions
-from maa.models.samplers import SAMPLERS
+from maa.models.diffusion import SAMPLERS
 from maa.core.checkpoint import num_params
 from maa.infer.pipeline import load_model
 

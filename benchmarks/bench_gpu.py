@@ -50,7 +50,7 @@ from maa.infer.sampling import FastPath, accelerate, restore
 from maa.infer.pipeline import GenerateOptions
 from maa.infer.sampling import FastUNet
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
-from maa.models.samplers import SAMPLERS, guided, model_denoiser, timesteps
+from maa.models.diffusion import SAMPLERS, guided, model_denoiser, timesteps
 from maa.infer.sampling import autocast
 from maa.models.diffusion import diffusion_loss
 from maa.models.unet import UNet

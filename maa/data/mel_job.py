@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from maa.core.audio import SAMPLE_RATE, audio_info, fit_length, load_audio
 from maa.core.errors import MaaError, MaaWarning
 from maa.core.io import save_npy_atomic, write_json_atomic
-from maa.core.manifest import safe_stem
+from maa.core.io import safe_stem
 from maa.core.audio import DEFAULT, mel_spectrogram, num_frames, samples_for_frames
 
 

@@ -2,7 +2,7 @@
 
 The input's latent (its log-mel through the VAE encoder, posterior mean) is held as known outside
 the spans while the sampler denoises the whole latent (maa.infer.sampling.sample with a
-`Known` mask; `maa.models.samplers.hold_known`): after
+`Known` mask; `maa.models.diffusion.hold_known`): after
 every step the known region is replaced by the input's latent noised to the next timestep, so
 the new material is denoised next to, and continuous with, what stays. Both joins are soft:
 the latent mask ramps over LATENT_FADE seconds centred on each span edge, and the decoded audio

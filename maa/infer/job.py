@@ -31,8 +31,7 @@ from maa.core.audio import audio_info, frames_for_duration
 from maa.core.checkpoint import read_config
 from maa.core.device import apply_threads, pick_device
 from maa.core.errors import MaaError
-from maa.core.io import write_text_atomic
-from maa.core.manifest import clip_id, safe_stem
+from maa.core.io import clip_id, safe_stem, write_text_atomic
 from maa.infer.sampling import FastPath
 from maa.infer.limits import (
     MAX_CANDIDATES,
@@ -354,6 +353,7 @@ def _warn_replay(record: dict, now: dict, src: Path, log: Log) -> None:
         log.warn(f"{src} was made with other LoRA adapters ({record.get('lora')}); the audio will differ")
     if record.get("maa") != now["maa"]:
         log.warn(f"{src} was made by maa {record.get('maa')}, this is {now['maa']}: the audio may differ")
+
 
 # -- the cost, known before anything is loaded ------------------------------------------------------
 #

@@ -164,7 +164,7 @@ def check_record(rec, src) -> dict:
             raise MaaError(f"{where} {key} {_short(rec[key])}: want {want}; the record was changed or damaged")
     check_seed(rec["seed"], f"{where} seed")
     if "sampler" in rec:
-        from maa.models.samplers import SAMPLERS  # noqa: PLC0415  torch: `maa info` reads a record without loading it
+        from maa.models.diffusion import SAMPLERS  # noqa: PLC0415  torch: `maa info` reads a record without loading it
 
         if rec["sampler"] not in SAMPLERS:
             raise MaaError(f"{where} sampler {rec['sampler']!r}: want one of {', '.join(SAMPLERS)}")

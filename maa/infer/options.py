@@ -34,7 +34,7 @@ from maa.core.io import atomic_path
 from maa.core.progress import staged
 from maa.infer.limits import MAX_RECORD_BYTES, check_settings, record_from_text
 from maa.infer.sampling import WINDOW
-from maa.models.samplers import SAMPLERS
+from maa.models.diffusion import SAMPLERS
 
 # dpm++: the knee of benchmarks/bench_steps.py's curve (13 prompts, 4 s): CLAP score and class equal
 # from 8 to 50 steps; against the 50-step clip, aisfx KL 0.038 at 12 vs 0.092 at 10 and 0.002 at 25.

@@ -6,7 +6,7 @@ plain clips and the parts of an "A, then B" prompt (a batch of rows), audio-to-a
 the init latent, no mask: the SDEdit start), inpainting and long form (`known` with a `keep`
 mask over time: the held-known region), and a joint timeline (`Regions`: one prompt per stretch
 of one latent). The denoiser it runs is built here only (`denoiser`), in the style of
-k-diffusion's model wrappers: the UNet as an eps predictor (maa.models.samplers.model_denoiser),
+k-diffusion's model wrappers: the UNet as an eps predictor (maa.models.diffusion.model_denoiser),
 classifier-free guidance against opts.negative (`guided`), masks over time (`regional`), and
 the known-region hold around the sampler (`hold_known`).
 
@@ -36,7 +36,7 @@ from maa.core.errors import MaaError
 from maa.core.audio import mel_spectrogram, samples_for_frames
 from maa.parts.vocoders import to_model_domain
 from maa.infer.loop import circular
-from maa.models.samplers import (
+from maa.models.diffusion import (
     SAMPLERS,
     end_alpha,
     guided,
@@ -63,7 +63,7 @@ class Known:
 @dataclass
 class Regions:
     """One latent, each stretch denoised by its own prompt: texts[k] weighted by weights[k] over
-    the latent's time axis (maa.models.samplers.regional)."""
+    the latent's time axis (maa.models.diffusion.regional)."""
     texts: list[str]
     weights: torch.Tensor  # (K, W)
 
@@ -136,6 +136,7 @@ def decode(model, z: torch.Tensor, frames: int) -> tuple[np.ndarray, np.ndarray]
     wavs = model.vocoder(mels).float().cpu().numpy()
     n = samples_for_frames(frames)
     return mels.cpu().numpy(), np.stack([fit_length(w, n) for w in wavs])
+
 
 # -- the CUDA fast path ---------------------------------------------------------------------------
 #

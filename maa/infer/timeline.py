@@ -11,7 +11,7 @@ audio-text score of each event inside its span):
     is one continuous clip of the whole duration under them at BACKGROUND_GAIN. Nothing sounds
     outside an event's span but the background, and overlapping events simply add.
   * "joint": one latent, denoised by each event's prompt inside its span (latent masks with
-    LATENT_FADE ramps, maa.models.samplers.regional), the background (or the negative prompt)
+    LATENT_FADE ramps, maa.models.diffusion.regional), the background (or the negative prompt)
     elsewhere. One clip of one texture, but the UNet's and decoder's attention blend the stretches
     and it cannot be silent between events; one window long at most.
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from maa.core.errors import MaaError
-from maa.models.embedding import CACHE_SIZE, TextEmbedding
+from maa.parts.registry import CACHE_SIZE, TextEmbedding
 from maa.core.checkpoint import uninitialized
 from maa.core.checkpoint import strip_prefix
 from maa.core.safe_pickle import load_pickle_checkpoint

@@ -38,7 +38,7 @@ from maa.models.bert import BertConfig, BertEncoder, FastTokenizer, load_bert_fo
 import pickle
 from safetensors import SafetensorError
 import hashlib
-from maa.models.embedding import CACHE_SIZE, TextEmbedding  # noqa: F401  (TextEmbedding: public here too)
+from maa.parts.registry import CACHE_SIZE, TextEmbedding  # noqa: F401  (TextEmbedding: public here too)
 from maa.core.checkpoint import load_weights, read_config, uninitialized
 from maa.core.progress import staged
 

@@ -260,6 +260,7 @@ def load_vocoder(model_dir: str | Path | None = None, device: str | torch.device
         warn(reason)
     return GriffinLim(n_iter=gl_iters, device=device)
 
+
 # -- mel domains: what a model folder decodes to, and what its vocoder is fed ----------------------
 #
 # Mel domains of model folders, and the vocoder each one needs.

@@ -24,7 +24,7 @@ from maa.infer.inpaint import (
 from maa.parts.vocoders import NORMDB, log10_to_normdb
 from maa.infer.pipeline import GenerateOptions, load_model
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
-from maa.models.samplers import SAMPLERS, SPACING, hold_known, regional, timesteps
+from maa.models.diffusion import SAMPLERS, SPACING, hold_known, regional, timesteps
 from tests.conftest import real_ish
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -46,13 +46,9 @@ import torch
 from maa.infer.pipeline import load_model
 from maa.parts.vocoders import NeuralVocoder
 from maa.models.bigvgan import BigVGAN, BigVGANConfig
-from maa.infer.sampling import FastPath, accelerate, restore
+from maa.infer.sampling import FastPath, FastUNet, accelerate, autocast, restore
 from maa.infer.pipeline import GenerateOptions
-from maa.infer.sampling import FastUNet
-from maa.models.diffusion import DiffusionConfig, alphas_cumprod
-from maa.models.diffusion import SAMPLERS, guided, model_denoiser, timesteps
-from maa.infer.sampling import autocast
-from maa.models.diffusion import diffusion_loss
+from maa.models.diffusion import DiffusionConfig, SAMPLERS, alphas_cumprod, diffusion_loss, guided, model_denoiser, timesteps
 from maa.models.unet import UNet
 from maa.models.unet import preset as unet_preset
 from maa.models.vae import SpecVAE

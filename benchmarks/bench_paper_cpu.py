@@ -48,8 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maa.core.audio import load_audio
-from maa.core.audio import mel_spectrogram
+from maa.core.audio import load_audio, mel_spectrogram
 from maa.core.safe_pickle import load_pickle_checkpoint
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
 

@@ -25,14 +25,12 @@ import time
 import numpy as np
 import torch
 
-from maa.core.audio import load_audio
+from maa.core.audio import load_audio, mel_spectrogram, mel_to_linear
 from maa.core.io import write_json_atomic
 from maa.data.formats import read_manifest
 from maa.core.audio import DEFAULT as MEL
-from maa.core.audio import mel_spectrogram, mel_to_linear
-from maa.parts.vocoders import load_neural_vocoder
+from maa.parts.vocoders import GriffinLim, load_neural_vocoder
 from maa.train.vocoder import mr_stft_distance
-from maa.parts.vocoders import GriffinLim
 
 
 def griffin_lim_torchaudio(mel: torch.Tensor, n_iter: int = 32) -> torch.Tensor:

@@ -30,8 +30,7 @@ import re
 from pathlib import Path
 
 from maa.core.errors import MaaError
-from maa.core.io import read_text
-from maa.core.io import clip_id
+from maa.core.io import clip_id, read_text
 from maa.core.manifest import AUDIO_EXTS, TableFormat, read_rows
 
 YT_ID = r"[A-Za-z0-9_-]{11}"

@@ -27,16 +27,12 @@ import torch
 import torch.nn.functional as F
 
 from maa.core.errors import MaaError
-from maa.core.checkpoint import resolve_model
-from maa.parts.vocoders import for_domain
+from maa.core.checkpoint import load_weights, read_config, resolve_model, sha256_file, uninitialized
+from maa.parts.vocoders import for_domain, load_vocoder
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
 from maa.models.inpaint_unet import INPAINT_KIND, InpaintUNet, InpaintUNetConfig
-from maa.core.checkpoint import load_weights, read_config, uninitialized
-from maa.parts.vocoders import load_vocoder
 from maa.models.vae import load_vae
-from maa.core.audio import MelConfig, mel_basis
-from maa.core.audio import load_audio
-from maa.core.checkpoint import sha256_file
+from maa.core.audio import MelConfig, load_audio, mel_basis
 from maa.core.device import pick_device
 from maa.infer.options import read_record, save_wav_with_record
 from maa.core.version import __version__

@@ -31,9 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from maa.core.audio import fit_length
+from maa.core.audio import fit_length, mel_spectrogram, samples_for_frames
 from maa.core.errors import MaaError
-from maa.core.audio import mel_spectrogram, samples_for_frames
 from maa.parts.vocoders import to_model_domain
 from maa.infer.loop import circular
 from maa.models.diffusion import (

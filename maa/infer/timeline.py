@@ -28,9 +28,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from maa.core.audio import SAMPLE_RATE, fit_length
+from maa.core.audio import SAMPLE_RATE, fit_length, frames_for_duration, mel_spectrogram, samples_for_frames
 from maa.core.errors import MaaError
-from maa.core.audio import frames_for_duration, mel_spectrogram, samples_for_frames
 from maa.infer import sampling
 from maa.infer.inpaint import LATENT_FADE, latent_times, parse_span, sample_times, span_weight
 from maa.infer.limits import check_timeline

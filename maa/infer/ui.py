@@ -25,8 +25,7 @@ import numpy as np
 
 from maa.core.audio import SAMPLE_RATE, audio_info, load_audio
 from maa.core.errors import MaaError
-from maa.core.io import write_text_atomic
-from maa.core.io import safe_stem
+from maa.core.io import safe_stem, write_text_atomic
 from maa.infer.inpaint import parse_span
 from maa.infer.pipeline import load_pipeline, resolve_model_dir
 from maa.infer.timeline import parse_timeline

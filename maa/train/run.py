@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 
-from maa.core.device import describe
+from maa.core.device import apply_threads, describe
 from maa.core.errors import MaaError
 from maa.core.progress import Reporter
-from maa.core.device import apply_threads
 from maa.train.loop import (
     METRICS_FILE,
     STATE_FILE,

@@ -37,8 +37,7 @@ from maa.train.discriminators import (
 from maa.train.loop import TrainConfig, autocast, backward_step
 from maa.core.progress import Reporter
 from maa.train.run import RunOptions
-from maa.core.checkpoint import read_config
-from maa.core.checkpoint import load_weights, num_params
+from maa.core.checkpoint import load_weights, num_params, read_config
 from maa.core.manifest import split_holdout
 from maa.data.mels import MelCrops, band_means, mel_rows
 from maa.models.vae import VAEConfig

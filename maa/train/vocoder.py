@@ -12,13 +12,12 @@ from torch import nn
 
 from maa.core.errors import MaaError
 from maa.core.audio import DEFAULT as MEL
-from maa.core.audio import LOG_FLOOR, MelConfig, mel_basis, mel_spectrogram
+from maa.core.audio import LOG_FLOOR, MelConfig, load_audio, mel_basis, mel_spectrogram
 from maa.models.vocos import VOCOS_KIND, WEIGHTS, VocoderConfig, VocosGenerator
 from maa.train.discriminators import multi_period, multi_resolution, stft_mag
 from maa.parts.vocoders import resolve_vocoder_dir
 from maa.core.progress import Reporter
 from maa.train.run import RunOptions, read_part_config
-from maa.core.audio import load_audio
 from maa.train.loop import adamw
 from maa.train.loop import autocast, backward_step
 from dataclasses import replace

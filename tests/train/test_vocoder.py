@@ -9,9 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from maa.core.audio import save_wav
+from maa.core.audio import mel_spectrogram, save_wav
 from maa.core.errors import MaaError
-from maa.core.audio import mel_spectrogram
 from maa.parts.vocoders import load_neural_vocoder, mel_refine
 from maa.models.vocos import VocosGenerator, istft_same, preset, stft_same
 from maa.train.loop import TrainConfig, read_metrics, train

@@ -20,17 +20,15 @@ import time
 from pathlib import Path
 
 import torch
-from maa.core.checkpoint import save_weights
-from maa.models.diffusion import DiffusionConfig
+from maa.core.checkpoint import num_params, save_weights
+from maa.models.diffusion import DiffusionConfig, SAMPLERS
 from maa.parts.text import load_text_encoder
 from maa.models.unet import preset as get_unet_preset
 from maa.models.vae import SpecVAE
 from maa.models.vae import preset as vpreset
 from maa.train.ldm import LDMSetup, LDMTask
-from maa.core.mel import frames_for_duration, seconds_for_frames
+from maa.core.audio import frames_for_duration, seconds_for_frames
 from maa.infer.pipeline import GenerateOptions
-from maa.models.samplers import SAMPLERS
-from maa.core.checkpoint import num_params
 from maa.infer.pipeline import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

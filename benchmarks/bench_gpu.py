@@ -9,7 +9,7 @@ steps, guidance 3. Rows, all in one run and one table:
   * text -> wav (a maa.infer.pipeline.Pipeline call, a new prompt every call so the text encoder runs):
     latency at batch 1 (median of --calls calls after warm-up) and throughput at the batches
     of --batches (seconds of audio per second), eager fp32 vs bf16 vs bf16 + torch.compile +
-    CUDA graphs (maa.infer.accel); the compiled path's first calls (compile) reported apart;
+    CUDA graphs (maa.infer.sampling); the compiled path's first calls (compile) reported apart;
   * the UNet's sampling work alone (25 guided steps at each batch) by maa's UNet and by
     diffusers' UNet2DConditionModel configured to the same size (320/640 channels, 2 layers
     per block, cross-attention dim 1024, 8 heads, same latent shape), fp32 and the fast path,
@@ -46,13 +46,9 @@ import torch
 from maa.infer.pipeline import load_model
 from maa.parts.vocoders import NeuralVocoder
 from maa.models.bigvgan import BigVGAN, BigVGANConfig
-from maa.infer.accel import FastPath, accelerate, restore
+from maa.infer.sampling import FastPath, FastUNet, accelerate, autocast, restore
 from maa.infer.pipeline import GenerateOptions
-from maa.infer.accel import FastUNet
-from maa.models.diffusion import DiffusionConfig, alphas_cumprod
-from maa.models.samplers import SAMPLERS, guided, model_denoiser, timesteps
-from maa.infer.accel import autocast
-from maa.models.diffusion import diffusion_loss
+from maa.models.diffusion import DiffusionConfig, SAMPLERS, alphas_cumprod, diffusion_loss, guided, model_denoiser, timesteps
 from maa.models.unet import UNet
 from maa.models.unet import preset as unet_preset
 from maa.models.vae import SpecVAE

@@ -27,7 +27,7 @@ import argparse
 import numpy as np
 import torch
 from maa.core.audio import SAMPLE_RATE
-from maa.core.mel import mel_spectrogram
+from maa.core.audio import mel_spectrogram
 from maa.infer.inpaint import folder_scorer, inpaint, join_flux_ratio, pick_context, spans_mel_error
 from maa.infer.pipeline import GenerateOptions, load_model
 

@@ -9,7 +9,7 @@ The weights follow the init of tests/fixtures/official-golden (N(0, 1/fan_in) co
 norms near 1), so every layer gives finite, non-trivial outputs.
 
 Then `maa generate "a dog barks" -d 10 --model DIR -o out.wav` runs in a fresh interpreter
-(a subprocess), with MAA_PROFILE set so it reports when each stage ran (maa.core.profile);
+(a subprocess), with MAA_PROFILE set so it reports when each stage ran (maa.core.progress);
 the table splits the wall time into start-up (interpreter, imports, checks), loading (weights),
 text, sampling, VAE decode, vocoder, write and the rest, plus the child's peak RSS. Each case
 runs --reps times, interleaved, and the median is reported.
@@ -48,8 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maa.core.audio import load_audio
-from maa.core.mel import mel_spectrogram
+from maa.core.audio import load_audio, mel_spectrogram
 from maa.core.safe_pickle import load_pickle_checkpoint
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
 

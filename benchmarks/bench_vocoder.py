@@ -1,13 +1,13 @@
 """Neural vocoder vs Griffin-Lim: resynthesis quality on held-out clips, measured in one run.
 
-For each clip x of the manifest (whole frames only): mel = maa.core.mel(x), then
+For each clip x of the manifest (whole frames only): mel = maa.core.audio(x), then
   * neural:      the vocoder folder's model on mel;
   * Griffin-Lim: maa.parts.vocoders.GriffinLim, the fallback `maa generate` uses (fast GLA, 32
                  iterations, momentum 0.99, on the pseudo-inverse linear magnitude), or with
                  --gl torchaudio, torchaudio's GriffinLim with the same settings, shifted by
-                 half a hop so its frames sit where maa.core.mel's do.
+                 half a hop so its frames sit where maa.core.audio's do.
 Both are compared with x on
-  * mel L1: mean |log10-mel(y^) - log10-mel(x)| (maa.core.mel's features, lower is better);
+  * mel L1: mean |log10-mel(y^) - log10-mel(x)| (maa.core.audio's features, lower is better);
   * MR-STFT: multi-resolution STFT distance, spectral convergence + log-magnitude L1 at
     (1024, 120, 600), (2048, 240, 1200), (512, 50, 240) (lower is better);
 and timed (real-time factor = seconds of compute per second of audio, on this machine).
@@ -25,25 +25,23 @@ import time
 import numpy as np
 import torch
 
-from maa.core.audio import load_audio
+from maa.core.audio import load_audio, mel_spectrogram, mel_to_linear
 from maa.core.io import write_json_atomic
 from maa.data.formats import read_manifest
-from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import mel_spectrogram, mel_to_linear
-from maa.parts.vocoders import load_neural_vocoder
+from maa.core.audio import DEFAULT as MEL
+from maa.parts.vocoders import GriffinLim, load_neural_vocoder
 from maa.train.vocoder import mr_stft_distance
-from maa.parts.vocoders import GriffinLim
 
 
 def griffin_lim_torchaudio(mel: torch.Tensor, n_iter: int = 32) -> torch.Tensor:
-    """(80, F) log-mel -> (F * hop,) samples aligned with maa.core.mel's framing."""
+    """(80, F) log-mel -> (F * hop,) samples aligned with maa.core.audio's framing."""
     import torchaudio  # noqa: PLC0415  torchaudio: slow import, after the arguments are parsed (--help stays fast)
 
     gl = torchaudio.transforms.GriffinLim(n_fft=MEL.n_fft, n_iter=n_iter, win_length=MEL.win_length,
                                           hop_length=MEL.hop_length, power=1.0, momentum=0.99)
     frames = mel.shape[-1]
     wav = gl(mel_to_linear(mel)[None])[0]
-    # torchaudio centres frame i on sample i*hop; maa.core.mel's frame i is centred on i*hop + hop/2
+    # torchaudio centres frame i on sample i*hop; maa.core.audio's frame i is centred on i*hop + hop/2
     wav = torch.cat([wav.new_zeros(MEL.hop_length // 2), wav])
     out = wav.new_zeros(frames * MEL.hop_length)
     n = min(len(out), len(wav))

@@ -23,7 +23,7 @@ from maa.commands import (
 from maa.commands import eval as eval_cmd
 
 from maa import __version__
-from maa.core.threads import configure_process, first_word, threads_from_argv
+from maa.core.device import configure_process, first_word, threads_from_argv
 
 app = typer.Typer(
     name="maa",
@@ -65,7 +65,7 @@ app.command("pull", help=pull.HELP)(pull.main)
 app.add_typer(lora.app, name="lora", help=lora.HELP)
 
 
-# long work: a neighbour may start while it runs, so idle OpenMP threads sleep (maa.core.threads)
+# long work: a neighbour may start while it runs, so idle OpenMP threads sleep (maa.core.device)
 LONG_COMMANDS = ("train-vae", "train-ldm", "train-clap", "train-vocoder", "mel", "eval", "caption", "reprogram")
 
 

@@ -25,7 +25,7 @@ Examples:
 @friendly
 def main(files: list[Path] = typer.Argument(..., help="wav files written by `maa generate`.")):
     """`maa info`: print the generation record stored in each wav as one JSON line."""
-    from maa.infer.record import read_record
+    from maa.infer.options import read_record
 
     for f in files:
         if not f.is_file():

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from maa.commands.common import fail
 from maa.core.errors import MaaError
-from maa.core.hub import resolve_model
+from maa.core.checkpoint import resolve_model
 
 
 def finite(value):

@@ -10,7 +10,7 @@ import typer
 from maa.commands import options as opt
 from maa.commands.common import emit, friendly, reporter
 from maa.core.errors import MaaError
-from maa.core.threads import apply_threads
+from maa.core.device import apply_threads
 
 HELP = """Train the spectrogram VAE (Make-An-Audio's autoencoder with a multi-window discriminator).
 

@@ -174,7 +174,7 @@ def ws(tmp_path_factory):
 
 def _set_record(src: Path, dst: Path, edit=None, raw: bytes | None = None) -> None:
     """dst: src's audio with its record edited (`edit(record)`) or replaced by the bytes `raw`."""
-    from maa.infer.record import read_record, wav_bytes
+    from maa.infer.options import read_record, wav_bytes
 
     audio, _ = sf.read(str(src), dtype="float32")
     rec = read_record(src)

@@ -40,7 +40,7 @@ import torch
 from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path, write_json_atomic, write_text_atomic
-from maa.core.mel import DEFAULT as MEL
+from maa.core.audio import DEFAULT as MEL
 from maa.core.safe_pickle import load_pickle_checkpoint
 from maa.models.bigvgan import WEIGHT_NAMES, fold_weight_norm, read_bigvgan_config
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod

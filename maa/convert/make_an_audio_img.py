@@ -45,7 +45,7 @@ from maa.convert.make_an_audio import (
 )
 from maa.core.errors import MaaError
 from maa.core.io import write_json_atomic, write_text_atomic
-from maa.core.mel import DEFAULT as MEL
+from maa.core.audio import DEFAULT as MEL
 from maa.models.bigvgan import read_bigvgan_config
 from maa.models.diffusion import LDM_KIND
 from maa.parts.openclip import KIND as OPENCLIP_KIND

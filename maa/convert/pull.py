@@ -1,6 +1,6 @@
 """`maa pull NAME`: download released weights through huggingface_hub (its cache, resumable
 downloads, progress bars, HF_TOKEN, HF_HUB_OFFLINE, HF_ENDPOINT), convert them, and place the
-model folder at $MAA_HOME/models/NAME (maa.core.hub), with the sha256 of every file recorded.
+model folder at $MAA_HOME/models/NAME (maa.core.checkpoint), with the sha256 of every file recorded.
 
     folder = pull("make-an-audio")                       # registry name -> converted folder
     folder = pull("hf:OWNER/REPO")                       # a repo already in maa's format
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
-from maa.core.hub import (
+from maa.core.checkpoint import (
     HF_PREFIX,
     PULL_RECORD,
     cached_sha256,

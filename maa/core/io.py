@@ -1,4 +1,5 @@
-"""Atomic file writes: a temp file in the target's folder, then os.replace.
+"""Files on disk: atomic writes (a temp file in the target's folder, then os.replace) and the safe
+file names ids are stored under (`clip_id`, `safe_stem`).
 
 A crash or Ctrl-C never leaves a half-written output behind, so reruns can trust
 that any file that exists is complete. A kill -9 can still leave the temp file
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -172,3 +174,33 @@ def load_tensor_table(path: str | os.PathLike, meta: dict) -> dict:
     except Exception:  # a damaged cache only costs the time to rebuild it
         return {}
 
+
+# -- safe file names for ids -----------------------------------------------------------------------
+
+def clip_id(text: str) -> str:
+    """A file-name-safe id."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "clip"
+
+
+STEM_CHARS = 80  # of the readable part; the full name stays far below any file system's 255 bytes
+
+
+def safe_stem(clip_id: str) -> str:
+    """The file name stem under which a command stores what it derives from clip `clip_id`.
+
+    Ids are data, not paths: `../x`, `/abs/x`, separators, NUL or 300 characters must all land
+    inside the output folder, one file per id. Plain lower-case ids ([a-z0-9._-], not starting
+    with a dot) are their own stem; anything else keeps a readable sanitised prefix plus 16 hex
+    digits of the id's SHA-1, so the name is stable across runs and unique even where the file
+    system ignores case (`Dog` and `dog` are different ids, hence different files).
+    """
+    clip_id = str(clip_id)
+    # a plain id that itself ends like a hashed stem is hashed too, so the two kinds never meet
+    if re.fullmatch(rf"[a-z0-9_-][a-z0-9._-]{{0,{STEM_CHARS - 1}}}", clip_id) and not _HASHED.search(clip_id):
+        return clip_id
+
+    prefix = re.sub(r"[^A-Za-z0-9_-]+", "_", clip_id)[:STEM_CHARS].strip("_") or "clip"
+    return f"{prefix}-{hashlib.sha1(clip_id.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+
+
+_HASHED = re.compile(r"-[0-9a-f]{16}$")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -24,8 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from maa.core.errors import MaaError
-from maa.core.io import atomic_path, read_text
-import hashlib
+from maa.core.io import atomic_path, clip_id, read_text
 
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au"}
 PATH_FIELDS = ("audio", "mel")
@@ -105,35 +103,6 @@ def split_holdout(rows: list[dict], fraction: float, min_rows: int = 4) -> tuple
         return rows, []
     k = max(2, round(1 / fraction))
     return [r for i, r in enumerate(rows) if i % k], rows[::k]
-
-
-def clip_id(text: str) -> str:
-    """A file-name-safe id."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "clip"
-
-
-STEM_CHARS = 80  # of the readable part; the full name stays far below any file system's 255 bytes
-
-
-def safe_stem(clip_id: str) -> str:
-    """The file name stem under which a command stores what it derives from clip `clip_id`.
-
-    Ids are data, not paths: `../x`, `/abs/x`, separators, NUL or 300 characters must all land
-    inside the output folder, one file per id. Plain lower-case ids ([a-z0-9._-], not starting
-    with a dot) are their own stem; anything else keeps a readable sanitised prefix plus 16 hex
-    digits of the id's SHA-1, so the name is stable across runs and unique even where the file
-    system ignores case (`Dog` and `dog` are different ids, hence different files).
-    """
-    clip_id = str(clip_id)
-    # a plain id that itself ends like a hashed stem is hashed too, so the two kinds never meet
-    if re.fullmatch(rf"[a-z0-9_-][a-z0-9._-]{{0,{STEM_CHARS - 1}}}", clip_id) and not _HASHED.search(clip_id):
-        return clip_id
-
-    prefix = re.sub(r"[^A-Za-z0-9_-]+", "_", clip_id)[:STEM_CHARS].strip("_") or "clip"
-    return f"{prefix}-{hashlib.sha1(clip_id.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
-
-
-_HASHED = re.compile(r"-[0-9a-f]{16}$")
 
 
 def read_folder(root: Path) -> list[dict]:

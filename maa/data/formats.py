@@ -30,8 +30,8 @@ import re
 from pathlib import Path
 
 from maa.core.errors import MaaError
-from maa.core.io import read_text
-from maa.core.manifest import AUDIO_EXTS, TableFormat, clip_id, read_rows
+from maa.core.io import clip_id, read_text
+from maa.core.manifest import AUDIO_EXTS, TableFormat, read_rows
 
 YT_ID = r"[A-Za-z0-9_-]{11}"
 YT_STEM = re.compile(rf"^Y?(?P<yt>{YT_ID})(?:_(?P<start>\d+(?:\.\d+)?)(?:_\d+(?:\.\d+)?)?)?$")

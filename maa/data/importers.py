@@ -40,8 +40,8 @@ from pathlib import Path
 
 from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
-from maa.core.io import read_text, write_json_atomic, write_jsonl_atomic
-from maa.core.manifest import AUDIO_EXTS, clip_id, write_manifest
+from maa.core.io import clip_id, read_text, write_json_atomic, write_jsonl_atomic
+from maa.core.manifest import AUDIO_EXTS, write_manifest
 from maa.data.formats import YT_STEM, YouTubeClips, audio_index, read_audiocaps_csv, read_clotho_csv
 from maa.data.formats import read_csv_table as _read_csv
 

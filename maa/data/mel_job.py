@@ -18,11 +18,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from maa.core.audio import SAMPLE_RATE, audio_info, fit_length, load_audio
+from maa.core.audio import (
+    DEFAULT,
+    SAMPLE_RATE,
+    audio_info,
+    fit_length,
+    load_audio,
+    mel_spectrogram,
+    num_frames,
+    samples_for_frames,
+)
 from maa.core.errors import MaaError, MaaWarning
-from maa.core.io import save_npy_atomic, write_json_atomic
-from maa.core.manifest import safe_stem
-from maa.core.mel import DEFAULT, mel_spectrogram, num_frames, samples_for_frames
+from maa.core.io import safe_stem, save_npy_atomic, write_json_atomic
 
 
 @dataclass

@@ -17,8 +17,7 @@ import torch
 
 from maa.core.errors import MaaError
 from maa.data.formats import read_manifest
-from maa.core.audio import load_audio
-from maa.core.mel import mel_spectrogram
+from maa.core.audio import load_audio, mel_spectrogram
 
 
 def mel_rows(src: str | os.PathLike) -> list[dict]:

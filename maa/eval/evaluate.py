@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maa.core.audio import SAMPLE_RATE, load_audio
+from maa.core.audio import DEFAULT, SAMPLE_RATE, load_audio, mel_spectrogram
 from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
 from maa.core.manifest import caption_of
@@ -33,7 +33,6 @@ from maa.eval import metrics
 from maa.core.io import atomic_path
 import soxr
 import torch
-from maa.core.mel import DEFAULT, mel_spectrogram
 from maa.eval.extractors import load_extractor
 
 VGGISH_FAD = "fad"  # FD on VGGish frames is called FAD in the literature

@@ -2,7 +2,7 @@
 
 The input's latent (its log-mel through the VAE encoder, posterior mean) is held as known outside
 the spans while the sampler denoises the whole latent (maa.infer.sampling.sample with a
-`Known` mask; `maa.models.samplers.hold_known`): after
+`Known` mask; `maa.models.diffusion.hold_known`): after
 every step the known region is replaced by the input's latent noised to the next timestep, so
 the new material is denoised next to, and continuous with, what stays. Both joins are soft:
 the latent mask ramps over LATENT_FADE seconds centred on each span edge, and the decoded audio
@@ -39,10 +39,10 @@ import torch
 
 from maa.core.audio import SAMPLE_RATE, fit_length
 from maa.core.errors import MaaError
-from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import frames_for_duration, samples_for_frames
+from maa.core.audio import DEFAULT as MEL
+from maa.core.audio import frames_for_duration, samples_for_frames
 from maa.infer import sampling
-from maa.infer.mel_domain import NORMDB, log10_to_normdb, normdb_to_log10
+from maa.parts.vocoders import NORMDB, log10_to_normdb, normdb_to_log10
 from maa.parts.scorers import MaaClapScorer
 from maa.infer.limits import check_span_seconds
 

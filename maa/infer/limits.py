@@ -17,6 +17,7 @@ from pathlib import Path
 
 from maa.core.audio import SAMPLE_RATE
 from maa.core.errors import MaaError
+from maa.models.diffusion import SAMPLERS
 
 # A 16-bit mono RIFF wav holds at most 4 GiB of samples (its sizes are 32-bit); 1 MiB is kept for
 # the header and the record: about 37 h at 16 kHz. Longer is refused even with --force.
@@ -164,8 +165,6 @@ def check_record(rec, src) -> dict:
             raise MaaError(f"{where} {key} {_short(rec[key])}: want {want}; the record was changed or damaged")
     check_seed(rec["seed"], f"{where} seed")
     if "sampler" in rec:
-        from maa.models.samplers import SAMPLERS  # noqa: PLC0415  torch: `maa info` reads a record without loading it
-
         if rec["sampler"] not in SAMPLERS:
             raise MaaError(f"{where} sampler {rec['sampler']!r}: want one of {', '.join(SAMPLERS)}")
     check_settings(rec, where)

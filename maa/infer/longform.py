@@ -27,8 +27,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import frames_for_duration, samples_for_frames
+from maa.core.audio import DEFAULT as MEL
+from maa.core.audio import frames_for_duration, samples_for_frames
 from maa.infer import sampling
 from maa.infer.inpaint import LATENT_FADE
 from maa.infer.sampling import WINDOW

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from maa.core.mel import DEFAULT as MEL
+from maa.core.audio import DEFAULT as MEL
 
 PAD = 8  # latent frames (1 s) of the other end on each side while denoising (4 measured worse: bench_loop)
 DECODE_PAD = 8  # latent frames (1 s) of wrap context on each side for the VAE decoder and vocoder

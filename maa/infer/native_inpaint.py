@@ -27,18 +27,14 @@ import torch
 import torch.nn.functional as F
 
 from maa.core.errors import MaaError
-from maa.core.hub import resolve_model
-from maa.infer.mel_domain import for_domain
+from maa.core.checkpoint import load_weights, read_config, resolve_model, sha256_file, uninitialized
+from maa.parts.vocoders import for_domain, load_vocoder
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
 from maa.models.inpaint_unet import INPAINT_KIND, InpaintUNet, InpaintUNetConfig
-from maa.core.checkpoint import load_weights, read_config, uninitialized
-from maa.parts.vocoders import load_vocoder
 from maa.models.vae import load_vae
-from maa.core.mel import MelConfig, mel_basis
-from maa.core.audio import load_audio
-from maa.core.checkpoint import sha256_file
+from maa.core.audio import MelConfig, load_audio, mel_basis
 from maa.core.device import pick_device
-from maa.infer.record import read_record, save_wav_with_record
+from maa.infer.options import read_record, save_wav_with_record
 from maa.core.version import __version__
 
 OFFICIAL_FRAMES = 848  # AudioGPT pads/crops the input to 848 mel frames (10.85 s)

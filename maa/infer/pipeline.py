@@ -21,7 +21,7 @@ A `Pipeline` is its parts (UNet, VAE, text encoder, vocoder, schedule), passed i
   3. best-of-K: ranks a prompt's candidates by audio-text score (maa.parts.scorers, imported
      only for K > 1) and keeps the best;
   4. the record: every setting that made the output, enough to make it again bit-exactly
-     (maa.infer.record keeps it inside the wav; `replay` makes the Request again).
+     (maa.infer.options keeps it inside the wav; `replay` makes the Request again).
 """
 
 from __future__ import annotations
@@ -35,25 +35,22 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from maa.core.audio import SAMPLE_RATE, fit_length, load_audio
-from maa.core.checkpoint import folder_sha256, load_weights, read_config, uninitialized
+from maa.core.audio import SAMPLE_RATE, fit_length, frames_for_duration, load_audio, samples_for_frames, seconds_for_frames
+from maa.core.checkpoint import folder_sha256, load_weights, read_config, resolve_model, uninitialized
 from maa.core.device import pick_device
 from maa.core.errors import MaaError
-from maa.core.hub import resolve_model
 from maa.core.version import __version__
-from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import frames_for_duration, samples_for_frames, seconds_for_frames
+from maa.core.audio import DEFAULT as MEL
 from maa.infer import loop as looping
-from maa.core.profile import staged
+from maa.core.progress import staged
 from maa.infer import sampling
-from maa.infer.mel_domain import for_domain
+from maa.parts.vocoders import for_domain, load_vocoder
 from maa.infer.options import GenerateOptions, mode_module, split_sequence
 from maa.infer.temporal import join, part_span
-from maa.models.diffusion import INPAINT_KIND, LDM_KIND, DiffusionConfig, alphas_cumprod
+from maa.models.diffusion import DiffusionConfig, INPAINT_KIND, LDM_KIND, alphas_cumprod
 from maa.models.unet import UNet, UNetConfig
 from maa.models.vae import load_vae
 from maa.parts.text import load_text_encoder, resolve_spec
-from maa.parts.vocoders import load_vocoder
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "model"
 

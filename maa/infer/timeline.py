@@ -11,7 +11,7 @@ audio-text score of each event inside its span):
     is one continuous clip of the whole duration under them at BACKGROUND_GAIN. Nothing sounds
     outside an event's span but the background, and overlapping events simply add.
   * "joint": one latent, denoised by each event's prompt inside its span (latent masks with
-    LATENT_FADE ramps, maa.models.samplers.regional), the background (or the negative prompt)
+    LATENT_FADE ramps, maa.models.diffusion.regional), the background (or the negative prompt)
     elsewhere. One clip of one texture, but the UNet's and decoder's attention blend the stretches
     and it cannot be silent between events; one window long at most.
 
@@ -28,9 +28,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from maa.core.audio import SAMPLE_RATE, fit_length
+from maa.core.audio import SAMPLE_RATE, fit_length, frames_for_duration, mel_spectrogram, samples_for_frames
 from maa.core.errors import MaaError
-from maa.core.mel import frames_for_duration, mel_spectrogram, samples_for_frames
 from maa.infer import sampling
 from maa.infer.inpaint import LATENT_FADE, latent_times, parse_span, sample_times, span_weight
 from maa.infer.limits import check_timeline

@@ -19,7 +19,7 @@ we fold them into plain weights at load time, as remove_weight_norm does.
 
 A folder holds `best_netG.pt` (or another *.pt/*.pth; the state dict sits under the key
 'generator') and `args.yml` (or config.json). Loading uses torch.load(weights_only=True).
-The mel it expects is Make-An-Audio's, which is maa.core.mel's: log10, 80 bins, hop 256.
+The mel it expects is Make-An-Audio's, which is maa.core.audio's: log10, 80 bins, hop 256.
 """
 
 from __future__ import annotations

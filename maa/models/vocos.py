@@ -1,6 +1,6 @@
 """A small neural vocoder for maa's log-mels: a Vocos-style ConvNeXt backbone + iSTFT head.
 
-Input: log10-mels of maa.core.mel (16 kHz, 80 bins, hop 256), shape (B, 80, F).
+Input: log10-mels of maa.core.audio (16 kHz, 80 bins, hop 256), shape (B, 80, F).
 Output: (B, F * 256) samples at 16 kHz.
 
 Why Vocos rather than HiFi-GAN: the generator runs at the frame rate (62.5 frames/s)
@@ -10,7 +10,7 @@ the same quality and trains in reasonable time on a CPU.
   mel -> Conv1d(k=7) -> LayerNorm -> N x ConvNeXt block -> LayerNorm
       -> Linear(dim, n_fft + 2) -> (log-magnitude, phase) per bin -> iSTFT (n_fft 1024, hop 256)
 
-Framing: mel frame i of maa.core.mel covers samples [i*256 - 384, i*256 + 640) of the clip
+Framing: mel frame i of maa.core.audio covers samples [i*256 - 384, i*256 + 640) of the clip
 (reflect padding of 384, no centring). The iSTFT places its frame i on the same window, so
 output sample t lines up with input sample t: wav[:F*256] of a clip resynthesises to itself.
 
@@ -133,7 +133,7 @@ class ConvNeXtBlock(nn.Module):
 
 
 def istft_same(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
-    """Inverse STFT whose frame i covers samples [i*hop - (n_fft-hop)/2, ...), as maa.core.mel frames do.
+    """Inverse STFT whose frame i covers samples [i*hop - (n_fft-hop)/2, ...), as maa.core.audio frames do.
 
     spec: complex (B, n_fft/2+1, F) -> (B, F*hop). Overlap-add with squared-window
     normalisation; the edges, covered by fewer frames, are normalised by what covers them.
@@ -150,7 +150,7 @@ def istft_same(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -
 
 
 def stft_same(wav: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
-    """The STFT that istft_same inverts: maa.core.mel's framing, (B, F*hop) -> complex (B, n_fft/2+1, F)."""
+    """The STFT that istft_same inverts: maa.core.audio's framing, (B, F*hop) -> complex (B, n_fft/2+1, F)."""
     pad = (n_fft - hop) // 2
     x = F.pad(wav.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)  # F*hop + 768 samples: F frames
     return torch.stft(x, n_fft, hop_length=hop, win_length=n_fft, window=window, center=False, return_complex=True)

@@ -36,9 +36,8 @@ from pathlib import Path
 import torch
 
 from maa.core.errors import MaaError
-from maa.models.embedding import CACHE_SIZE, TextEmbedding
-from maa.core.checkpoint import uninitialized
-from maa.core.checkpoint import strip_prefix
+from maa.parts.registry import CACHE_SIZE, TextEmbedding
+from maa.core.checkpoint import strip_prefix, uninitialized
 from maa.core.safe_pickle import load_pickle_checkpoint
 from safetensors.torch import load_file
 

@@ -1,4 +1,5 @@
-"""One spec grammar and one registry per kind of part (text encoder, scorer, vocoder, extractor, ...).
+"""What every part shares: one spec grammar, one registry per kind of part (text encoder, scorer,
+vocoder, extractor, ...), and what every condition encoder returns (`TextEmbedding`, below).
 
 A spec names a part to load: `KIND` or `KIND:ARG` (`minilm`, `hf:/models/t5`, `maa-clap:runs/clap`).
 Each kind of part has a `Registry`: a dict from the spec's prefix to an `Entry` (the loader, what
@@ -17,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+import torch
 
 from maa.core.errors import MaaError
 
@@ -110,3 +113,26 @@ class Registry:
         if entry is None or not entry.in_model_folder or not spec.arg or Path(spec.arg).expanduser().is_absolute():
             return str(text)
         return str(Spec(spec.kind, str(Path(root) / spec.arg)))
+
+
+# -- what a condition encoder returns --------------------------------------------------------------
+#
+# What every condition encoder returns (maa.parts.text, maa.parts.openclip): token states,
+# their mask and a pooled vector, one row per caption (or picture).
+
+CACHE_SIZE = 50_000  # captions kept per encoder (a 77 x 384 float32 entry is ~120 kB at most)
+
+
+@dataclass
+class TextEmbedding:
+    """A batch of encoded captions (or pictures): token states, their mask, and the pooled embedding."""
+
+    tokens: torch.Tensor  # (B, L, D) float32, token-level states for cross-attention
+    mask: torch.Tensor  # (B, L) bool, True for real tokens
+    pooled: torch.Tensor  # (B, D) float32, masked mean of tokens (sentence embedding)
+
+    def to(self, device) -> "TextEmbedding":
+        return TextEmbedding(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]

@@ -10,7 +10,7 @@ embeddings, so `audio @ text.T` is a cosine-similarity matrix. `prompt enhanceme
 through here.
 
 maa-clap is a small contrastive model that trains on CPU in minutes:
-  * audio: a CNN over our own log-mel (maa.core.mel, 80 bins, 62.5 frames/s), pooled over
+  * audio: a CNN over our own log-mel (maa.core.audio, 80 bins, 62.5 frames/s), pooled over
     frequency, then mean + max over time (the max keeps short events such as a bark); it trains
     on fixed-length crops and scores a long clip as the mean of half-overlapping windows;
   * text: the frozen MiniLM sentence embedding (maa.parts.text) through a trainable 2-layer MLP;
@@ -36,12 +36,11 @@ import torch
 import torch.nn.functional as F
 
 from maa.core.errors import MaaError
-from maa.core.hub import resolve_model
-from maa.core.mel import mel_spectrogram
+from maa.core.checkpoint import load_weights, read_config, resolve_model
+from maa.core.audio import mel_spectrogram
 from maa.parts.laion import LaionClapScorer
 from maa.parts.registry import Registry
 from maa.models.clap import ClapConfig, MaaClap, TextCache, check_pairs, fit_mel
-from maa.core.checkpoint import load_weights, read_config
 from maa.parts.text import load_text_encoder
 
 

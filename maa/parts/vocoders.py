@@ -1,11 +1,12 @@
-"""Log-mel -> waveform: one callable interface, two implementations.
+"""Log-mel -> waveform: one callable interface, two implementations; and the mel domain a model
+folder decodes to, which decides what its vocoder is fed (`for_domain`, `to_model_domain`, below).
 
     voc = load_vocoder(model_dir, device)   # neural vocoder in model_dir/vocoder/ if there, else Griffin-Lim
     wav = voc(mel)                          # (B, 80, F) log10-mels -> (B, F * 256) samples at 16 kHz
 
 Griffin-Lim (fast variant, Perraudin et al. 2013, momentum 0.99) in torch, so it runs batched
-on the GPU: the magnitude comes from the mel's least-squares inverse (maa.core.mel.mel_to_linear),
-the phase from alternating projections. Framing matches maa.core.mel: mel frame i is the window
+on the GPU: the magnitude comes from the mel's least-squares inverse (maa.core.audio.mel_to_linear),
+the phase from alternating projections. Framing matches maa.core.audio: mel frame i is the window
 [i*256 - 384, i*256 + 640), centred on sample i*256 + 128, and F frames give F * 256 samples
 (like the neural vocoder in maa.models.vocos, so the two are interchangeable).
 """
@@ -22,9 +23,9 @@ from torch import nn
 
 from maa.core.checkpoint import load_weights, mmap_safetensors, parse_config, uninitialized
 from maa.core.errors import MaaError, warn
-from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import LOG_FLOOR, MelConfig, as_mel_batch, mel_basis, mel_to_linear
-from maa.core.profile import staged
+from maa.core.audio import DEFAULT as MEL
+from maa.core.audio import LOG_FLOOR, MelConfig, as_mel_batch, mel_basis, mel_to_linear
+from maa.core.progress import staged
 from maa.parts.registry import Registry
 from maa.models.vocos import (
     VOCOS_KIND,
@@ -64,7 +65,7 @@ def load_bigvgan(path: str | Path, device: str | torch.device = "cpu", refine: i
 def mel_refine(wav: torch.Tensor, log_mel_target: torch.Tensor, iters: int, cfg: MelConfig = MEL) -> torch.Tensor:
     """Pull a waveform's mel onto the target mel, keeping its phase and fine spectral structure.
 
-    Each iteration measures the mel of `wav` in maa.core.mel's framing, turns the per-band ratio
+    Each iteration measures the mel of `wav` in maa.core.audio's framing, turns the per-band ratio
     target / measured into per-bin gains (the filterbank-weighted mean of the band ratios),
     scales the STFT and inverts it. A Griffin-Lim-like projection, but started from the
     neural vocoder's coherent phase and harmonic detail rather than from noise and the
@@ -185,7 +186,7 @@ class GriffinLim:
             angles = t / t.abs().clamp(min=1e-16)
             prev = rebuilt
         wav = self._istft(mag * angles, window, length)
-        # centre of frame i: i*hop here, i*hop + (win - 2*pad)/2 = i*hop + 128 in maa.core.mel's framing
+        # centre of frame i: i*hop here, i*hop + (win - 2*pad)/2 = i*hop + 128 in maa.core.audio's framing
         shift = c.win_length // 2 - c.pad
         wav = F.pad(wav, (shift, 0))[..., :length].clamp(-1.0, 1.0)
         return wav[0] if squeeze else wav
@@ -259,3 +260,66 @@ def load_vocoder(model_dir: str | Path | None = None, device: str | torch.device
         warn(reason)
     return GriffinLim(n_iter=gl_iters, device=device)
 
+
+# -- mel domains: what a model folder decodes to, and what its vocoder is fed ----------------------
+#
+# Mel domains of model folders, and the vocoder each one needs.
+#
+# maa's own models and the official v1 release decode to log10 mels (maa.core.audio). AudioGPT's
+# Make-An-Audio models (ta40multi text-to-audio, image-to-audio, inpaint7) decode to the
+# normalised-dB mel mapped to [-1, 1]: mel01 = clip((20 log10(max(mag, 1e-5)) - 20 + 100) / 100, 0, 1),
+# x = 2 mel01 - 1 (AudioGPT's TRANSFORMS_16000), and hand the vocoder clamp((x + 1) / 2, 0, 1).
+# ldm/config.json's "mel_domain" says which ("log10" when absent).
+#
+# Between the two: log10(mag) = 5 mel01 - 4 = 2.5 x - 1.5 (inside the clip range), which is what
+# Griffin-Lim (it inverts log10 mels) gets for a normalised-dB model.
+
+LOG10, NORMDB = "log10", "normdb"
+
+
+def _check(domain: str | None) -> None:
+    if domain not in (None, LOG10, NORMDB):
+        raise MaaError(f"ldm/config.json: mel_domain {domain!r} is unknown; want {LOG10!r} or {NORMDB!r}")
+
+
+def normdb_to_log10(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] normalised-dB mel -> log10 magnitude mel (clipped like the official vocoder input)."""
+    return 2.5 * x.clamp(-1.0, 1.0) - 1.5
+
+
+def log10_to_normdb(mel: torch.Tensor) -> torch.Tensor:
+    """log10 magnitude mel -> the [-1, 1] normalised-dB mel (the clip of TRANSFORMS_16000 included)."""
+    return ((mel + 4.0) / 2.5 - 1.0).clamp(-1.0, 1.0)
+
+
+class DomainVocoder:
+    """A vocoder fed from a normalised-dB model: the neural vocoder gets clamp((x+1)/2, 0, 1) (what
+    the official BigVGAN takes), Griffin-Lim the equivalent log10 mel. Attributes pass through."""
+
+    def __init__(self, inner, domain: str):
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "domain", domain)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._inner, name, value)
+
+    def __call__(self, mel):
+        mel = torch.as_tensor(mel)
+        if getattr(self._inner, "kind", None) == "griffin-lim":
+            return self._inner(normdb_to_log10(mel))
+        return self._inner(((mel + 1.0) / 2.0).clamp(0.0, 1.0))
+
+
+def for_domain(vocoder, domain: str | None):
+    """The vocoder as a model of `domain` needs it (unchanged for log10)."""
+    _check(domain)
+    return vocoder if domain in (None, LOG10) else DomainVocoder(vocoder, domain)
+
+
+def to_model_domain(log10_mel: torch.Tensor, domain: str | None) -> torch.Tensor:
+    """maa's log10 mel of an input clip (audio-to-audio, inpainting) in the domain the model's VAE takes."""
+    _check(domain)
+    return log10_mel if domain in (None, LOG10) else log10_to_normdb(log10_mel)

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from maa.core.errors import MaaError
-from maa.core.mel import DEFAULT as MEL_DEFAULT
-from maa.core.mel import MEL_MIN
+from maa.core.audio import DEFAULT as MEL_DEFAULT
+from maa.core.audio import MEL_MIN
 from maa.data.caption import label_captions, label_text
 from maa.models.clap import ClapConfig, MaaClap, fit_mel, info_nce
 from maa.train.loop import TrainConfig, adamw, autocast, backward_step

@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maa.core.audio import fit_length
+from maa.core.audio import fit_length, frames_for_duration, mel_spectrogram, samples_for_frames, seconds_for_frames
 from maa.core.errors import MaaError
-from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import mel_spectrogram, samples_for_frames
+from maa.core.audio import DEFAULT as MEL
 from maa.models.diffusion import (
     LDM_KIND,
     DiffusionConfig,
@@ -35,18 +34,15 @@ from maa.train.run import RunOptions
 from maa.data.mels import RowMels
 from maa.data.mels import random_crop
 from maa.data.mels import tile_crop
-from maa.core.io import load_tensor_table
-from maa.core.io import save_tensor_table
+from maa.core.io import load_tensor_table, save_tensor_table
 from maa.train.loop import adamw
 from maa.train.loop import autocast, backward_step
 from maa.models.diffusion import q_sample, v_target
 import json
-from maa.core.checkpoint import load_safetensors
+from maa.core.checkpoint import load_safetensors, num_params, read_config, sha256_file
 from maa.core.manifest import caption_of
 from maa.data.formats import read_manifest
-from maa.core.checkpoint import num_params, read_config, sha256_file
 from maa.core.manifest import split_holdout
-from maa.core.mel import frames_for_duration, seconds_for_frames
 from maa.models.unet import preset as unet_preset
 from maa.models.vae import load_vae
 from maa.train.loop import train

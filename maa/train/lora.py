@@ -33,19 +33,18 @@ from maa.train.ldm import (
 )
 from maa.core.progress import Reporter
 from maa.train.loop import adamw
-from maa.models.diffusion import diffusion_loss
+from maa.models.diffusion import DiffusionConfig, diffusion_loss
 from maa.train.loop import autocast, backward_step
 from collections import Counter
 from maa.core.manifest import caption_of
 from maa.core.checkpoint import num_params, sha256_file
 from maa.core.manifest import split_holdout
-from maa.core.mel import frames_for_duration, seconds_for_frames
+from maa.core.audio import frames_for_duration, seconds_for_frames
 from maa.models.vae import load_vae
 from maa.train.loop import train
 from maa.train.run import begin
 from maa.train.text_cache import CachedTextEncoder, load_text_cache, save_text_cache
 from maa.parts.text import resolve_spec
-from maa.models.diffusion import DiffusionConfig
 
 
 class LoRATask(LDMTask):

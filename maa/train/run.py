@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 
-from maa.core.device import describe
+from maa.core.device import apply_threads, describe
 from maa.core.errors import MaaError
 from maa.core.progress import Reporter
-from maa.core.threads import apply_threads
 from maa.train.loop import (
     METRICS_FILE,
     STATE_FILE,
@@ -48,7 +47,7 @@ class RunOptions:
     lr: float = 1e-4
     val: str | None = None  # held-out manifest; None: hold out a share of the training manifest
     device: str = "auto"
-    threads: int = 0  # 0: chosen from the free cores (maa.core.threads)
+    threads: int = 0  # 0: chosen from the free cores (maa.core.device)
     seed: int = 0
     resume: bool = False
     fresh: bool = False
@@ -149,7 +148,7 @@ class Begun:
 
 
 def begin(opts: RunOptions, ui: Reporter | None = None, seed: bool = True) -> Begun:
-    """The run-folder rule, then threads (maa.core.threads), device (`auto`: CUDA when available) and the seed."""
+    """The run-folder rule, then threads (maa.core.device), device (`auto`: CUDA when available) and the seed."""
     start = prepare_run(opts.out_dir, opts.resume, opts.fresh)
     ui = ui or Reporter()
     apply_threads(opts.threads)

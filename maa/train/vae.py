@@ -25,8 +25,8 @@ from maa.core.config import ConfigMixin, Range
 from maa.core.device import describe
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path
-from maa.core.mel import DEFAULT as MEL_DEFAULT
-from maa.core.mel import MEL_MIN
+from maa.core.audio import DEFAULT as MEL_DEFAULT
+from maa.core.audio import MEL_MIN
 from maa.models.vae import SpecVAE
 from maa.train.discriminators import (
     MultiWindowDiscriminator,
@@ -37,8 +37,7 @@ from maa.train.discriminators import (
 from maa.train.loop import TrainConfig, autocast, backward_step
 from maa.core.progress import Reporter
 from maa.train.run import RunOptions
-from maa.core.checkpoint import read_config
-from maa.core.checkpoint import load_weights, num_params
+from maa.core.checkpoint import load_weights, num_params, read_config
 from maa.core.manifest import split_holdout
 from maa.data.mels import MelCrops, band_means, mel_rows
 from maa.models.vae import VAEConfig

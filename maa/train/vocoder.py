@@ -11,14 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from maa.core.errors import MaaError
-from maa.core.mel import DEFAULT as MEL
-from maa.core.mel import LOG_FLOOR, MelConfig, mel_basis, mel_spectrogram
+from maa.core.audio import DEFAULT as MEL
+from maa.core.audio import LOG_FLOOR, MelConfig, load_audio, mel_basis, mel_spectrogram
 from maa.models.vocos import VOCOS_KIND, WEIGHTS, VocoderConfig, VocosGenerator
 from maa.train.discriminators import multi_period, multi_resolution, stft_mag
 from maa.parts.vocoders import resolve_vocoder_dir
 from maa.core.progress import Reporter
 from maa.train.run import RunOptions, read_part_config
-from maa.core.audio import load_audio
 from maa.train.loop import adamw
 from maa.train.loop import autocast, backward_step
 from dataclasses import replace
@@ -30,7 +29,7 @@ from maa.train.run import begin
 
 
 def log_mel(wav: torch.Tensor, cfg: MelConfig = MEL) -> torch.Tensor:
-    """maa.core.mel's log-mel without its [-1, 1] clamp, so gradients reach loud generator samples."""
+    """maa.core.audio's log-mel without its [-1, 1] clamp, so gradients reach loud generator samples."""
     n = wav.shape[-1]
     frames = max(n // cfg.hop_length - 1, 1)
     x = F.pad(wav.unsqueeze(1), (cfg.pad, cfg.pad), mode="reflect").squeeze(1)

@@ -14,7 +14,7 @@ import soundfile as sf
 from maa.commands.cli import app
 from typer.testing import CliRunner
 
-from maa.infer.record import read_record, wav_bytes
+from maa.infer.options import read_record, wav_bytes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from maa.core.audio import save_wav
-from maa.core.mel import mel_spectrogram
+from maa.core.audio import mel_spectrogram, save_wav
 from maa.train.loop import read_metrics
 from tests.conftest import real_ish
 from tests.ldm_fixtures import make_model_dir, write_clips

@@ -108,7 +108,7 @@ def test_text_golden(tiny_model):
 def test_ddim_end_to_end_golden(tiny_model):
     """10 DDIM steps of the converted folder as `maa generate` loads it, from the fixture's x_T."""
     from maa.infer.pipeline import load_model
-    from maa.models.samplers import ddim, end_alpha, guided, model_denoiser, schedule
+    from maa.models.diffusion import ddim, end_alpha, guided, model_denoiser, schedule
 
     io = load_file(GOLDEN / "ddim_io.safetensors")
     m = load_model(tiny_model)
@@ -314,7 +314,7 @@ def test_unet_wide_golden(wide_model):
 @torch.no_grad()
 def test_ddim_wide_golden(wide_model):
     from maa.infer.pipeline import load_model
-    from maa.models.samplers import ddim, end_alpha, guided, model_denoiser, schedule
+    from maa.models.diffusion import ddim, end_alpha, guided, model_denoiser, schedule
 
     io = load_file(GOLDEN / "ddim_io_wide.safetensors")
     m = load_model(wide_model)

@@ -91,7 +91,7 @@ def test_ddim_golden(img_model):
     steps from the fixture's x_T; the VAE output and what the vocoder gets."""
     from maa.data.visual import read_image
     from maa.infer.pipeline import load_model
-    from maa.models.samplers import ddim, end_alpha, guided, model_denoiser, schedule
+    from maa.models.diffusion import ddim, end_alpha, guided, model_denoiser, schedule
 
     io = load_file(X2A / "img_ddim_io.safetensors")
     m = load_model(img_model)

@@ -134,7 +134,7 @@ def test_normdb_front_end_is_transforms_16000():
     """mel01 of AudioGPT's TRANSFORMS_16000, recomputed with numpy's FFT for a few frames (centred,
     zero-padded frames, Hann, magnitude, the 125-7600 Hz Slaney bank, 20 log10 - 20 + 100, / 100, clip)."""
     from maa.convert.make_an_audio_inpaint import NORMDB_MEL as M
-    from maa.core.mel import MelConfig, mel_basis
+    from maa.core.audio import MelConfig, mel_basis
     from maa.infer.native_inpaint import mel01_of_audio
 
     rng = np.random.default_rng(0)
@@ -161,7 +161,7 @@ def test_generate_with_the_inpainting_model(model, tmp_path):
 
     import soundfile as sf
 
-    from maa.infer.record import read_record
+    from maa.infer.options import read_record
 
     sr = 16000
     src, out = tmp_path / "scene.wav", tmp_path / "filled.wav"

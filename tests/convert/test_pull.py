@@ -58,7 +58,7 @@ def test_pull_records_and_resolves(env, monkeypatch):
     import hashlib
 
     from maa.convert.pull import pull
-    from maa.core.hub import resolve_model, verify_pulled
+    from maa.core.checkpoint import resolve_model, verify_pulled
 
     monkeypatch.setattr("maa.convert.make_an_audio.convert_make_an_audio", fake_convert)
     with FakeHub() as hub:
@@ -135,7 +135,7 @@ def test_pull_then_generate_end_to_end(env, tmp_path):
 
 
 def test_unknown_name_lists_names(env):
-    from maa.core.hub import resolve_model
+    from maa.core.checkpoint import resolve_model
 
     with pytest.raises(MaaError, match=r"--model nosuch: no such folder and no such model name; names: "
                                        r"make-an-audio, .*maa pull NAME"):
@@ -225,7 +225,7 @@ def test_no_network_names_url_and_offline(env, monkeypatch):
 def test_pull_hf_repo_in_maa_format(env, monkeypatch):
     """hf:OWNER/REPO fetches a folder already in maa's format; its files are recorded and checked."""
     from maa.convert.pull import pull
-    from maa.core.hub import resolve_model
+    from maa.core.checkpoint import resolve_model
     from maa.infer.pipeline import BUNDLED_MODEL, resolve_model_dir
 
     with FakeHub() as hub:

@@ -1,4 +1,4 @@
-"""The official timestep grid and end point as a model-config option (maa.models.samplers)."""
+"""The official timestep grid and end point as a model-config option (maa.models.diffusion)."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 
 from maa.core.errors import MaaError
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
-from maa.models.samplers import (
+from maa.models.diffusion import (
     SAMPLERS,
     end_alpha,
     official_timesteps,

@@ -78,7 +78,7 @@ HOSTILE_IDS = ["../../../escaped", "/etc/passwd", "a/b", "a\\b", "a\x00b", ".", 
 
 
 def test_safe_stem_keeps_every_id_inside_one_folder(tmp_path):
-    from maa.core.manifest import safe_stem
+    from maa.core.io import safe_stem
 
     stems = [safe_stem(i) for i in HOSTILE_IDS]
     for s in stems:

@@ -2,12 +2,12 @@ import librosa
 import numpy as np
 import torch
 
-from maa.core.mel import DEFAULT, mel_spectrogram, mel_to_linear, num_frames
+from maa.core.audio import DEFAULT, mel_spectrogram, mel_to_linear, num_frames
 from tests.conftest import real_ish
 
 
 def librosa_reference(y: np.ndarray) -> np.ndarray:
-    """The framing written out with plain librosa/numpy, independently of maa.core.mel."""
+    """The framing written out with plain librosa/numpy, independently of maa.core.audio."""
     y = np.clip(y, -1, 1)
     y = np.pad(y, (384, 384), mode="reflect")
     mag = np.abs(librosa.stft(y, n_fft=1024, hop_length=256, win_length=1024, window="hann", center=False))
@@ -54,7 +54,7 @@ def test_mel_to_linear_roundtrip():
     lin = mel_to_linear(m)
     assert lin.shape == (DEFAULT.n_fft // 2 + 1, m.shape[-1])
     assert torch.all(lin >= 0)
-    from maa.core.mel import mel_basis
+    from maa.core.audio import mel_basis
 
     back = torch.log10((mel_basis() @ lin).clamp(min=1e-5))
     # pinv of an 80x513 basis is an exact right-inverse up to the clamp at zero

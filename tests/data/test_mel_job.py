@@ -9,8 +9,7 @@ import soundfile as sf
 from maa.commands.cli import app
 from typer.testing import CliRunner
 
-from maa.core.audio import load_audio
-from maa.core.mel import mel_spectrogram
+from maa.core.audio import load_audio, mel_spectrogram
 from tests.conftest import real_ish
 
 runner = CliRunner()

@@ -5,9 +5,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from maa.core.audio import load_audio
+from maa.core.audio import load_audio, mel_spectrogram
 from maa.core.errors import MaaError
-from maa.core.mel import mel_spectrogram
 from maa.data.mels import MelCrops, RowMels, random_crop, row_mel
 from tests.conftest import real_ish
 

@@ -1,4 +1,4 @@
-"""maa.infer.accel: off (and a no-op) on the CPU, on by default on CUDA, equal results where it claims."""
+"""maa.infer.sampling: off (and a no-op) on the CPU, on by default on CUDA, equal results where it claims."""
 
 from types import SimpleNamespace
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from maa.core.errors import MaaError
-from maa.infer.accel import Fast, FastPath, FastUNet, accelerate, restore
+from maa.infer.sampling import Fast, FastPath, FastUNet, accelerate, restore
 from maa.models.unet import UNet, preset
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

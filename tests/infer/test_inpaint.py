@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from maa.core.errors import MaaError
-from maa.core.mel import mel_spectrogram
-from maa.core.audio import fit_length
+from maa.core.audio import fit_length, mel_spectrogram
 from maa.infer import sampling
 from maa.infer.inpaint import (
     AUDIO_FADE,
@@ -21,10 +20,9 @@ from maa.infer.inpaint import (
     span_weight,
     spans_mel_error,
 )
-from maa.infer.mel_domain import NORMDB, log10_to_normdb
+from maa.parts.vocoders import NORMDB, log10_to_normdb
 from maa.infer.pipeline import GenerateOptions, load_model
-from maa.models.diffusion import DiffusionConfig, alphas_cumprod
-from maa.models.samplers import SAMPLERS, SPACING, hold_known, regional, timesteps
+from maa.models.diffusion import DiffusionConfig, SAMPLERS, SPACING, alphas_cumprod, hold_known, regional, timesteps
 from tests.conftest import real_ish
 
 pytestmark = pytest.mark.usefixtures("one_thread")

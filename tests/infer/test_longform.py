@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from maa.infer import sampling
-from maa.core.mel import frames_for_duration, samples_for_frames
+from maa.core.audio import frames_for_duration, samples_for_frames
 from maa.infer.longform import generate_long, window_starts, windows_for
 from maa.infer.pipeline import GenerateOptions, load_model
 

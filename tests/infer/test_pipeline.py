@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from maa.core.mel import frames_for_duration, samples_for_frames, seconds_for_frames
+from maa.core.audio import frames_for_duration, samples_for_frames, seconds_for_frames
 from maa.core.errors import MaaError
 from maa.infer.pipeline import (
     GenerateOptions,
@@ -10,7 +10,7 @@ from maa.infer.pipeline import (
     load_model,
     load_pipeline,
 )
-from maa.infer.budget import estimate
+from maa.infer.job import KEEP_SCENE_BATCH, estimate, preflight
 from maa.infer.temporal import part_span
 from tests.conftest import real_ish
 
@@ -187,6 +187,25 @@ def test_estimate_scales_with_the_latent(model_dir):
     huge = estimate(model_dir, 1000.0, 1, 1, 1)
     assert huge.bytes >= 2 * 2 * (5 * 3906) ** 2 * 4 and "GB" in str(huge)
 
+
+def test_keep_scene_inpainting_is_estimated_at_its_doubled_batch(model_dir):
+    """keep-scene samples the spans under the prompt and under the scene in one batch: the estimate
+    counts twice replace's sampling (time) and a batch twice as large (memory)."""
+    def cost(mode, n):
+        opts = GenerateOptions(duration=6.0, inpaint=[[1.0, 2.0]], init_audio="scene.wav", inpaint_mode=mode).check()
+        return preflight(opts, model_dir, "cpu", samples=n)[2]
+
+    assert KEEP_SCENE_BATCH == 2
+    for n in (1, 3):
+        keep, replace = cost("keep-scene", n), cost("replace", n)
+        assert keep.latent == replace.latent
+        assert keep.seconds == pytest.approx(KEEP_SCENE_BATCH * replace.seconds, rel=1e-9)
+        assert keep.bytes > replace.bytes
+        # the same as an estimate of n x 2 samples in batches of 2: the batch's memory doubles, not the weights'
+        steps = GenerateOptions().steps
+        assert (keep.seconds, keep.bytes) == (estimate(model_dir, 6.0, steps, 2 * n, 2).seconds,
+                                              estimate(model_dir, 6.0, steps, 2 * n, 2).bytes)
+        assert replace.bytes == estimate(model_dir, 6.0, steps, n, 1).bytes
 
 def test_model_hash_is_kept_per_file_and_redone_when_a_file_changes(tmp_path, monkeypatch, model_dir):
     import shutil

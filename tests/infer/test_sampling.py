@@ -97,7 +97,7 @@ def test_a_plain_prompt_walks_no_mode_module(tmp_path, model_dir):
     assert got["mode_files"] == [], got["mode_files"]
     assert not files & {"maa/parts/scorers.py", "maa/parts/laion.py", "maa/models/clap.py", "maa/infer/visual.py",
                         "maa/data/visual.py", "maa/infer/native_inpaint.py", "maa/convert/pull.py"}
-    assert got["files"] <= 34, sorted(files)  # 31 at d78e540 (with bigvgan, laion, the mode modules)
+    assert got["files"] <= 23, sorted(files)  # 34 before issue 22 merged modules that belong together
 
 
 def test_keep_scene_samples_the_event_and_the_scene_through_the_one_sample(model, calls):

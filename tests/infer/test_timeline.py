@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from maa.core.errors import MaaError
-from maa.core.mel import frames_for_duration
+from maa.core.audio import frames_for_duration
 from maa.infer.pipeline import GenerateOptions, load_model
 from maa.infer.timeline import (
     EVENT_FADE,

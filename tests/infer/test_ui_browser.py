@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from maa.infer.record import read_record
+from maa.infer.options import read_record
 
 pytestmark = [pytest.mark.slow]
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

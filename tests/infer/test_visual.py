@@ -33,7 +33,7 @@ def _run(*args):
 
 
 def test_image_video_and_mix_recorded_and_replayed(vis, tmp_path):
-    from maa.infer.record import read_record
+    from maa.infer.options import read_record
 
     r = _run("--image", vis / "red.png", "-o", tmp_path / "red.wav", "--model", vis / "model", *GEN)
     assert r.exit_code == 0, r.output
@@ -126,7 +126,7 @@ def test_conditions_pooled_and_mixed(vis):
 def test_long_video_each_window_its_own_frames(vis, tmp_path):
     """--duration over one window: the clip in one share per window (at most 4), each pooled
     alone; the record lists every share's frame times and --replay gives the same bytes."""
-    from maa.infer.record import read_record
+    from maa.infer.options import read_record
 
     make_video(tmp_path / "long.mp4", frames=12, fps=4)  # 3 s clip, mapped onto 17 s of sound
     r = _run("--video", tmp_path / "long.mp4", "--video-frames", 2, "-d", 17, "--steps", 1, "-o", tmp_path / "l.wav",

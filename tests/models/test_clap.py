@@ -154,7 +154,7 @@ def test_scorer_from_folder(tmp_path):
     assert torch.allclose(audio.norm(dim=1), torch.ones(3), atol=1e-5)
     # independent path, one clip and one window at a time: mel -> tile -> half-overlapping
     # 32-frame windows (the last flush with the end) -> mean of their embeddings
-    from maa.core.mel import mel_spectrogram
+    from maa.core.audio import mel_spectrogram
 
     n_windows = []
     for i, w in enumerate(wavs):

@@ -19,7 +19,7 @@ from maa.models.diffusion import (
     v_target,
     x0_from_eps,
 )
-from maa.models.samplers import (
+from maa.models.diffusion import (
     SAMPLERS,
     ddim,
     dpmpp_2m,

@@ -13,7 +13,7 @@ import torch
 
 from maa.core.checkpoint import num_params
 from maa.core.errors import MaaError
-from maa.core.mel import mel_spectrogram
+from maa.core.audio import mel_spectrogram
 from maa.data.mels import MelCrops, band_means, tile_crop
 from maa.models.vae import PRESETS, SpecVAE, VAEConfig, load_vae, preset
 from maa.train.discriminators import (

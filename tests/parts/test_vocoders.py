@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from maa.core.mel import mel_spectrogram
+from maa.core.audio import mel_spectrogram
 from maa.parts.vocoders import GriffinLim, has_neural_vocoder, load_vocoder
 from tests.conftest import real_ish
 

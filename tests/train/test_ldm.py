@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from maa.core.errors import MaaError
-from maa.core.mel import frames_for_duration, seconds_for_frames
+from maa.core.audio import frames_for_duration, seconds_for_frames
 from maa.infer.pipeline import load_model, resolve_model_dir
 from maa.train.ldm import (
     CaptionedMels,

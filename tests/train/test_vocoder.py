@@ -9,9 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from maa.core.audio import save_wav
+from maa.core.audio import mel_spectrogram, save_wav
 from maa.core.errors import MaaError
-from maa.core.mel import mel_spectrogram
 from maa.parts.vocoders import load_neural_vocoder, mel_refine
 from maa.models.vocos import VocosGenerator, istft_same, preset, stft_same
 from maa.train.loop import TrainConfig, read_metrics, train
@@ -32,7 +31,7 @@ def test_istft_inverts_the_stft_framed_like_maa_mel():
     spec = torch.stft(padded, 1024, 256, 1024, window, center=False, return_complex=True)[..., :frames]
     y = istft_same(spec, 1024, 256, window)
     assert y.shape == (1, frames * 256)
-    # sample t of the output is sample t of the input: the vocoder's frames sit where maa.core.mel's do
+    # sample t of the output is sample t of the input: the vocoder's frames sit where maa.core.audio's do
     assert torch.allclose(y, x[:, :frames * 256].double(), atol=1e-9)
 
 
@@ -45,7 +44,7 @@ def test_generator_maps_frames_to_hop_samples():
 
 
 def test_loss_mel_equals_maa_mel_inside_full_scale():
-    x = 0.5 * torch.from_numpy(real_ish(1.0, seed=1))[None]  # peak < 1: maa.core.mel's clamp is a no-op
+    x = 0.5 * torch.from_numpy(real_ish(1.0, seed=1))[None]  # peak < 1: maa.core.audio's clamp is a no-op
     assert torch.allclose(log_mel(x), mel_spectrogram(x), atol=1e-4)
 
 

@@ -1,4 +1,4 @@
-"""maa.core.threads: the free-core count, argv parsing, and the environment set before torch loads."""
+"""maa.core.device: the free-core count, argv parsing, and the environment set before torch loads."""
 
 import os
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from maa.core import threads as th
+from maa.core import device as th
 
 STAT = """cpu  300 0 100 500 20 0 0 0 0 0
 cpu0 100 0 50 300 10 0 0 0 0 0
@@ -94,7 +94,7 @@ def test_first_word():
 
 def test_torch_starts_with_the_policy():
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
-    code = ("from maa.core.threads import configure_process; n = configure_process(1); import os, torch; "
+    code = ("from maa.core.device import configure_process; n = configure_process(1); import os, torch; "
             "print(n, torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1", "PASSIVE"]

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from maa.infer.mel_domain import DomainVocoder, for_domain, log10_to_normdb, normdb_to_log10
+from maa.parts.vocoders import DomainVocoder, for_domain, log10_to_normdb, normdb_to_log10
 
 
 def test_normdb_log10_maps_follow_transforms_16000():
@@ -40,7 +40,7 @@ def test_domain_vocoder_feeds_each_vocoder_its_input():
 
 
 def test_input_mels_reach_the_model_in_its_domain():
-    from maa.infer.mel_domain import to_model_domain
+    from maa.parts.vocoders import to_model_domain
 
     mel = torch.tensor([[-5.0, -4.0, -1.5, 1.0, 2.0]])
     assert to_model_domain(mel, None) is mel and to_model_domain(mel, "log10") is mel

@@ -50,6 +50,7 @@ SPAN = (1.5, 2.5)
 # part 3: name -> mix of (event mel, scene mel, domain)
 SWEEP = {
     "event alone": lambda ev, sc, d: ev,  # replace's event (sampled in a batch of two)
+    "event alone +12": lambda ev, sc, d: duck_mels(ev, sc, [SPAN], d, 12.0, 1e9, 400.0),  # gate open, scene cut
     **{f"sum +{g}": (lambda g: lambda ev, sc, d: layer_mels(ev, sc, d, g))(g) for g in (6, 12, 24)},
     "sum +0, scene -20": lambda ev, sc, d: layer_mels(sc, ev, d, -20.0),  # the scene 20 dB down under the event
     **{f"duck +{g} r{r}": (lambda g, r: lambda ev, sc, d: duck_mels(ev, sc, [SPAN], d, g, r))(g, r)

@@ -17,10 +17,11 @@ the prompt (the event) and under CONTEXT, a caption of the kept audio (`--contex
 CONTEXT_CANDIDATES by the model folder's maa-clap scorer), both held to the input outside, and
 mixes the two mels (`duck_mels`): the scene goes on under the new event and gives way where the
 event is loud. "replace" is the prompt alone inside the spans (the scene stops there).
-On the bundled model (benchmarks/bench_inpaint.py, 6 scenes x 2 seeds, 10 steps) the quiet half
-of the span is -13.8 dB under the outside with replace (1/12 within 3 dB, event clap score 0.83),
--0.1 dB with keep-scene (7/12, event 0.53; the older "sum" mix +1.5 dB, 8/12, 0.33): with the
-scene under it the event scores less than alone, whatever its level (SCENE_MIXES' figures).
+On the bundled model (benchmarks/bench_inpaint.py --part scene, 6 scenes x 2 seeds, 10 steps) the
+span's quiet half is 13.8 dB under the outside's with replace (median; 1/12 within 3 dB; event clap
+score in the span 0.83), 0.0 dB with keep-scene (8/12; event 0.57; the older "sum" mix: +1.5 dB,
+8/12, 0.33). The event scores less over the scene than alone, whatever its level (the figures
+above EVENT_GAIN_DB): duck buys its score back with the scene's share of the span.
 Conditioning the spans on "PROMPT while CONTEXT" kept the scene less often (6/12 within 3 dB,
 event score 0.29), and mixing the two prompts' guided predictions did not keep it (-13 dB).
 
@@ -55,15 +56,18 @@ from maa.infer.options import SCENE_MIXES
 CONTEXT_CANDIDATES = ("rain falls", "wind blows", "a crowd murmurs", "people talk", "an engine idles",
                       "traffic passes", "birds sing", "a river flows", "water runs", "waves crash",
                       "a fire crackles", "insects buzz", "a machine hums", "music plays", "a bell rings")
-# keep-scene's mix of the event over the scene (SCENE_MIXES; benchmarks/bench_inpaint.py --part sweep,
-# 6 scenes x 2 seeds, 10 steps: bed dB median / within 3 dB / event clap score; replace -13.8 / 1 / 0.83):
-#   "sum": the event +6 dB over the scene as powers (the recipe before "duck"): +1.5 / 8 / 0.33; at
-#          +12 dB +3.3 / 5 / 0.41, at +24 dB +10.6 / 3 / 0.46 (louder is not enough: the scene under it is
-#          what the event's score loses, 0.62 with the scene even 20 dB down, 0.82 with the event alone +12 dB);
-#   "duck": the scene ducked out (DUCK_DEPTH_DB) in the frames where the event is within DUCK_RANGE_DB
-#          of its loudest frame in the span, the event +EVENT_GAIN_DB there, both as they are elsewhere
-#          (a sidechain gate, as a mix ducks a bed under a hit): -0.1 / 7 / 0.53 (range 15 dB: +0.6 / 8 /
-#          0.43, 25 dB: -0.4 / 5 / 0.60: the event's score is bought with the span's share of scene).
+# keep-scene's mix of the event over the scene (SCENE_MIXES). benchmarks/bench_inpaint.py --part sweep
+# (6 scenes x 2 seeds, 10 steps; bed dB median / within 3 dB / event clap score / scene clap score, the
+# span against the input's; the event layer alone, as replace: -13.8 / 1 / 0.83 / 0.20):
+#   "sum": the event +6 dB over the scene as powers (the recipe before "duck"): +1.5 / 8 / 0.33 / 0.70;
+#          +12 dB: +3.3 / 5 / 0.41; +24 dB: +10.6 / 3 / 0.46. Louder is not enough: the scene under the
+#          event is what its score loses (0.62 with the scene 20 dB down; the event alone +12 dB: 0.82);
+#   "duck": a sidechain gate, as a mix ducks a bed under a hit: where the event is within DUCK_RANGE_DB
+#          of its loudest frame in the span, the scene is cut by DUCK_DEPTH_DB and the event raised by
+#          the gain that puts that frame EVENT_OVER_SCENE_DB over the scene's mean power (0 to
+#          EVENT_MAX_GAIN_DB); elsewhere both as they are: 0.0 / 8 / 0.57 / 0.41. Range 15 dB: +0.6 / 9 /
+#          0.46 / 0.56; 25 dB: -0.6 / 7 / 0.60 / 0.34; a fixed +6 dB instead of the level match: -0.4 / 7 /
+#          0.54 / 0.45; 24 dB over (at most +24): +0.5 / 8 / 0.57, edge flux 1.64 (1.34).
 EVENT_GAIN_DB = 6.0  # "sum"
 EVENT_OVER_SCENE_DB = 18.0  # "duck": the event's loudest frame over the scene's mean power in the span,
 EVENT_MAX_GAIN_DB = 12.0  # raised by at most this (never lowered)

@@ -234,6 +234,10 @@ def test_duck_mels_gives_the_event_its_loud_frames_and_the_scene_the_rest():
     assert abs(frame_db(got)[inside].max() - scene_db - 18) < 0.01  # its peak 18 dB over the scene
     np.testing.assert_allclose(got[:, quiet], np.log10(np.sqrt(10 ** (2 * event[:, quiet]) + 10 ** (2 * scene[:, quiet]))),
                                rtol=1e-5)  # the scene and the event's tail as they are
+    # a second span is measured against its own loudest frame: the first span's frames are as alone
+    two = duck_mels(ev, sc, [span, (1.0, 1.25)], None).numpy()[0]
+    np.testing.assert_array_equal(two[:, t < 0.9], got[:, t < 0.9])
+    assert not np.allclose(two[:, t > 1.0], got[:, t > 1.0])
     fixed = duck_mels(ev, sc, [span], None, gain_db=EVENT_GAIN_DB).numpy()[0]  # a fixed gain instead
     np.testing.assert_allclose(fixed[:, hit], event[:, hit] + EVENT_GAIN_DB / 20, atol=1e-3)
     # the normalised-dB domain is mixed as its log10 magnitudes are (compared above its floor)

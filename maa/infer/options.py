@@ -44,6 +44,9 @@ MODES = ("plain", "inpaint", "timeline", "long")
 # --inpaint-mode (maa.infer.inpaint): keep-scene layers the event over the scene continued under
 # its caption (CONTEXT), replace samples the prompt alone (the behaviour before keep-scene).
 INPAINT_MODES = ("keep-scene", "replace")
+# keep-scene's mix of the event over the scene (maa.infer.inpaint.mix_scene): duck (the scene gives way
+# where the event is loud) or sum (the event +6 dB over it as powers: records from before "duck").
+SCENE_MIXES = ("duck", "sum")
 
 
 @dataclass
@@ -63,6 +66,7 @@ class GenerateOptions:
     inpaint: list | None = None  # [(start, end)] s of init_audio to regenerate; the rest is kept
     inpaint_mode: str = "keep-scene"  # INPAINT_MODES
     context: str | None = None  # keep-scene: the scene's caption (None: the model's clap/ picks one)
+    scene_mix: str = "duck"  # keep-scene: SCENE_MIXES
     timeline: list | None = None  # [{"start", "end", "prompt"}]: each event in its span
     background: str | None = None  # with a timeline: the prompt under the events
     loop: bool = False  # a seamless loop: sampled and decoded on a circle (maa.infer.loop)
@@ -107,6 +111,8 @@ class GenerateOptions:
             raise MaaError(f"--inpaint-mode {self.inpaint_mode!r}: choose one of {', '.join(INPAINT_MODES)}")
         if (self.context is not None or self.inpaint_mode != "keep-scene") and not self.inpaint:
             raise MaaError("--inpaint-mode/--context: only with --inpaint START-END (the spans to regenerate)")
+        if self.scene_mix not in SCENE_MIXES:
+            raise MaaError(f"scene_mix {self.scene_mix!r}: choose one of {', '.join(SCENE_MIXES)}")
         if self.context is not None and self.inpaint_mode != "keep-scene":
             raise MaaError("--context: only with --inpaint-mode keep-scene (replace samples the prompt alone)")
         if self.loop and (self.inpaint or self.timeline):
@@ -151,6 +157,8 @@ class GenerateOptions:
                 continue  # recorded only when used
             if f.name == "inpaint_mode" and not self.inpaint:
                 continue
+            if f.name == "scene_mix" and (not self.inpaint or self.inpaint_mode != "keep-scene"):
+                continue
             v = getattr(self, f.name)
             out[f.name] = list(v) if isinstance(v, tuple) else v
         if self.inpaint:  # which inpainting ran (the official inpainting model records native-inpaint)
@@ -166,6 +174,8 @@ class GenerateOptions:
             kw.setdefault("inpaint_mode", "replace")  # records from before keep-scene sampled the prompt alone
             if kw["inpaint_mode"] == "keep-scene" and not kw.get("context") and record.get("inpaint_context"):
                 kw["context"] = record["inpaint_context"]  # the caption clap/ picked then, whatever it picks now
+            if kw["inpaint_mode"] == "keep-scene":
+                kw.setdefault("scene_mix", "sum")  # records from before "duck" added the event +6 dB as powers
         return cls(**kw, init_audio=record.get("init_audio"))
 
 

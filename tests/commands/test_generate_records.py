@@ -287,7 +287,9 @@ def test_inpaint_mode_is_recorded_and_replayed_bit_exactly(tmp_path, model_dir):
         assert np.array_equal(a, b)
     keep, old = read_record(tmp_path / "keep.wav"), read_record(tmp_path / "old.wav")
     assert (keep["inpaint_mode"], keep["context"], keep["inpaint_context"]) == ("keep-scene", "rain falls", "rain falls")
+    assert keep["scene_mix"] == "duck"
     assert old["inpaint_mode"] == "replace" and "context" not in old and old["inpaint_method"] == "text-conditioned"
+    assert "scene_mix" not in old
     assert not np.array_equal(*(sf.read(tmp_path / f"{n}.wav", dtype="int16")[0] for n in ("keep", "old")))
 
 
@@ -299,4 +301,6 @@ def test_a_record_from_before_keep_scene_replays_as_replace():
     new = dict(old, inpaint_mode="keep-scene", inpaint_context="wind blows")
     o = GenerateOptions.from_record(new)
     assert (o.inpaint_mode, o.context) == ("keep-scene", "wind blows")  # the caption picked then, not re-picked
+    assert o.scene_mix == "sum"  # keep-scene's mix before "duck" (tests/infer/test_inpaint.py: bit for bit)
+    assert GenerateOptions.from_record(dict(new, scene_mix="duck")).scene_mix == "duck"
     assert GenerateOptions.from_record({"prompt": "rain", "steps": 2}).inpaint_mode == "keep-scene"  # no inpaint: unused

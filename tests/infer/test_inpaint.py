@@ -9,7 +9,9 @@ from maa.core.audio import fit_length, mel_spectrogram
 from maa.infer import sampling
 from maa.infer.inpaint import (
     AUDIO_FADE,
+    EVENT_GAIN_DB,
     LATENT_FADE,
+    duck_mels,
     inpaint,
     join_flux_ratio,
     latent_times,
@@ -167,6 +169,78 @@ def test_replace_is_the_prompt_alone_held_to_the_input_as_before(model):
     from maa.infer.inpaint import generate_one
     got, _, _, extra = generate_one(model, "a door slams", 5, o)
     assert np.array_equal(got, out.audio) and extra["inpaint_context"] == ""
+
+
+def test_keep_scene_sum_is_the_recipe_from_before_duck_bit_for_bit(model):
+    """scene_mix "sum" (what records without a scene_mix replay) rebuilt from the primitives as
+    keep-scene ran before "duck": one batch of both prompts, the event +6 dB over the scene as powers."""
+    audio, spans = real_ish(2.0, seed=3), [(0.8, 1.4)]
+    opts = GenerateOptions(steps=3, guidance=2.0)
+    out = inpaint(model, "a door slams", audio, spans, opts, seed=5, context="rain falls", mix="sum")
+    frames = out.mel.shape[-1]
+    z_in = sampling.encode(model, [audio], frames)
+    keep = 1 - torch.from_numpy(span_weight(latent_times(z_in.shape[-1], model.vae.factor), spans, LATENT_FADE))
+    noise = sampling.seeded_noise(z_in.shape[1:], 5)[None]
+    zz = sampling.sample(model, ["a door slams", "rain falls"], torch.cat([noise, noise]), opts,
+                         sampling.Known(z_in, keep), seed=5)
+    mels = model.vae.decode_latent(torch.cat([zz, z_in]) / model.dcfg.scale_factor, frames=frames).float()
+    mix = layer_mels(mels[0:1], mels[1:2], None, 6.0)
+    wav, rt = (fit_length(w, len(audio)) for w in model.vocoder(torch.cat([mix, mels[2:]])).float().numpy())
+    w = span_weight(sample_times(len(wav)), spans, AUDIO_FADE)
+    assert np.array_equal(out.audio, fit_length(w * wav + (1 - w) * rt, len(audio)).astype(np.float32))
+    o = GenerateOptions(steps=3, guidance=2.0, inpaint=spans, init_audio=audio, context="rain falls", scene_mix="sum")
+    from maa.infer.inpaint import generate_one
+    assert np.array_equal(generate_one(model, "a door slams", 5, o)[0], out.audio)
+    assert not np.array_equal(inpaint(model, "a door slams", audio, spans, opts, seed=5, context="rain falls").audio,
+                              out.audio)  # the default (duck) is another mix
+    with pytest.raises(MaaError, match="scene_mix 'loud'"):
+        inpaint(model, "a door slams", audio, spans, opts, seed=5, context="rain falls", mix="loud")
+
+
+def test_duck_mels_gives_the_event_its_loud_frames_and_the_scene_the_rest():
+    """duck_mels against the recipe written out in numpy: per frame, the event's mean band power in
+    dB; the gate 1 within 20 dB of its loudest frame inside the span, ramping over 3 dB below, averaged
+    over 5 frames (ends repeated); the event's gain sets that loudest frame 18 dB over the scene's
+    mean power in the span (0 to +12 dB); the event raised by gate * gain, the scene lowered by
+    gate * 40 dB, then added as powers."""
+    rng = np.random.default_rng(0)
+    F = 80
+    t = latent_times(F, 1)
+    span = (0.4, 0.9)
+    scene = rng.uniform(-1.2, -0.8, (80, F))  # about -20 dB
+    level = np.where((t > 0.55) & (t < 0.62), -0.3, -3.0)  # a hit inside the span, quiet elsewhere
+    level[t > 1.1] = -0.2  # louder than the hit, but outside the span: not its reference
+    event = level[None, :] + rng.uniform(-0.3, 0.0, (80, F))
+
+    def frame_db(m):
+        return 10 * np.log10(np.mean(10 ** (2 * m), 0))
+
+    inside = (t >= span[0]) & (t <= span[1])
+    db = frame_db(event)
+    top = db[inside].max()
+    gain = np.clip(18 - (top - 10 * np.log10(np.mean(10 ** (frame_db(scene)[inside] / 10)))), 0, 12)
+    assert 1 < gain < 11  # the level match, not its bounds
+    gate = np.clip((db - (top - 20)) / 3, 0, 1)
+    gate = np.convolve(np.pad(gate, (2, 2), mode="edge"), np.ones(5) / 5, mode="valid")
+    want = np.log10(np.sqrt(10 ** (2 * (event + gate * gain / 20)) + 10 ** (2 * (scene - gate * 40 / 20))))
+    ev, sc = torch.tensor(event)[None], torch.tensor(scene)[None]
+    got = duck_mels(ev, sc, [span], None).numpy()[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    hit, quiet = (t > 0.57) & (t < 0.6), (t > 0.7) & (t < 0.9)
+    np.testing.assert_allclose(got[:, hit], event[:, hit] + gain / 20, atol=1e-3)  # the hit alone, raised
+    scene_db = 10 * np.log10(np.mean(10 ** (frame_db(scene)[inside] / 10)))
+    assert abs(frame_db(got)[inside].max() - scene_db - 18) < 0.01  # its peak 18 dB over the scene
+    np.testing.assert_allclose(got[:, quiet], np.log10(np.sqrt(10 ** (2 * event[:, quiet]) + 10 ** (2 * scene[:, quiet]))),
+                               rtol=1e-5)  # the scene and the event's tail as they are
+    # a second span is measured against its own loudest frame: the first span's frames are as alone
+    two = duck_mels(ev, sc, [span, (1.0, 1.25)], None).numpy()[0]
+    np.testing.assert_array_equal(two[:, t < 0.9], got[:, t < 0.9])
+    assert not np.allclose(two[:, t > 1.0], got[:, t > 1.0])
+    fixed = duck_mels(ev, sc, [span], None, gain_db=EVENT_GAIN_DB).numpy()[0]  # a fixed gain instead
+    np.testing.assert_allclose(fixed[:, hit], event[:, hit] + EVENT_GAIN_DB / 20, atol=1e-3)
+    # the normalised-dB domain is mixed as its log10 magnitudes are (compared above its floor)
+    nd = duck_mels(log10_to_normdb(ev), log10_to_normdb(sc), [span], NORMDB)
+    np.testing.assert_allclose(nd.numpy()[0], log10_to_normdb(torch.tensor(want)).numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_keep_scene_layers_the_scene_under_the_event_inside_the_spans_only(model):

@@ -20,8 +20,12 @@ held-out clips (recipes.finetune split), same step budget, batch, crop and seed.
     next to the same ratio on the fine-tuning data's own captions (what it was meant to change).
     Both: --forgetting recognition,drift.
 
-    .venv/bin/python benchmarks/bench_finetune.py [--folder data/minetest] [--steps 300] [--out runs/bench_finetune]
+    .venv/bin/python benchmarks/bench_finetune.py [--folder data/minetest] [--steps 200] [--out runs/bench_finetune]
         [--class-seeds 8 --class-duration 2 --class-steps 6] [--forgetting recognition,drift]
+
+The README's table (section "Fine-tune on your own sounds") is `OMP_NUM_THREADS=2 ... --steps 200 --batch 4
+--duration 2 --gen-steps 6 --forgetting recognition,drift` (the defaults, drift added): ~1 h of 2 busy cores for
+the three ways (training ~13 min each, 208 class clips ~3-6 min per model).
 
 Prints one JSON object (and writes OUT/results.json); a rerun reuses finished runs and clips.
 """
@@ -162,10 +166,10 @@ def main():
     ap.add_argument("--folder", type=Path, default=REPO / "data" / "minetest")
     ap.add_argument("--model", default=str(REPO / "maa" / "assets" / "model"))
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench_finetune")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--duration", type=float, default=4.0)
-    ap.add_argument("--gen-steps", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--duration", type=float, default=2.0, help="seconds of the training crops and the held-out clips")
+    ap.add_argument("--gen-steps", type=int, default=6)
     ap.add_argument("--gen-batch", type=int, default=4, help="clips per sampler batch (maa generate -b)")
     ap.add_argument("--class-seeds", type=int, default=8, help="seeds per demo-class prompt (forgetting): 26 N clips")
     ap.add_argument("--class-duration", type=float, default=2.0, help="seconds of each class-prompt clip (forgetting)")

@@ -24,8 +24,9 @@ held-out clips (recipes.finetune split), same step budget, batch, crop and seed.
         [--class-seeds 8 --class-duration 2 --class-steps 6] [--forgetting recognition,drift]
 
 The README's table (section "Fine-tune on your own sounds") is `OMP_NUM_THREADS=2 ... --steps 200 --batch 4
---duration 2 --gen-steps 6 --forgetting recognition,drift` (the defaults, drift added): ~1 h of 2 busy cores for
-the three ways (training ~13 min each, 208 class clips ~3-6 min per model).
+--duration 2 --gen-steps 6 --forgetting recognition,drift` (the defaults, drift added), and the same with `--out
+runs/bench_ft100 --steps 100`: ~1 h of 2 busy cores for the three ways at 200 steps (training ~13 min each,
+208 class clips ~3-6 min per model), ~8 min on 2 idle cores at 100 steps.
 
 Prints one JSON object (and writes OUT/results.json); a rerun reuses finished runs and clips.
 """

@@ -6,14 +6,15 @@
 # recordings (`maa eval`: FD on aisfx embeddings, audio-text score). Every stage leaves a file, so an
 # interrupted run continues at the stage it stopped in (training resumes from its checkpoint).
 # Without FOLDER: the example, real recordings from Debian's minetest-data (footsteps, digging, carts, ...).
-# Defaults fit a CPU and ~50-100 clips (a few minutes); on a GPU raise STEPS and BATCH and pass DEVICE=cuda.
+# Defaults fit a CPU and ~50-100 clips (rank 4, 100 steps of batch 4: benchmarks/bench_finetune.py, README);
+# about 1-2 min on 2 idle cores, 10x that on busy ones (FT_DUR=2 halves it); on a GPU raise STEPS and BATCH and pass DEVICE=cuda.
 
 FT_FOLDER  = $(if $(FOLDER),$(FOLDER),data/minetest)
 FT_MODEL   = $(if $(MODEL),$(MODEL),maa/assets/model)
 FT_RUN     = $(if $(RUN),$(RUN),runs/finetune)
-LORA_RANK ?= 8
-STEPS     ?= 300
-BATCH     ?= 8
+LORA_RANK ?= 4
+STEPS     ?= 100
+BATCH     ?= 4
 LR        ?= 1e-3
 FT_DUR    ?= 4
 HOLDOUT   ?= 0.1

@@ -48,8 +48,7 @@ from maa.core.audio import frames_for_duration, samples_for_frames
 from maa.infer import sampling
 from maa.parts.vocoders import NORMDB, log10_to_normdb, normdb_to_log10
 from maa.parts.scorers import MaaClapScorer
-from maa.infer.limits import check_span_seconds
-from maa.infer.options import SCENE_MIXES
+from maa.infer.limits import SCENE_MIXES, check_span_seconds
 
 # Scene captions the context is chosen from when --context is not given: backgrounds the demo
 # corpus and its "A while B" compositions cover, phrased as its template captions are.

@@ -19,6 +19,14 @@ from maa.core.audio import SAMPLE_RATE
 from maa.core.errors import MaaError
 from maa.models.diffusion import SAMPLERS
 
+# (here, not in options.py: inpaint.py checks them too, and options.py imports inpaint.py)
+# --inpaint-mode (maa.infer.inpaint): keep-scene layers the event over the scene continued under
+# its caption (CONTEXT), replace samples the prompt alone (the behaviour before keep-scene).
+INPAINT_MODES = ("keep-scene", "replace")
+# keep-scene's mix of the event over the scene (maa.infer.inpaint.mix_scene): duck (the scene gives way
+# where the event is loud) or sum (the event +6 dB over it as powers: records from before "duck").
+SCENE_MIXES = ("duck", "sum")
+
 # A 16-bit mono RIFF wav holds at most 4 GiB of samples (its sizes are 32-bit); 1 MiB is kept for
 # the header and the record: about 37 h at 16 kHz. Longer is refused even with --force.
 MAX_SECONDS = (2**32 - 2**20) / 2 / SAMPLE_RATE

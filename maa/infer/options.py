@@ -32,7 +32,7 @@ from maa.core.audio import SAMPLE_RATE
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path
 from maa.core.progress import staged
-from maa.infer.limits import MAX_RECORD_BYTES, check_settings, record_from_text
+from maa.infer.limits import INPAINT_MODES, MAX_RECORD_BYTES, SCENE_MIXES, check_settings, record_from_text
 from maa.infer.sampling import WINDOW
 from maa.models.diffusion import SAMPLERS
 
@@ -41,12 +41,6 @@ from maa.models.diffusion import SAMPLERS
 # plms/ddim: not measured, kept at 25.
 DEFAULT_STEPS = {"dpm++": 12, "plms": 25, "ddim": 25}
 MODES = ("plain", "inpaint", "timeline", "long")
-# --inpaint-mode (maa.infer.inpaint): keep-scene layers the event over the scene continued under
-# its caption (CONTEXT), replace samples the prompt alone (the behaviour before keep-scene).
-INPAINT_MODES = ("keep-scene", "replace")
-# keep-scene's mix of the event over the scene (maa.infer.inpaint.mix_scene): duck (the scene gives way
-# where the event is loud) or sum (the event +6 dB over it as powers: records from before "duck").
-SCENE_MIXES = ("duck", "sum")
 
 
 @dataclass

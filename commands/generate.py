@@ -100,6 +100,7 @@ def main(
     replay: Path = typer.Option(None, "--replay", help="Make the wav FILE again from the record inside it (same settings, same seed)."),
     inpaint: list[str] = typer.Option(None, "--inpaint", help="With --init-audio: regenerate only START-END seconds (repeatable: --inpaint 2-3.5 --inpaint 6-7); the rest is kept."),
     inpaint_mode: str = typer.Option("keep-scene", "--inpaint-mode", help="With --inpaint: keep-scene (the event layered over the scene, which goes on under it in the spans) or replace (the prompt alone: the scene stops in the spans)."),
+    scene_mix: str = typer.Option("duck", "--scene-mix", help="With --inpaint (keep-scene): duck (the scene gives way where the event is loud; the default) or sum (the event +6 dB over the scene, the mix before duck)."),
     context: str = typer.Option(None, "--context", help="With --inpaint (keep-scene): the scene around the spans, e.g. \"rain falls\" (default: the model's clap/ picks the best of a few scene captions)."),
     timeline: str = typer.Option(None, "--timeline", help="Events in their spans: \"0-3: a dog barks; 2-6: rain falls\" or a JSON file of {start, end, prompt}; overlaps allowed. Replaces the prompt."),
     background: str = typer.Option(None, "--background", help="With --timeline: a prompt that sounds under the events for the whole clip."),
@@ -127,6 +128,8 @@ def main(
         extra["inpaint"] = [parse_span(s) for s in inpaint]
     if inpaint_mode != "keep-scene" or context is not None:
         extra.update(inpaint_mode=inpaint_mode, context=context)
+    if scene_mix != "duck":
+        extra["scene_mix"] = scene_mix
     if inpaint and model_dir is not None and replay is None:  # the official inpainting model only inpaints
         from maa.infer.native_inpaint import inpaint_file, is_inpaint_model
 

@@ -106,7 +106,9 @@ class GenerateOptions:
         if (self.context is not None or self.inpaint_mode != "keep-scene") and not self.inpaint:
             raise MaaError("--inpaint-mode/--context: only with --inpaint START-END (the spans to regenerate)")
         if self.scene_mix not in SCENE_MIXES:
-            raise MaaError(f"scene_mix {self.scene_mix!r}: choose one of {', '.join(SCENE_MIXES)}")
+            raise MaaError(f"--scene-mix {self.scene_mix!r}: choose one of {', '.join(SCENE_MIXES)}")
+        if self.scene_mix != "duck" and not (self.inpaint and self.inpaint_mode == "keep-scene"):
+            raise MaaError("--scene-mix: only with --inpaint and --inpaint-mode keep-scene (how the event and the scene are mixed)")
         if self.context is not None and self.inpaint_mode != "keep-scene":
             raise MaaError("--context: only with --inpaint-mode keep-scene (replace samples the prompt alone)")
         if self.loop and (self.inpaint or self.timeline):

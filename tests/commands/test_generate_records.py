@@ -278,7 +278,8 @@ def test_inpaint_mode_is_recorded_and_replayed_bit_exactly(tmp_path, model_dir):
     x = np.tile(np.sin(np.arange(1600) / 5.0).astype(np.float32) * 0.3, 10)  # 1 s
     sf.write(tmp_path / "in.wav", x, 16000, subtype="PCM_16")
     common = ["--init-audio", tmp_path / "in.wav", "--inpaint", "0.3-0.7", "--model", model_dir, "--steps", 2, "--seed", 3, "-q"]
-    for name, mode in (("keep", ["--context", "rain falls"]), ("old", ["--inpaint-mode", "replace"])):
+    for name, mode in (("keep", ["--context", "rain falls"]), ("old", ["--inpaint-mode", "replace"]),
+                       ("sum", ["--context", "rain falls", "--scene-mix", "sum"])):
         r = _run("generate", "a door slams", *common, *mode, "-o", tmp_path / f"{name}.wav")
         assert r.exit_code == 0, r.output
         r = _run("generate", "--replay", tmp_path / f"{name}.wav", "-o", tmp_path / f"{name}_again.wav", "-q")
@@ -289,7 +290,12 @@ def test_inpaint_mode_is_recorded_and_replayed_bit_exactly(tmp_path, model_dir):
     assert (keep["inpaint_mode"], keep["context"], keep["inpaint_context"]) == ("keep-scene", "rain falls", "rain falls")
     assert keep["scene_mix"] == "duck"
     assert old["inpaint_mode"] == "replace" and "context" not in old and old["inpaint_method"] == "text-conditioned"
-    assert "scene_mix" not in old
+    assert "scene_mix" not in old and read_record(tmp_path / "sum.wav")["scene_mix"] == "sum"
+    assert not np.array_equal(*(sf.read(tmp_path / f"{n}.wav", dtype="int16")[0] for n in ("keep", "sum")))
+    for bad, line in ((["--scene-mix", "loud"], "--scene-mix 'loud': choose one of duck, sum"),
+                      (["--inpaint-mode", "replace", "--scene-mix", "sum"], "--scene-mix: only with --inpaint and --inpaint-mode keep-scene")):
+        r = _run("generate", "a door slams", *common, *bad, "-o", tmp_path / "bad.wav")
+        assert r.exit_code != 0 and line in r.output and "Traceback" not in r.output and not (tmp_path / "bad.wav").exists()
     assert not np.array_equal(*(sf.read(tmp_path / f"{n}.wav", dtype="int16")[0] for n in ("keep", "old")))
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_quality import PROMPTS, embed, fit_judge, label, load_wavs, rows_of
+
 from maa.core.audio import fit_length, frames_for_duration, mel_spectrogram, samples_for_frames
 from maa.eval.extractors import load_extractor
 from maa.infer.pipeline import GenerateOptions, load_model

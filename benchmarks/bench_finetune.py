@@ -54,6 +54,7 @@ from maa.infer.pipeline import load_model  # noqa: E402
 from maa.models.lora import attach, load_lora  # noqa: E402
 from maa.parts.scorers import load_scorer  # noqa: E402
 from recipes.finetune import import_folder, prompts, split  # noqa: E402
+
 MAA = [sys.executable, "-m", "maa.commands.cli"]
 
 
@@ -95,7 +96,7 @@ def gen(out_dir: Path, prompts: Path, model: str, lora: Path | None, duration: f
 
 def class_prompts(path: Path, seeds: int) -> list[tuple[str, str]]:
     """The demo-class prompts, each with seeds 0..N-1 (JSONL: id, prompt, seed); (class, clip name) per line."""
-    items = [(c, f"{c}-s{k}", p, k) for c in PROMPTS for k in range(seeds) for p in [PROMPTS[c]]]
+    items = [(c, f"{c}-s{k}", PROMPTS[c], k) for c in PROMPTS for k in range(seeds)]
     text = "".join(json.dumps({"id": n, "prompt": p, "seed": k}) + "\n" for _, n, p, k in items)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)

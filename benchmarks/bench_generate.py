@@ -20,16 +20,16 @@ import time
 from pathlib import Path
 
 import torch
+
+from maa.core.audio import frames_for_duration, seconds_for_frames
 from maa.core.checkpoint import num_params, save_weights
-from maa.models.diffusion import DiffusionConfig, SAMPLERS
-from maa.parts.text import load_text_encoder
+from maa.infer.pipeline import GenerateOptions, load_model
+from maa.models.diffusion import SAMPLERS, DiffusionConfig
 from maa.models.unet import preset as get_unet_preset
 from maa.models.vae import SpecVAE
 from maa.models.vae import preset as vpreset
+from maa.parts.text import load_text_encoder
 from maa.train.ldm import LDMSetup, LDMTask
-from maa.core.audio import frames_for_duration, seconds_for_frames
-from maa.infer.pipeline import GenerateOptions
-from maa.infer.pipeline import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

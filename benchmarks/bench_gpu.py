@@ -42,19 +42,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
-from maa.infer.pipeline import load_model
-from maa.parts.vocoders import NeuralVocoder
-from maa.models.bigvgan import BigVGAN, BigVGANConfig
+
+from maa.core.device import pick_device
+from maa.infer.pipeline import GenerateOptions, load_model
 from maa.infer.sampling import FastPath, FastUNet, accelerate, autocast, restore
-from maa.infer.pipeline import GenerateOptions
-from maa.models.diffusion import DiffusionConfig, SAMPLERS, alphas_cumprod, diffusion_loss, guided, model_denoiser, timesteps
+from maa.models.bigvgan import BigVGAN, BigVGANConfig
+from maa.models.diffusion import SAMPLERS, DiffusionConfig, alphas_cumprod, diffusion_loss, guided, model_denoiser, timesteps
 from maa.models.unet import UNet
 from maa.models.unet import preset as unet_preset
 from maa.models.vae import SpecVAE
 from maa.models.vae import preset as vae_preset
-import soundfile as sf
-from maa.core.device import pick_device
+from maa.parts.vocoders import NeuralVocoder
 
 SECTIONS = ("generate", "diffusers", "train", "mel")
 

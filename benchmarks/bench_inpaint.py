@@ -34,9 +34,19 @@ import argparse
 
 import numpy as np
 import torch
+
 from maa.core.audio import SAMPLE_RATE, mel_spectrogram
-from maa.infer.inpaint import (duck_mels, folder_scorer, inpaint, join_flux_ratio, layer_mels,
-                               pick_context, render_layers, sample_layers, spans_mel_error)
+from maa.infer.inpaint import (
+    duck_mels,
+    folder_scorer,
+    inpaint,
+    join_flux_ratio,
+    layer_mels,
+    pick_context,
+    render_layers,
+    sample_layers,
+    spans_mel_error,
+)
 from maa.infer.pipeline import GenerateOptions, load_model
 
 SCENES = [("heavy rain is falling", 0), ("an engine idles", 1), ("birds are singing", 2)]

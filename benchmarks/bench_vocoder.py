@@ -25,10 +25,10 @@ import time
 import numpy as np
 import torch
 
+from maa.core.audio import DEFAULT as MEL
 from maa.core.audio import load_audio, mel_spectrogram, mel_to_linear
 from maa.core.io import write_json_atomic
 from maa.data.formats import read_manifest
-from maa.core.audio import DEFAULT as MEL
 from maa.parts.vocoders import GriffinLim, load_neural_vocoder
 from maa.train.vocoder import mr_stft_distance
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 from maa.commands.common import friendly, info, warn
-from maa.core import progress
 from maa.commands.options import BatchSize, Device, Quiet, Threads
+
+from maa.core import progress
 from maa.core.errors import MaaError
 
 HELP = """Generate audio from text with a latent diffusion model folder (from `maa train-ldm`).

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from maa.commands.common import friendly
+
 from maa.core.errors import MaaError
 
 HELP = """Print the generation record inside wav files (prompt, seed, settings, model hash, version) as

@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 from maa.commands.common import fail
-from maa.core.errors import MaaError
+
 from maa.core.checkpoint import resolve_model
+from maa.core.errors import MaaError
 
 
 def finite(value):

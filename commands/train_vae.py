@@ -9,8 +9,9 @@ from pathlib import Path
 import typer
 from maa.commands import options as opt
 from maa.commands.common import emit, friendly, reporter
-from maa.core.errors import MaaError
+
 from maa.core.device import apply_threads
+from maa.core.errors import MaaError
 
 HELP = """Train the spectrogram VAE (Make-An-Audio's autoencoder with a multi-window discriminator).
 

@@ -237,6 +237,7 @@ def hf_models(ws):
 def convert_inputs(ws):
     """The tiny official checkpoint damaged: a NaN weight, a tensor of the wrong shape; a BERT config with 0 heads."""
     import torch
+
     from maa.core.safe_pickle import load_pickle_checkpoint
 
     sd = load_pickle_checkpoint(GOLDEN / "tiny_maa1_full.ckpt")["state_dict"]

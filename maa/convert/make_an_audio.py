@@ -28,6 +28,7 @@ bert-base-uncased's 12).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -37,20 +38,16 @@ from pathlib import Path
 
 import torch
 
+from maa.core.audio import DEFAULT as MEL
 from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path, write_json_atomic, write_text_atomic
-from maa.core.audio import DEFAULT as MEL
 from maa.core.safe_pickle import load_pickle_checkpoint
 from maa.models.bigvgan import WEIGHT_NAMES, fold_weight_norm, read_bigvgan_config
 from maa.models.diffusion import LDM_KIND, DiffusionConfig, alphas_cumprod
-from maa.parts.text import MSCLAP_KIND
-from maa.models.unet import UNetConfig
-from maa.models.vae import VAEConfig
-import json
-from maa.parts.text import MsclapTower
-from maa.models.unet import UNet
-from maa.models.vae import SpecVAE
+from maa.models.unet import UNet, UNetConfig
+from maa.models.vae import SpecVAE, VAEConfig
+from maa.parts.text import MSCLAP_KIND, MsclapTower
 from maa.parts.vocoders import load_bigvgan
 
 UNET, VAE, TEXT = "model.diffusion_model.", "first_stage_model.", "cond_stage_model.caption_encoder."

@@ -26,34 +26,34 @@ from pathlib import Path
 import torch
 
 from maa.convert.make_an_audio import (
-    check_target,
-    yaml_unet_params,
-    split_parts,
-    staging_dir,
     CONVERTED_MARK,
     Progress,
     _check_fits,
     _convert_bigvgan,
-    replace_dir,
     _save,
+    check_target,
     diffusion_config,
     map_unet,
     map_vae,
     read_state_dict,
+    replace_dir,
+    split_parts,
+    staging_dir,
     unet_config,
     vae_config,
+    yaml_unet_params,
 )
+from maa.core.audio import DEFAULT as MEL
 from maa.core.errors import MaaError
 from maa.core.io import write_json_atomic, write_text_atomic
-from maa.core.audio import DEFAULT as MEL
 from maa.models.bigvgan import read_bigvgan_config
 from maa.models.diffusion import LDM_KIND
-from maa.parts.openclip import KIND as OPENCLIP_KIND
-from maa.parts.openclip import OPENAI_MEAN, OPENAI_STD, WEIGHTS as CLIP_WEIGHTS
-from maa.parts.openclip import _open_clip, _read_json, build_model
-from maa.parts.vocoders import load_bigvgan
 from maa.models.unet import UNet
 from maa.models.vae import SpecVAE
+from maa.parts.openclip import KIND as OPENCLIP_KIND
+from maa.parts.openclip import OPENAI_MEAN, OPENAI_STD, _open_clip, _read_json, build_model
+from maa.parts.openclip import WEIGHTS as CLIP_WEIGHTS
+from maa.parts.vocoders import load_bigvgan
 
 CLIP = "cond_stage_model.model."
 DEFAULT_CLIP = "ViT-H-14"  # FrozenGlobalNormOpenCLIPEmbedder's default arch (pretrained laion2b_s32b_b79k)

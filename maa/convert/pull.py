@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import errno
 import json
-from urllib.parse import unquote
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import unquote
 
-from maa.core.checkpoint import sha256_file
-from maa.core.errors import MaaError
+from maa.convert.make_an_audio import convert_vocoder_folder, replace_dir
+from maa.convert.official import convert_official
 from maa.core.checkpoint import (
     HF_PREFIX,
     PULL_RECORD,
@@ -31,11 +31,11 @@ from maa.core.checkpoint import (
     models_dir,
     pulled_path,
     registry,
+    sha256_file,
     verify_pulled,
 )
+from maa.core.errors import MaaError
 from maa.core.io import write_json_atomic, write_text_atomic
-from maa.convert.official import convert_official
-from maa.convert.make_an_audio import convert_vocoder_folder, replace_dir
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip format; the official checkpoints are zip files
 

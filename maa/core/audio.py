@@ -8,6 +8,7 @@ resampling uses soxr's high-quality mode, the same engine librosa uses by defaul
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +22,6 @@ import torch
 from maa.core.config import ConfigMixin, Range
 from maa.core.errors import MaaError, warn
 from maa.core.io import atomic_path
-import struct
 
 SAMPLE_RATE = 16000
 # Above this a whole-file read is refused: a 1-hour 96 kHz 6-channel file is 8 GB as float32.

@@ -14,12 +14,12 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from maa.core.config import tag_sources
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path, write_json_atomic
-from safetensors import SafetensorError
 
 
 def num_params(m: nn.Module) -> int:

@@ -19,9 +19,11 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
-from maa.core.errors import MaaError, warn
+
 import numpy as np
 from safetensors import safe_open
+
+from maa.core.errors import MaaError, warn
 
 try:
     import fcntl

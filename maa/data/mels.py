@@ -15,9 +15,9 @@ import os
 import numpy as np
 import torch
 
+from maa.core.audio import load_audio, mel_spectrogram
 from maa.core.errors import MaaError
 from maa.data.formats import read_manifest
-from maa.core.audio import load_audio, mel_spectrogram
 
 
 def mel_rows(src: str | os.PathLike) -> list[dict]:

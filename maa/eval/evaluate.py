@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soxr
+import torch
 
 from maa.core.audio import DEFAULT, SAMPLE_RATE, load_audio, mel_spectrogram
 from maa.core.checkpoint import sha256_file
 from maa.core.errors import MaaError
-from maa.core.manifest import caption_of
-from maa.data.formats import read_manifest
-from maa.core.progress import Reporter
-from maa.eval import metrics
 from maa.core.io import atomic_path
-import soxr
-import torch
+from maa.core.manifest import caption_of
+from maa.core.progress import Reporter
+from maa.data.formats import read_manifest
+from maa.eval import metrics
 from maa.eval.extractors import load_extractor
 
 VGGISH_FAD = "fad"  # FD on VGGish frames is called FAD in the literature

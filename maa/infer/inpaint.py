@@ -34,21 +34,20 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from maa.core.audio import SAMPLE_RATE, fit_length
-from maa.core.errors import MaaError
 from maa.core.audio import DEFAULT as MEL
-from maa.core.audio import frames_for_duration, samples_for_frames
+from maa.core.audio import SAMPLE_RATE, fit_length, frames_for_duration, samples_for_frames
+from maa.core.errors import MaaError
 from maa.infer import sampling
-from maa.parts.vocoders import NORMDB, log10_to_normdb, normdb_to_log10
+from maa.infer.limits import check_scene_mix, check_span_seconds
 from maa.parts.scorers import MaaClapScorer
-from maa.infer.limits import SCENE_MIXES, check_span_seconds
+from maa.parts.vocoders import NORMDB, log10_to_normdb, normdb_to_log10
 
 # Scene captions the context is chosen from when --context is not given: backgrounds the demo
 # corpus and its "A while B" compositions cover, phrased as its template captions are.
@@ -228,11 +227,9 @@ def duck_mels(event: torch.Tensor, scene: torch.Tensor, spans: list[Span], domai
 def mix_scene(event: torch.Tensor, scene: torch.Tensor, spans: list[Span], domain: str | None,
               mix: str = "duck") -> torch.Tensor:
     """keep-scene's mel: `mix` (SCENE_MIXES) of the event's and the scene's mels."""
-    if mix == "sum":  # the recipe before "duck" (records without a scene_mix replay it)
+    if check_scene_mix(mix) == "sum":  # the recipe before "duck" (records without a scene_mix replay it)
         return layer_mels(event, scene, domain, EVENT_GAIN_DB)
-    if mix == "duck":
-        return duck_mels(event, scene, spans, domain)
-    raise MaaError(f"scene_mix {mix!r}: choose one of {', '.join(SCENE_MIXES)}")
+    return duck_mels(event, scene, spans, domain)
 
 
 @dataclass
@@ -305,8 +302,7 @@ def inpaint(model, prompt: str, audio: np.ndarray, spans: list[Span], opts, seed
     context (the scene going on, held to the kept audio like the event), and the two mels are
     mixed (`mix`, SCENE_MIXES: mix_scene) before the vocoder. None: the prompt alone (replace)."""
     if context:
-        if mix not in SCENE_MIXES:  # before the sampling, not after
-            raise MaaError(f"scene_mix {mix!r}: choose one of {', '.join(SCENE_MIXES)}")
+        check_scene_mix(mix)  # before the sampling, not after
         layers = sample_layers(model, prompt, context, audio, spans, opts, seed, on_step)
         return render_layers(model, layers, mix_scene(layers.event, layers.scene, layers.spans,
                                                       model.config.get("mel_domain"), mix))
@@ -314,6 +310,7 @@ def inpaint(model, prompt: str, audio: np.ndarray, spans: list[Span], opts, seed
     z = sampling.sample(model, [prompt], noise, opts, sampling.Known(z_in, keep), on_step, seed=seed)
     (mel_gen, mel_rt), (wav_gen, wav_rt) = sampling.decode(model, torch.cat([z, z_in]), frames)
     return _crossfaded(wav_gen, wav_rt, mel_gen, mel_rt, spans, len(audio), z)
+
 
 @torch.no_grad()
 def generate_one(model, prompt: str, seed: int, opts, parts: list[str] | None = None,

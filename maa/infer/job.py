@@ -32,7 +32,6 @@ from maa.core.checkpoint import read_config
 from maa.core.device import apply_threads, pick_device
 from maa.core.errors import MaaError
 from maa.core.io import clip_id, safe_stem, write_text_atomic
-from maa.infer.sampling import FastPath, WINDOW
 from maa.infer.limits import (
     MAX_CANDIDATES,
     check_count,
@@ -44,6 +43,7 @@ from maa.infer.limits import (
 from maa.infer.options import GenerateOptions, read_record, same_settings, save_wav_with_record, wav_bytes
 from maa.infer.pipeline import load_pipeline, resolve_model_dir
 from maa.infer.plots import save_png
+from maa.infer.sampling import WINDOW, FastPath
 from maa.models.unet import UNetConfig
 from maa.models.vae import VAEConfig
 

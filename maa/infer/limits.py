@@ -27,6 +27,13 @@ INPAINT_MODES = ("keep-scene", "replace")
 # where the event is loud) or sum (the event +6 dB over it as powers: records from before "duck").
 SCENE_MIXES = ("duck", "sum")
 
+
+def check_scene_mix(mix: str) -> str:
+    """`mix` if it names a keep-scene mix (SCENE_MIXES), else one line listing them."""
+    if mix not in SCENE_MIXES:
+        raise MaaError(f"--scene-mix {mix!r}: choose one of {', '.join(SCENE_MIXES)}")
+    return mix
+
 # A 16-bit mono RIFF wav holds at most 4 GiB of samples (its sizes are 32-bit); 1 MiB is kept for
 # the header and the record: about 37 h at 16 kHz. Longer is refused even with --force.
 MAX_SECONDS = (2**32 - 2**20) / 2 / SAMPLE_RATE

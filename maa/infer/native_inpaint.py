@@ -26,16 +26,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maa.core.errors import MaaError
+from maa.core.audio import MelConfig, load_audio, mel_basis
 from maa.core.checkpoint import load_weights, read_config, resolve_model, sha256_file, uninitialized
-from maa.parts.vocoders import for_domain, load_vocoder
+from maa.core.device import pick_device
+from maa.core.errors import MaaError
+from maa.core.version import __version__
+from maa.infer.options import read_record, save_wav_with_record
 from maa.models.diffusion import DiffusionConfig, alphas_cumprod
 from maa.models.inpaint_unet import INPAINT_KIND, InpaintUNet, InpaintUNetConfig
 from maa.models.vae import load_vae
-from maa.core.audio import MelConfig, load_audio, mel_basis
-from maa.core.device import pick_device
-from maa.infer.options import read_record, save_wav_with_record
-from maa.core.version import __version__
+from maa.parts.vocoders import for_domain, load_vocoder
 
 OFFICIAL_FRAMES = 848  # AudioGPT pads/crops the input to 848 mel frames (10.85 s)
 OFFICIAL_SEED, OFFICIAL_STEPS = 55, 100

@@ -32,7 +32,7 @@ from maa.core.audio import SAMPLE_RATE
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path
 from maa.core.progress import staged
-from maa.infer.limits import INPAINT_MODES, MAX_RECORD_BYTES, SCENE_MIXES, check_settings, record_from_text
+from maa.infer.limits import INPAINT_MODES, MAX_RECORD_BYTES, check_scene_mix, check_settings, record_from_text
 from maa.infer.sampling import WINDOW
 from maa.models.diffusion import SAMPLERS
 
@@ -105,9 +105,7 @@ class GenerateOptions:
             raise MaaError(f"--inpaint-mode {self.inpaint_mode!r}: choose one of {', '.join(INPAINT_MODES)}")
         if (self.context is not None or self.inpaint_mode != "keep-scene") and not self.inpaint:
             raise MaaError("--inpaint-mode/--context: only with --inpaint START-END (the spans to regenerate)")
-        if self.scene_mix not in SCENE_MIXES:
-            raise MaaError(f"--scene-mix {self.scene_mix!r}: choose one of {', '.join(SCENE_MIXES)}")
-        if self.scene_mix != "duck" and not (self.inpaint and self.inpaint_mode == "keep-scene"):
+        if check_scene_mix(self.scene_mix) != "duck" and not (self.inpaint and self.inpaint_mode == "keep-scene"):
             raise MaaError("--scene-mix: only with --inpaint and --inpaint-mode keep-scene (how the event and the scene are mixed)")
         if self.context is not None and self.inpaint_mode != "keep-scene":
             raise MaaError("--context: only with --inpaint-mode keep-scene (replace samples the prompt alone)")

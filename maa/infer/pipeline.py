@@ -35,22 +35,22 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from maa.core.audio import DEFAULT as MEL
 from maa.core.audio import SAMPLE_RATE, fit_length, frames_for_duration, load_audio, samples_for_frames, seconds_for_frames
 from maa.core.checkpoint import folder_sha256, load_weights, read_config, resolve_model, uninitialized
 from maa.core.device import pick_device
 from maa.core.errors import MaaError
-from maa.core.version import __version__
-from maa.core.audio import DEFAULT as MEL
-from maa.infer import loop as looping
 from maa.core.progress import staged
+from maa.core.version import __version__
+from maa.infer import loop as looping
 from maa.infer import sampling
-from maa.parts.vocoders import for_domain, load_vocoder
 from maa.infer.options import GenerateOptions, mode_module, split_sequence
 from maa.infer.temporal import join, part_span
-from maa.models.diffusion import DiffusionConfig, INPAINT_KIND, LDM_KIND, alphas_cumprod
+from maa.models.diffusion import INPAINT_KIND, LDM_KIND, DiffusionConfig, alphas_cumprod
 from maa.models.unet import UNet, UNetConfig
 from maa.models.vae import load_vae
 from maa.parts.text import load_text_encoder, resolve_spec
+from maa.parts.vocoders import for_domain, load_vocoder
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "model"
 

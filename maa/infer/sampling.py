@@ -33,7 +33,6 @@ from torch import nn
 
 from maa.core.audio import fit_length, mel_spectrogram, samples_for_frames
 from maa.core.errors import MaaError
-from maa.parts.vocoders import to_model_domain
 from maa.infer.loop import circular
 from maa.models.diffusion import (
     SAMPLERS,
@@ -45,6 +44,7 @@ from maa.models.diffusion import (
     schedule,
     sdedit_timesteps,
 )
+from maa.parts.vocoders import to_model_domain
 
 WINDOW = 10.0  # s: the longest clip sampled at once (the model's usual clip); longer ones go window by window
 

@@ -27,10 +27,10 @@ from maa.core.audio import SAMPLE_RATE, audio_info, load_audio
 from maa.core.errors import MaaError
 from maa.core.io import safe_stem, write_text_atomic
 from maa.infer.inpaint import parse_span
-from maa.infer.pipeline import load_pipeline, resolve_model_dir
-from maa.infer.timeline import parse_timeline
-from maa.infer.plots import save_png
 from maa.infer.options import read_record, save_wav_with_record
+from maa.infer.pipeline import load_pipeline, resolve_model_dir
+from maa.infer.plots import save_png
+from maa.infer.timeline import parse_timeline
 
 MAX_CANDIDATES = 4
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maa.core.config import ConfigMixin, OneOf, Range
-from maa.core.errors import MaaError
 from maa.core.audio import MEL_MIN
 from maa.core.checkpoint import load_weights, read_config, uninitialized
+from maa.core.config import ConfigMixin, OneOf, Range
+from maa.core.errors import MaaError
 from maa.core.progress import staged
 
 MEL_CENTER, MEL_SCALE = -1.75, 3.25  # [-5, 1.5] -> [-1, 1]

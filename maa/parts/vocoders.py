@@ -21,12 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maa.core.checkpoint import load_weights, mmap_safetensors, parse_config, uninitialized
-from maa.core.errors import MaaError, warn
 from maa.core.audio import DEFAULT as MEL
 from maa.core.audio import LOG_FLOOR, MelConfig, as_mel_batch, mel_basis, mel_to_linear
+from maa.core.checkpoint import load_weights, mmap_safetensors, parse_config, uninitialized
+from maa.core.errors import MaaError, warn
 from maa.core.progress import staged
-from maa.parts.registry import Registry
 from maa.models.vocos import (
     VOCOS_KIND,
     WEIGHTS,
@@ -35,6 +34,7 @@ from maa.models.vocos import (
     istft_same,
     stft_same,
 )
+from maa.parts.registry import Registry
 
 
 def load_bigvgan(path: str | Path, device: str | torch.device = "cpu", refine: int | None = None):

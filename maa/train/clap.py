@@ -23,23 +23,20 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from maa.core.errors import MaaError
 from maa.core.audio import DEFAULT as MEL_DEFAULT
 from maa.core.audio import MEL_MIN
-from maa.data.caption import label_captions, label_text
-from maa.models.clap import ClapConfig, MaaClap, fit_mel, info_nce
-from maa.train.loop import TrainConfig, adamw, autocast, backward_step
-from maa.parts.scorers import resolve_maa_clap_dir
-from maa.core.progress import Reporter
-from maa.train.run import RunOptions, read_part_config
-from maa.data.mels import row_mel
-from maa.data.formats import read_manifest
 from maa.core.checkpoint import load_weights, num_params
+from maa.core.errors import MaaError
 from maa.core.manifest import split_holdout
-from maa.parts.scorers import MaaClapScorer
+from maa.core.progress import Reporter
+from maa.data.caption import label_captions, label_text
+from maa.data.formats import read_manifest
+from maa.data.mels import row_mel
+from maa.models.clap import ClapConfig, MaaClap, fit_mel, info_nce
+from maa.parts.scorers import MaaClapScorer, resolve_maa_clap_dir
 from maa.parts.text import load_text_encoder
-from maa.train.loop import seed_everything, train
-from maa.train.run import begin
+from maa.train.loop import TrainConfig, adamw, autocast, backward_step, seed_everything, train
+from maa.train.run import RunOptions, begin, read_part_config
 
 ZERO_SHOT_TEMPLATE = "the sound of {}"
 

@@ -11,6 +11,7 @@ reprogramming replaces a share of the examples with new compositions of single-e
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,37 +19,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maa.core.audio import fit_length, frames_for_duration, mel_spectrogram, samples_for_frames, seconds_for_frames
-from maa.core.errors import MaaError
 from maa.core.audio import DEFAULT as MEL
+from maa.core.audio import fit_length, frames_for_duration, mel_spectrogram, samples_for_frames, seconds_for_frames
+from maa.core.checkpoint import load_safetensors, num_params, read_config, sha256_file
+from maa.core.errors import MaaError
+from maa.core.io import load_tensor_table, save_tensor_table
+from maa.core.manifest import caption_of, split_holdout
+from maa.core.progress import Reporter
+from maa.data.formats import read_manifest
+from maa.data.mels import RowMels, random_crop, tile_crop
+from maa.data.reprogram import ComposeConfig, Reprogrammer, load_events
 from maa.models.diffusion import (
     LDM_KIND,
     DiffusionConfig,
     alphas_cumprod,
     diffusion_loss,
     measure_scale_factor,
+    q_sample,
+    v_target,
 )
 from maa.models.unet import UNet, UNetConfig
-from maa.core.progress import Reporter
-from maa.train.run import RunOptions
-from maa.data.mels import RowMels
-from maa.data.mels import random_crop
-from maa.data.mels import tile_crop
-from maa.core.io import load_tensor_table, save_tensor_table
-from maa.train.loop import adamw
-from maa.train.loop import autocast, backward_step
-from maa.models.diffusion import q_sample, v_target
-import json
-from maa.core.checkpoint import load_safetensors, num_params, read_config, sha256_file
-from maa.core.manifest import caption_of
-from maa.data.formats import read_manifest
-from maa.core.manifest import split_holdout
 from maa.models.unet import preset as unet_preset
 from maa.models.vae import load_vae
-from maa.train.loop import train
-from maa.train.run import begin
+from maa.train.loop import adamw, autocast, backward_step, train
+from maa.train.run import RunOptions, begin
 from maa.train.text_cache import CachedTextEncoder, load_text_cache, save_text_cache
-from maa.data.reprogram import ComposeConfig, Reprogrammer, load_events
 
 # ----------------------------------------------------------------------------- data
 

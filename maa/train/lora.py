@@ -10,16 +10,23 @@ first step and again at the end. `--resume` continues exactly, from the same bas
 from __future__ import annotations
 
 import json
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from maa.core.audio import frames_for_duration, seconds_for_frames
+from maa.core.checkpoint import num_params, sha256_file
 from maa.core.errors import MaaError
 from maa.core.io import write_json_atomic
+from maa.core.manifest import caption_of, split_holdout
+from maa.core.progress import Reporter
+from maa.models.diffusion import DiffusionConfig, diffusion_loss
 from maa.models.lora import DEFAULT_TARGETS, LORA_KIND, META, LoRA, attach, check_rank, parse_targets, unet_sha256
 from maa.models.unet import UNetConfig
-from dataclasses import dataclass
-
+from maa.models.vae import load_vae
+from maa.parts.text import resolve_spec
 from maa.train.ldm import (
     CaptionedMels,
     LDMSetup,
@@ -31,20 +38,9 @@ from maa.train.ldm import (
     ldm_dir_of,
     read_init_config,
 )
-from maa.core.progress import Reporter
-from maa.train.loop import adamw
-from maa.models.diffusion import DiffusionConfig, diffusion_loss
-from maa.train.loop import autocast, backward_step
-from collections import Counter
-from maa.core.manifest import caption_of
-from maa.core.checkpoint import num_params, sha256_file
-from maa.core.manifest import split_holdout
-from maa.core.audio import frames_for_duration, seconds_for_frames
-from maa.models.vae import load_vae
-from maa.train.loop import train
+from maa.train.loop import adamw, autocast, backward_step, train
 from maa.train.run import begin
 from maa.train.text_cache import CachedTextEncoder, load_text_cache, save_text_cache
-from maa.parts.text import resolve_spec
 
 
 class LoRATask(LDMTask):

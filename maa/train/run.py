@@ -17,6 +17,7 @@ seed), so a wrong flag fails before any data set is built.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,6 @@ from maa.train.loop import (
     resolve_device,
     seed_everything,
 )
-import json
 
 
 @dataclass(kw_only=True)

@@ -15,39 +15,33 @@ trains from disc_start on. Not ported: the learned log-variance on the reconstru
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
+from maa.core.audio import DEFAULT as MEL_DEFAULT
+from maa.core.audio import MEL_MIN
+from maa.core.checkpoint import load_weights, num_params, read_config
 from maa.core.config import ConfigMixin, Range
 from maa.core.device import describe
 from maa.core.errors import MaaError
 from maa.core.io import atomic_path
-from maa.core.audio import DEFAULT as MEL_DEFAULT
-from maa.core.audio import MEL_MIN
-from maa.models.vae import SpecVAE
+from maa.core.manifest import split_holdout
+from maa.core.progress import Reporter
+from maa.data.mels import FullMels, MelCrops, band_means, mel_rows
+from maa.models.vae import SpecVAE, VAEConfig, load_vae
+from maa.models.vae import preset as get_preset
 from maa.train.discriminators import (
+    DiscConfig,
     MultiWindowDiscriminator,
     feature_matching_loss,
     hinge_d_loss,
     hinge_g_loss,
 )
-from maa.train.loop import TrainConfig, autocast, backward_step
-from maa.core.progress import Reporter
-from maa.train.run import RunOptions
-from maa.core.checkpoint import load_weights, num_params, read_config
-from maa.core.manifest import split_holdout
-from maa.data.mels import MelCrops, band_means, mel_rows
-from maa.models.vae import VAEConfig
-from maa.models.vae import preset as get_preset
-from maa.train.discriminators import DiscConfig
-from maa.train.loop import seed_everything, train
-from maa.train.run import begin
-from maa.data.mels import FullMels
-from maa.models.vae import load_vae
-from maa.train.loop import resolve_device
+from maa.train.loop import TrainConfig, autocast, backward_step, resolve_device, seed_everything, train
+from maa.train.run import RunOptions, begin
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -10,22 +10,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maa.core.errors import MaaError
 from maa.core.audio import DEFAULT as MEL
 from maa.core.audio import LOG_FLOOR, MelConfig, load_audio, mel_basis, mel_spectrogram
-from maa.models.vocos import VOCOS_KIND, WEIGHTS, VocoderConfig, VocosGenerator
-from maa.train.discriminators import multi_period, multi_resolution, stft_mag
-from maa.parts.vocoders import resolve_vocoder_dir
-from maa.core.progress import Reporter
-from maa.train.run import RunOptions, read_part_config
-from maa.train.loop import adamw
-from maa.train.loop import autocast, backward_step
-from dataclasses import replace
 from maa.core.checkpoint import load_weights, num_params
+from maa.core.errors import MaaError
+from maa.core.progress import Reporter
 from maa.data.formats import read_manifest
+from maa.models.vocos import VOCOS_KIND, WEIGHTS, VocoderConfig, VocosGenerator
 from maa.models.vocos import preset as get_preset
-from maa.train.loop import train
-from maa.train.run import begin
+from maa.parts.vocoders import resolve_vocoder_dir
+from maa.train.discriminators import multi_period, multi_resolution, stft_mag
+from maa.train.loop import adamw, autocast, backward_step, train
+from maa.train.run import RunOptions, begin, read_part_config
 
 
 def log_mel(wav: torch.Tensor, cfg: MelConfig = MEL) -> torch.Tensor:

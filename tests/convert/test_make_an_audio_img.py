@@ -121,8 +121,8 @@ def test_vocoder_gets_the_official_domain(img_model):
     """The converted vocoder maps maa's log10 mels to clamp((x + 1) / 2, 0, 1) itself."""
     import dataclasses
 
-    from maa.parts.vocoders import load_neural_vocoder
     from maa.models.bigvgan import BigVGAN
+    from maa.parts.vocoders import load_neural_vocoder
 
     voc = load_neural_vocoder(img_model / "vocoder")
     plain = BigVGAN(dataclasses.replace(voc.model.cfg, input_domain="log10"))

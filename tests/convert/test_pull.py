@@ -268,9 +268,8 @@ def test_pull_inpaint_model_is_native_inpainting(env, monkeypatch):
 
 def test_cli_list_offline_and_errors(env, monkeypatch):
     """`maa pull --list` works with HF_HUB_OFFLINE set (no network); errors are one line."""
-    from typer.testing import CliRunner
-
     from maa.commands.cli import app
+    from typer.testing import CliRunner
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     r = CliRunner().invoke(app, ["pull", "--list"])

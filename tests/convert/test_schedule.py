@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from maa.core.errors import MaaError
-from maa.models.diffusion import DiffusionConfig, alphas_cumprod
 from maa.models.diffusion import (
     SAMPLERS,
+    DiffusionConfig,
+    alphas_cumprod,
     end_alpha,
     official_timesteps,
     schedule,

@@ -11,10 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from maa.core.audio import MelConfig
 from maa.core.checkpoint import load_weights, read_config
 from maa.core.config import ConfigMixin, OneOf, Range
 from maa.core.errors import MaaError
-from maa.core.audio import MelConfig
 from maa.infer.pipeline import BUNDLED_MODEL
 from maa.models.bigvgan import BigVGANConfig, read_bigvgan_config
 from maa.models.clap import ClapConfig, MaaClap

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from maa.core.errors import MaaError
 from maa.core.audio import fit_length, mel_spectrogram
+from maa.core.errors import MaaError
 from maa.infer import sampling
 from maa.infer.inpaint import (
     AUDIO_FADE,
@@ -22,9 +22,9 @@ from maa.infer.inpaint import (
     span_weight,
     spans_mel_error,
 )
-from maa.parts.vocoders import NORMDB, log10_to_normdb
 from maa.infer.pipeline import GenerateOptions, load_model
-from maa.models.diffusion import DiffusionConfig, SAMPLERS, SPACING, alphas_cumprod, hold_known, regional, timesteps
+from maa.models.diffusion import SAMPLERS, SPACING, DiffusionConfig, alphas_cumprod, hold_known, regional, timesteps
+from maa.parts.vocoders import NORMDB, log10_to_normdb
 from tests.conftest import real_ish
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -193,7 +193,7 @@ def test_keep_scene_sum_is_the_recipe_from_before_duck_bit_for_bit(model):
     assert np.array_equal(generate_one(model, "a door slams", 5, o)[0], out.audio)
     assert not np.array_equal(inpaint(model, "a door slams", audio, spans, opts, seed=5, context="rain falls").audio,
                               out.audio)  # the default (duck) is another mix
-    with pytest.raises(MaaError, match="scene_mix 'loud'"):
+    with pytest.raises(MaaError, match="--scene-mix 'loud': choose one of duck, sum"):
         inpaint(model, "a door slams", audio, spans, opts, seed=5, context="rain falls", mix="loud")
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from maa.infer import sampling
 from maa.core.audio import frames_for_duration, samples_for_frames
+from maa.infer import sampling
 from maa.infer.longform import generate_long, window_starts, windows_for
 from maa.infer.pipeline import GenerateOptions, load_model
 

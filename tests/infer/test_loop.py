@@ -7,12 +7,12 @@ import torch
 from maa.commands.cli import app
 from typer.testing import CliRunner
 
-from maa.core.errors import MaaError
 from maa.core.audio import frames_for_duration
+from maa.core.errors import MaaError
 from maa.infer.loop import circular, wrap_pad
 from maa.infer.loop_figures import crossfade_loop, wrap_figures
-from maa.infer.pipeline import GenerateOptions, load_pipeline
 from maa.infer.options import read_record
+from maa.infer.pipeline import GenerateOptions, load_pipeline
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

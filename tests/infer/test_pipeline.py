@@ -4,13 +4,13 @@ import torch
 
 from maa.core.audio import frames_for_duration, samples_for_frames, seconds_for_frames
 from maa.core.errors import MaaError
+from maa.infer.job import KEEP_SCENE_BATCH, estimate, preflight
 from maa.infer.pipeline import (
     GenerateOptions,
     _layout,
     load_model,
     load_pipeline,
 )
-from maa.infer.job import KEEP_SCENE_BATCH, estimate, preflight
 from maa.infer.temporal import part_span
 from tests.conftest import real_ish
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from maa.core.errors import MaaError
 from maa.core.audio import frames_for_duration
+from maa.core.errors import MaaError
 from maa.infer.pipeline import GenerateOptions, load_model
 from maa.infer.timeline import (
     EVENT_FADE,

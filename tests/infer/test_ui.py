@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 import maa.infer.ui as ui
 from maa.core.errors import MaaError
-from maa.infer.pipeline import load_pipeline
 from maa.infer.options import read_record
+from maa.infer.pipeline import load_pipeline
 from maa.infer.ui import Studio, check_host, check_upload, model_choices, parse_spans
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 import torch
+from maa.commands.cli import app
 from PIL import Image
 from typer.testing import CliRunner
 
-from maa.commands.cli import app
 from tests.ldm_fixtures import TINY_OPENCLIP, make_model_dir
 from tests.visual_media import make_video
 

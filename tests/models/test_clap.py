@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from maa.core.errors import MaaError
+from maa.models.clap import ClapConfig, MaaClap, fit_mel, info_nce
 from maa.parts.scorers import (
-    check_scorer,
     MaaClapScorer,
+    check_scorer,
     load_scorer,
     rank_candidates,
     resolve_maa_clap_dir,
 )
-from maa.models.clap import ClapConfig, MaaClap, fit_mel, info_nce
 from maa.parts.text import TextEmbedding
 from tests.conftest import real_ish
 

@@ -12,21 +12,19 @@ import pytest
 import torch
 
 from maa.models.diffusion import (
+    SAMPLERS,
     DiffusionConfig,
     alphas_cumprod,
-    eps_from_v,
-    q_sample,
-    v_target,
-    x0_from_eps,
-)
-from maa.models.diffusion import (
-    SAMPLERS,
     ddim,
     dpmpp_2m,
+    eps_from_v,
     guided,
     plms,
+    q_sample,
     sdedit_timesteps,
     timesteps,
+    v_target,
+    x0_from_eps,
 )
 
 AC = alphas_cumprod(DiffusionConfig())

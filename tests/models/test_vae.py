@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from maa.core.audio import mel_spectrogram
 from maa.core.checkpoint import num_params
 from maa.core.errors import MaaError
-from maa.core.audio import mel_spectrogram
 from maa.data.mels import MelCrops, band_means, tile_crop
 from maa.models.vae import PRESETS, SpecVAE, VAEConfig, load_vae, preset
 from maa.train.discriminators import (
@@ -24,7 +24,6 @@ from maa.train.discriminators import (
 )
 from maa.train.loop import TrainConfig, read_metrics, train
 from maa.train.vae import VAELossConfig, VAETask, adaptive_weight
-
 from tests.conftest import real_ish
 
 ROOT = Path(__file__).resolve().parents[1]

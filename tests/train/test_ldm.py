@@ -6,8 +6,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from maa.core.errors import MaaError
 from maa.core.audio import frames_for_duration, seconds_for_frames
+from maa.core.errors import MaaError
 from maa.infer.pipeline import load_model, resolve_model_dir
 from maa.train.ldm import (
     CaptionedMels,
@@ -83,9 +83,9 @@ def test_reprogrammed_items(tmp_path):
 @pytest.mark.slow  # ~6 s
 def test_training_loss_falls(tmp_path, model_dir):
     from maa.models.diffusion import DiffusionConfig
-    from maa.parts.text import load_text_encoder
     from maa.models.unet import preset
     from maa.models.vae import load_vae
+    from maa.parts.text import load_text_encoder
     from maa.train.loop import TrainConfig, read_metrics, train
 
     rows = [json.loads(l) for l in write_clips(tmp_path / "clips", n=8).read_text().splitlines()]

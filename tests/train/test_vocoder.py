@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from maa.core.audio import mel_spectrogram, save_wav
 from maa.core.errors import MaaError
-from maa.parts.vocoders import load_neural_vocoder, mel_refine
 from maa.models.vocos import VocosGenerator, istft_same, preset, stft_same
+from maa.parts.vocoders import load_neural_vocoder, mel_refine
 from maa.train.loop import TrainConfig, read_metrics, train
 from maa.train.vocoder import AudioSegments, VocoderTask, log_mel, mr_stft_distance
 from tests.conftest import real_ish

@@ -75,7 +75,7 @@ class MaaClapScorer:
         self.model = MaaClap(self.cfg).to(self.device).eval()
         load_weights(self.dir, {"model": self.model})
         # text_encoder: an already loaded maa.parts.text encoder (tests pass a small stand-in)
-        self.text_encoder = text_encoder or load_text_encoder(self.cfg.text_encoder, device=str(self.device))
+        self.text_encoder = text_encoder or load_text_encoder(self.cfg.text_encoder, device=str(self.device), own_cache=True)
         self.batch_size = batch_size
         self.embed_text = TextCache(self._embed_text)
 

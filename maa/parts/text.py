@@ -25,6 +25,7 @@ encodes every caption once. The pooled vector is the masked mean of the token st
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import pickle
@@ -364,15 +365,24 @@ def resolve_spec(spec: str, root: str | Path) -> str:
     return TEXT_ENCODERS.resolve_in(spec, root)
 
 
-def load_text_encoder(spec: str = "minilm", device: str = "cpu", max_length: int = 77) -> HFTextEncoder:
-    """A frozen text encoder by spec (one of TEXT_ENCODERS: `minilm`, `laion-clap:CKPT`, `hf:PATH`, `msclap:DIR`)."""
+def load_text_encoder(spec: str = "minilm", device: str = "cpu", max_length: int = 77,
+                      own_cache: bool = False) -> HFTextEncoder:
+    """A frozen text encoder by spec (one of TEXT_ENCODERS: `minilm`, `laion-clap:CKPT`, `hf:PATH`, `msclap:DIR`).
+
+    One copy of the weights per process. own_cache: a caption cache of its own (a scorer's): a
+    caption embedded in another padded batch rounds differently, so a scorer's batches must not fill
+    the cache generation reads (a picked --context would not replay bit for bit)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub from here
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     TEXT_ENCODERS.parse(spec)  # a bad spec fails here, before any cache or load
     key = (spec, str(device), max_length)
     if key not in _LOADED:  # one copy per process: tests and multi-command runs load it once
         _LOADED[key] = TEXT_ENCODERS.load(spec, device=device, max_length=max_length)
-    return _LOADED[key]
+    enc = _LOADED[key]
+    if own_cache and hasattr(enc, "_cache"):
+        enc = copy.copy(enc)  # shared weights and tokenizer
+        enc._cache = OrderedDict()
+    return enc
 
 
 _LOADED: dict[tuple, HFTextEncoder] = {}

@@ -168,3 +168,16 @@ def test_one_laion_checkpoint_reader_for_the_text_tower_and_the_scorer(tmp_path)
         read_laion_checkpoint(tmp_path / "d.pt")
     with pytest.raises(MaaError, match="no such LAION-CLAP checkpoint"):
         read_laion_checkpoint(tmp_path / "nope.pt")
+
+
+def test_a_scorers_encoder_shares_the_weights_but_not_the_caption_cache():
+    """A caption embedded beside longer ones (padding) rounds differently; a scorer's batches must not
+    fill the cache generation reads, or a keep-scene --context picked by clap would not replay exactly."""
+    gen = load_text_encoder("minilm")
+    scorer = load_text_encoder("minilm", own_cache=True)
+    assert scorer.model is gen.model and scorer is not gen
+    caption = "a crowd murmurs"
+    scorer.encode([caption, "a much longer caption that pads the shorter one out"])
+    assert caption not in gen._cache
+    alone = gen.encode([caption])
+    assert torch.equal(alone.tokens, load_text_encoder("minilm", own_cache=True).encode([caption]).tokens)
